@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * This library's own extension: XenStore in-process.
+ *
+ * With XENSTORE_EMBEDDED=1 in the environment, xs_open() connects to one in-process store
+ * shared by every handle of the process (privileged, as domain 0), with no daemon.
+ */
+#ifndef XENSTORE_EMBEDDED_H
+#define XENSTORE_EMBEDDED_H
+
+#include <xenstore.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * An unprivileged connection acting as domain domid, whose every message crosses that
+ * domain's ring page, as a guest's would. The domain must have been introduced with
+ * xs_introduce_domain(); otherwise NULL with errno ENOENT. Close it with xs_close().
+ */
+struct xs_handle *xs_embedded_open_domain(unsigned int domid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XENSTORE_EMBEDDED_H */

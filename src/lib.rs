@@ -1,0 +1,31 @@
+//! libxenstore in Rust: a drop-in replacement for Xen's `libxenstore.so.4`, plus the XenStore
+//! engine it can embed and a daemon that serves it.
+//!
+//! Layers (each depends only on those above it):
+//! - [`wire`]: the protocol definition, shared by everything.
+//! - [`store`]: the engine (tree, transactions, watches, permissions, quotas, domains).
+//! - [`ring`]: the shared-page ring, client and server sides.
+//! - [`server`]: connections (socket, ring) served by the store.
+//! - [`client`]: a connection handle and its transports.
+//! - `ffi`: the exported `xs_*` C functions, a thin shell over [`client`].
+
+pub mod wire;
+pub mod store;
+pub mod ring;
+pub mod server;
+pub mod client;
+mod ffi;
+
+#[cfg(test)]
+mod header_tests {
+    /// The checked-in C header must be exactly what cbindgen generates from src/wire.
+    #[test]
+    fn xs_wire_h_matches_generated() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/xs_wire.h"));
+        let checked_in = include_str!("../include/xen/io/xs_wire.h");
+        assert!(
+            generated == checked_in,
+            "include/xen/io/xs_wire.h drifted from src/wire; copy $OUT_DIR/xs_wire.h over it"
+        );
+    }
+}
