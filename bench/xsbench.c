@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dlfcn.h>
 
 static double now(void)
 {
@@ -121,7 +122,7 @@ int main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: xsbench WORKLOAD COUNT\n"
                 "workloads: read write txn directory read_watched threads4 watch_events "
-                "mixed64 fanout1000 fill\n");
+                "mixed64 fanout1000 fill guest_read\n");
         return 2;
     }
     const char *w = argv[1];
@@ -250,6 +251,29 @@ int main(int argc, char **argv)
         dt = now() - t0;
         for (int i = 0; i < W; i++)
             xs_close(hs[i]);
+    } else if (!strcmp(w, "guest_read")) {
+        /* A guest's read through its ring: only our library has guest handles in-process. */
+        struct xs_handle *(*open_domain)(unsigned int) =
+            (struct xs_handle *(*)(unsigned int))dlsym(RTLD_DEFAULT, "xs_embedded_open_domain");
+        if (!open_domain) {
+            fprintf(stderr, "guest_read needs xs_embedded_open_domain\n");
+            return 3;
+        }
+        if (!xs_introduce_domain(h, 7, 0x1000, 3))
+            die("xs_introduce_domain");
+        must_write(h, XBT_NULL, "/local/domain/7/value", "0123456789abcdef");
+        struct xs_permissions perms[1] = { { .id = 7, .perms = XS_PERM_NONE } };
+        if (!xs_set_permissions(h, XBT_NULL, "/local/domain/7/value", perms, 1))
+            die("xs_set_permissions");
+        struct xs_handle *g = open_domain(7);
+        if (!g)
+            die("xs_embedded_open_domain");
+        t0 = now();
+        read_loop(g, "value", n);
+        dt = now() - t0;
+        xs_close(g);
+        xs_release_domain(h, 7);
+        xs_rm(h, XBT_NULL, "/local/domain/7");
     } else if (!strcmp(w, "fill")) {
         /* n nodes of 16 bytes under /bench/fill, 100 per directory. */
         char path[96];
