@@ -135,6 +135,25 @@ fn node_quota_in_transactions() {
 }
 
 #[test]
+fn node_quota_rechecked_at_commit() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    for p in ["/local/domain/3", "/local/domain/3/p", "/local/domain/3/q"] {
+        h.write(tool, p, "");
+        h.set_perms(tool, p, &["n3"]).unwrap();
+    }
+    h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "nodes", "4"]));
+    let g = h.conn(3);
+    let tx: u32 = h.ok(g, T::XS_TRANSACTION_START, 0, b"\0").trim_end_matches('\0').parse().unwrap();
+    assert_eq!(h.ok(g, T::XS_WRITE, tx, b"p/x\0"), "OK\0");
+    // No conflict (a different directory), but together they exceed the quota.
+    h.write(g, "q/y", "");
+    assert_eq!(h.err(g, T::XS_TRANSACTION_END, tx, &z(&["T"])), "ENOSPC");
+    assert_eq!(h.read(tool, "/local/domain/3/p/x").unwrap_err(), "ENOENT");
+    h.check();
+}
+
+#[test]
 fn size_permission_path_and_transaction_quotas() {
     let mut h = H::new();
     let tool = h.conn(0);

@@ -5,6 +5,7 @@ mod domains;
 mod perms;
 mod txn;
 mod watches;
+mod zz_bench;
 
 use std::collections::HashMap;
 
@@ -378,4 +379,10 @@ fn dirty_lists_connections_with_new_output() {
     d.sort();
     assert_eq!(d, vec![a, b]);
     assert!(h.s.take_dirty().is_empty());
+}
+
+#[test]
+fn store_can_live_behind_a_mutex() {
+    fn send<T: Send>() {}
+    send::<Store>();
 }
