@@ -11,6 +11,7 @@
 //!   `quota set <name> <value>` (value >= 1), `quota <domid>` (current use with the highest
 //!   seen: "%-17s: %8u (max %8u)"), `quota max [-r]` (highest use seen over unprivileged
 //!   domains, -r resets it).
+//!
 //! Unknown commands and wrong parameter counts are EINVAL.
 
 use super::dispatch::strings;

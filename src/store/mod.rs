@@ -273,9 +273,10 @@ impl Store {
         self.conns.get_mut(&conn)?.out.pop()
     }
 
-    /// Connections that received output since the last call.
+    /// Connections that received output since the last call (still connected ones only).
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        let v = std::mem::take(&mut self.dirty);
+        let mut v = std::mem::take(&mut self.dirty);
+        v.retain(|id| self.conns.contains_key(id));
         for id in &v {
             if let Some(c) = self.conns.get_mut(id) {
                 c.dirty = false;

@@ -15,6 +15,7 @@
 //! - Quotas (unprivileged requesters only): node count of the requester's domain (ENOSPC),
 //!   node size of every node written, including a parent gaining a child (ENOSPC).
 //! - Nodes are accounted to their owner.
+//!
 //! Every operation either succeeds completely or changes nothing.
 
 use std::sync::Arc;

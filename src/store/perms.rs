@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(r(3, None), Rights { read: true, write: false, owner: false });
         // A domain with a target acts with the target's rights too.
         assert_eq!(r(3, Some(5)), Rights::ALL);
-        assert_eq!(r(3, Some(7)).write, true);
+        assert!(r(3, Some(7)).write);
         assert_eq!(rights(&Access::new(0), &p), Rights::ALL);
     }
 
