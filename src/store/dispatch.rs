@@ -503,43 +503,54 @@ impl Store {
         Ok(ok_reply())
     }
 
-    /// Nodes owned by a released domain: deleted with their subtrees (watch events fire as
-    /// for RM), or given to domain 0 with `keep_orphans`. Special nodes are given back to
-    /// domain 0 in both cases.
+    /// Cleans up after a released domain, as the C daemon does when a domain goes away:
+    /// - nodes it owns are deleted with their subtrees (watch events fire as for RM), or with
+    ///   `keep_orphans` given to domain 0; special nodes it owns are given to domain 0;
+    /// - permission entries naming it are dropped everywhere, so a later domain reusing the
+    ///   domid inherits no rights (the C daemon ignores such entries via domain generation
+    ///   counts; we remove them, which reads the same through GET_PERMS of live nodes).
     fn remove_orphans(&mut self, domid: u32) {
-        for s in self.specials.iter_mut().filter(|s| s.perms.owner() == domid) {
-            s.perms = s.perms.with_owner(0);
-            self.domains.add_nodes(domid, -1);
-            self.domains.add_nodes(0, 1);
-        }
-        if self.domains.nodes(domid) == 0 {
-            return;
+        for s in self.specials.iter_mut() {
+            if s.perms.owner() == domid {
+                s.perms = s.perms.with_owner(0);
+                self.domains.add_nodes(domid, -1);
+                self.domains.add_nodes(0, 1);
+            }
+            s.perms = s.perms.without_grant(domid);
         }
         let mut tops: Vec<String> = Vec::new();
         let mut owned: Vec<String> = Vec::new();
+        let mut granted: Vec<String> = Vec::new();
         tree::preorder(self.tree.root(), "/", &mut |p, n| {
             if n.perms.owner() == domid {
                 owned.push(p.to_string());
-                if !tops.iter().any(|t| p.starts_with(t.as_str()) && p.as_bytes().get(t.len()) == Some(&b'/')) {
+                let inside = tops.last().is_some_and(|t| p.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('/')));
+                if !inside && p != "/" {
                     tops.push(p.to_string());
                 }
             }
+            if n.perms.entries()[1..].iter().any(|e| e.domid == domid) {
+                granted.push(p.to_string());
+            }
         });
         if self.cfg.keep_orphans {
-            for p in owned {
-                if let Some(n) = self.tree.node_mut(&p) {
+            for p in &owned {
+                if let Some(n) = self.tree.node_mut(p) {
                     n.perms = n.perms.with_owner(0);
                 }
                 self.domains.add_nodes(domid, -1);
                 self.domains.add_nodes(0, 1);
             }
-            return;
-        }
-        let Store { tree, domains, gen, watches, events, .. } = self;
-        let mut env = Env { tree, log: None, domains, gen, watches, events, who: Access::new(0) };
-        for p in tops {
-            if p != "/" {
+        } else {
+            let Store { tree, domains, gen, watches, events, .. } = self;
+            let mut env = Env { tree, log: None, domains, gen, watches, events, who: Access::new(0) };
+            for p in tops {
                 let _ = env.remove_subtree(&p);
+            }
+        }
+        for p in granted {
+            if let Some(n) = self.tree.node_mut(&p) {
+                n.perms = n.perms.without_grant(domid);
             }
         }
     }

@@ -51,6 +51,16 @@ impl Perms {
         Perms::from_vec(v)
     }
 
+    /// The same list without explicit entries for `domid` (the owner entry stays).
+    pub fn without_grant(&self, domid: u32) -> Perms {
+        if !self.0[1..].iter().any(|e| e.domid == domid) {
+            return self.clone();
+        }
+        let mut v = vec![self.0[0]];
+        v.extend(self.0[1..].iter().filter(|e| e.domid != domid));
+        Perms::from_vec(v)
+    }
+
     /// Parses SET_PERMS strings ("b0", "r5", ...). At least one entry; any malformed one is
     /// EINVAL.
     pub fn parse<'a>(strings: impl IntoIterator<Item = &'a [u8]>) -> Result<Perms, Errno> {

@@ -69,6 +69,23 @@ fn release_removes_the_domains_nodes() {
 }
 
 #[test]
+fn released_domids_lose_their_grants() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    h.ok(tool, T::XS_INTRODUCE, 0, &z(&["3", "1", "1"]));
+    h.write(tool, "/backend/x", "");
+    h.set_perms(tool, "/backend/x", &["n0", "r3", "b4"]).unwrap();
+    h.set_perms(tool, "@releaseDomain", &["n0", "r3"]).unwrap();
+    h.ok(tool, T::XS_RELEASE, 0, &z(&["3"]));
+    assert_eq!(h.perms(tool, "/backend/x"), "n0\0b4\0");
+    assert_eq!(h.perms(tool, "@releaseDomain"), "n0\0");
+    // A new domain 3 reads nothing it was not given.
+    let newcomer = h.conn(3);
+    assert_eq!(h.read(newcomer, "/backend/x").unwrap_err(), "EACCES");
+    h.check();
+}
+
+#[test]
 fn keep_orphans_gives_nodes_to_dom0() {
     let mut h = H::with(Config { keep_orphans: true, ..Config::default() });
     let tool = h.conn(0);
