@@ -353,6 +353,9 @@ fn compare_all() -> Result<String, String> {
         }
         for (l, (t, o)) in lines.iter().zip(theirs.iter().zip(&ours)) {
             if t == o {
+                if let Some(key) = &l.diff {
+                    eprintln!("note: {name}.seq line {} is marked `{key}` but now agrees", l.no);
+                }
                 continue;
             }
             if l.diff.is_some() {

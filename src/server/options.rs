@@ -76,9 +76,9 @@ Options:
   -M, --path-max <chars>     longest node path accepted
   -Q, --quota <what>=<nb>    hard quota; <what> is one of
                                transaction-nodes  nodes one transaction may touch
-                               memory             bytes one domain may use
-                               outstanding        requests of one domain in flight
-  -q, --quota-soft <what>=<nb>  soft quota, only warned about; <what> is memory
+                               outstanding        requests of one guest in flight
+                               memory             accepted, without effect
+  -q, --quota-soft <what>=<nb>  soft quota; memory is accepted, without effect
   -w, --timeout <what>=<seconds>  <what> is watch-event: how long an unread watch
                              event is kept before it is dropped (0: forever)
   -K, --keep-orphans         keep a released domain's nodes
@@ -208,7 +208,10 @@ where
                     let n = number(&opt, n)?;
                     match what {
                         "transaction-nodes" => o.transaction_nodes = Some(n),
-                        "memory" => o.memory = Some(n),
+                        "memory" => {
+                            o.memory = Some(n);
+                            o.notes.push("-Q memory ignored: memory is not accounted per domain".into());
+                        }
                         "outstanding" => o.outstanding = Some(n),
                         _ => return Err(format!("option -Q: unknown quota '{what}'")),
                     }
@@ -217,7 +220,10 @@ where
                     let (what, n) = key_value(&opt, &v)?;
                     let n = number(&opt, n)?;
                     match what {
-                        "memory" => o.memory_soft = Some(n),
+                        "memory" => {
+                            o.memory_soft = Some(n);
+                            o.notes.push("-q memory ignored: memory is not accounted per domain".into());
+                        }
                         _ => return Err(format!("option -q: unknown soft quota '{what}'")),
                     }
                 }
@@ -249,8 +255,24 @@ where
 impl DaemonOptions {
     /// The engine's configuration these options imply (defaults for what is not given).
     pub fn store_config(&self) -> Config {
-        // Mapped once the engine's configuration has its fields.
-        Config::default()
+        let mut cfg = Config::default();
+        let q = &mut cfg.quota;
+        // The engine counts in u32; a larger limit is as good as none.
+        let set = |slot: &mut u32, v: Option<u64>| {
+            if let Some(v) = v {
+                *slot = v.min(u32::MAX as u64) as u32;
+            }
+        };
+        set(&mut q.nodes, self.entry_nb);
+        set(&mut q.node_size, self.entry_size);
+        set(&mut q.watches, self.watch_nb);
+        set(&mut q.transactions, self.transaction);
+        set(&mut q.node_permissions, self.perm_nb);
+        set(&mut q.path_max, self.path_max);
+        set(&mut q.transaction_nodes, self.transaction_nodes);
+        set(&mut q.outstanding, self.outstanding);
+        cfg.keep_orphans = self.keep_orphans;
+        cfg
     }
 
     /// The socket transport's settings these options imply.
@@ -284,6 +306,11 @@ mod tests {
         assert_eq!(o.perm_nb, Some(4));
         assert!(o.verbose);
         assert!(o.notes.is_empty());
+        let q = o.store_config().quota;
+        assert_eq!((q.nodes, q.node_size, q.watches, q.transactions, q.node_permissions), (10, 5, 7, 3, 4));
+        let d = run(&[]).store_config();
+        assert_eq!(d.quota, Config::default().quota, "no options, the engine's defaults");
+        assert_eq!(run(&["-E", "99999999999"]).store_config().quota.nodes, u32::MAX);
     }
 
     #[test]
@@ -297,7 +324,10 @@ mod tests {
         assert_eq!(o.outstanding, Some(5));
         assert_eq!(o.memory_soft, Some(1024));
         assert_eq!(o.path_max, Some(512));
+        assert_eq!(o.notes.len(), 2, "memory quotas are noted as ignored");
         assert_eq!(o.server_config().watch_event_timeout, None);
+        let cfg = o.store_config();
+        assert_eq!((cfg.quota.transaction_nodes, cfg.quota.outstanding, cfg.quota.path_max), (100, 5, 512));
         let o = run(&["--timeout", "watch-event=3"]);
         assert_eq!(o.server_config().watch_event_timeout, Some(Duration::from_secs(3)));
         assert_eq!(run(&[]).server_config().watch_event_timeout, Some(Duration::from_secs(20)));
@@ -309,6 +339,7 @@ mod tests {
         assert_eq!(o.notes.len(), 4);
         assert_eq!(o.pid_file, Some(PathBuf::from("/run/x.pid")));
         assert!(o.output_pid && o.keep_orphans);
+        assert!(o.store_config().keep_orphans);
     }
 
     #[test]
