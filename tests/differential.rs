@@ -88,7 +88,7 @@ fn parse_payload(s: &str) -> Result<Vec<u8>, String> {
                 let end = s[i..].find('}').ok_or("unclosed {")? + i;
                 let (n, c) = s[i + 1..end].split_once('*').ok_or("expected {N*c}")?;
                 let n: usize = n.parse().map_err(|_| format!("bad count {n}"))?;
-                out.extend(std::iter::repeat(c.as_bytes()).take(n).flatten());
+                out.extend(std::iter::repeat_n(c.as_bytes(), n).flatten());
                 i = end + 1;
             }
             c => {

@@ -283,7 +283,7 @@ mod tests {
         let mut q = OutQueue::new();
         let mut expected = Vec::new();
         for i in 0..10 {
-            let m = msg(MsgType::XS_READ, i, &vec![b'a' + i as u8; 100]);
+            let m = msg(MsgType::XS_READ, i, &[b'a' + i as u8; 100]);
             expected.extend(&m);
             q.push(m);
         }

@@ -50,6 +50,7 @@ pub struct DaemonOptions {
 
 /// Outcome of parsing.
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once per run
 pub enum Command {
     Run(DaemonOptions),
     Help,
@@ -277,7 +278,7 @@ impl DaemonOptions {
 
     /// The socket transport's settings these options imply.
     pub fn server_config(&self) -> ServerConfig {
-        let mut cfg = ServerConfig::default();
+        let mut cfg = ServerConfig { verbose: self.verbose, ..ServerConfig::default() };
         if let Some(secs) = self.watch_event_timeout {
             cfg.watch_event_timeout = (secs > 0).then(|| Duration::from_secs(secs));
         }

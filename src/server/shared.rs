@@ -4,9 +4,10 @@
 //! Locking: a single mutex guards the store *and* the routing table (which transport owns
 //! which connection, and what each transport has yet to be told). A transport takes it through
 //! [`Transport::lock`], which returns a [`Session`]; while the session lives the transport may
-//! feed requests, pop output and connect/disconnect. No other lock exists here, so there is no
-//! ordering to get wrong; a transport must not hold its own locks' inverse (i.e. it must not
-//! take a lock inside a session that some other thread holds while waiting for a session).
+//! feed requests, pop output and connect/disconnect. There is no other lock here. A transport
+//! that has locks of its own must never wait for one of them while holding a session if
+//! another thread may hold that lock while waiting for a session; the simple rule that keeps
+//! this true: take the session last and do no blocking I/O while holding it.
 //!
 //! Waking: a request on one transport can queue a watch event for a connection of another.
 //! When a session ends it routes the store's dirty connections to their owners and, *after
@@ -59,6 +60,15 @@ impl<E: Engine> SharedStore<E> {
         let mut g = self.inner.lock();
         g.slots.push(Slot { dirty: Vec::new(), released: Vec::new(), wake: Arc::new(wake) });
         Transport { shared: Arc::clone(self), slot: g.slots.len() - 1 }
+    }
+}
+
+impl<E: Engine> SharedStore<E> {
+    /// Runs `f` on the store outside any transport (queries such as `is_introduced`, or
+    /// set-up). Output it causes is routed and every transport concerned is woken.
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
+        let mut s = Session { guard: Some(self.inner.lock()), me: usize::MAX, wake: Vec::new() };
+        f(s.store())
     }
 }
 

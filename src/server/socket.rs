@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub watch_event_timeout: Option<Duration>,
     /// Domain the socket clients act as.
     pub domid: u32,
+    /// Report broken clients on standard error.
+    pub verbose: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             read_chunk: 64 * 1024,
             watch_event_timeout: Some(Duration::from_secs(20)),
             domid: 0,
+            verbose: false,
         }
     }
 }
@@ -220,12 +223,14 @@ impl<E: Engine> SocketServer<E> {
                 Err(e) => {
                     // Out of descriptors (or memory): stop listening for a tick rather than
                     // spin on a listener that stays readable.
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
-                        if self.accepting {
-                            eprintln!("xenstored: cannot accept clients for now: {e}");
-                            self.accepting = false;
-                            let _ = self.epoll.modify(self.listener.as_fd(), 0, TOKEN_LISTENER);
-                        }
+                    let exhausted = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                    if exhausted && self.accepting {
+                        eprintln!("xenstored: cannot accept clients for now: {e}");
+                        self.accepting = false;
+                        let _ = self.epoll.modify(self.listener.as_fd(), 0, TOKEN_LISTENER);
                     }
                     break;
                 }
@@ -303,6 +308,8 @@ impl<E: Engine> SocketServer<E> {
                 let Some(c) = self.conns[idx].as_mut() else { continue };
                 handle_requests(&mut s, c, &self.cfg);
             }
+            // Released domains concern ring transports only; do not let the notices pile up.
+            s.take_released();
             // Output for clients that sent nothing (watch events, including from other
             // transports).
             for id in s.take_dirty() {
@@ -431,6 +438,18 @@ impl<E: Engine> SocketServer<E> {
     }
 }
 
+impl<E: Engine> Drop for SocketServer<E> {
+    /// The store may outlive the server (embedded use): its clients' transactions and watches
+    /// must not.
+    fn drop(&mut self) {
+        let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
+        let mut s = self.transport.lock();
+        for id in ids {
+            s.disconnect(id);
+        }
+    }
+}
+
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
 fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) {
     while !c.paused {
@@ -440,7 +459,10 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
         }
         match c.inbuf.next_message() {
             Ok(Some((hdr, payload))) => {
-                if s.handle(c.id, &hdr, payload).is_err() {
+                if let Err(e) = s.handle(c.id, &hdr, payload) {
+                    if cfg.verbose {
+                        eprintln!("xenstored: closing client {}: {}", c.id.0, e.0);
+                    }
                     c.closing = true;
                     // Send what the engine queued before the failure, then close.
                     pull_output(s, c, usize::MAX);
@@ -449,8 +471,11 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
                 pull_output(s, c, cfg.out_high);
             }
             Ok(None) => break,
-            Err(_) => {
+            Err(e) => {
                 // A payload over the protocol maximum: this client is broken; close it.
+                if cfg.verbose {
+                    eprintln!("xenstored: closing client {}: {:?}", c.id.0, e);
+                }
                 c.closing = true;
                 return;
             }
@@ -557,7 +582,7 @@ mod tests {
         assert_eq!(read_msg(&mut good).1, b"ok");
         // Both broken clients were disconnected from the engine.
         thread::sleep(Duration::from_millis(50));
-        assert_eq!(r.shared.register(|| {}).lock().store().disconnected.len(), 2);
+        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
     }
 
     #[test]
@@ -598,12 +623,12 @@ mod tests {
         }
         assert!(stuck_since.is_some(), "server kept reading a client that never reads");
         assert!(sent < 64 * 1024 * 1024, "sent {sent}");
-        let handled_at_stall = r.shared.register(|| {}).lock().store().handled;
+        let handled_at_stall = r.shared.with_store(|s| s.handled);
         for i in 0..50 {
             writer.write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v")).unwrap();
             assert_eq!(read_msg(&mut writer).0.req_id, 100 + i);
         }
-        let handled = r.shared.register(|| {}).lock().store().handled;
+        let handled = r.shared.with_store(|s| s.handled);
         assert_eq!(handled, handled_at_stall + 50, "the hog's requests were not handled meanwhile");
     }
 
@@ -667,6 +692,22 @@ mod tests {
             .collect();
         assert!(seq.windows(2).all(|w| w[0] < w[1]), "events stay in order");
         assert_eq!(*seq.last().unwrap(), n - 1, "events after the stall are delivered");
+    }
+
+    #[test]
+    fn stopping_the_server_disconnects_its_clients_from_the_store() {
+        let mut r = start("drop", ServerConfig::default());
+        let mut a = UnixStream::connect(&r.path).unwrap();
+        let mut b = UnixStream::connect(&r.path).unwrap();
+        for c in [&mut a, &mut b] {
+            c.write_all(&encode(MsgType::XS_READ, 1, 0, b"x")).unwrap();
+            read_msg(c);
+        }
+        r.stop.stop();
+        r.thread.take().unwrap().join().unwrap();
+        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        let mut buf = [0u8; 1];
+        assert_eq!(a.read(&mut buf).unwrap(), 0, "sockets are closed too");
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         // SAFETY: as above; only reads `lim`.
         cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
     Ok(lim.rlim_cur as u64)
 }
 
