@@ -71,12 +71,13 @@ impl Store {
                 out.push(format!("{p}: generation from the future"));
             }
             let mut bytes = 0;
-            for (i, c) in n.children.iter().enumerate() {
+            for (i, (h, c)) in n.children.iter().enumerate() {
                 bytes += c.name.len() + 1;
                 if c.name.is_empty() || !super::path::valid_chars(c.name.as_bytes()) || c.name.contains('/') {
                     out.push(format!("{p}: bad child name {:?}", c.name));
                 }
-                if i > 0 && n.children[i - 1].name >= c.name {
+                let prev = i.checked_sub(1).map(|j| &n.children[j]);
+                if prev.is_some_and(|(ph, pc)| (ph, &pc.name) >= (h, &c.name)) || *h != tree::name_hash(&c.name) {
                     out.push(format!("{p}: children out of order or duplicated"));
                 }
             }

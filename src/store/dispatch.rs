@@ -113,7 +113,7 @@ impl Store {
         match ty {
             XS_READ => {
                 let p = self.canon(who, onearg(payload)?, false)?;
-                let mut out = reply_buf(64);
+                let mut out = Vec::new();
                 self.with_env(conn, tx, |e| e.read(&p, &mut out))?;
                 Ok(out)
             }

@@ -7,9 +7,8 @@
 //! is taken to exist (the C daemon asks Xen, and ignores permission entries naming domains that
 //! do not exist; we do not).
 
-use std::collections::HashMap;
-
 use super::quota::Quotas;
+use super::IdMap;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Domain {
@@ -33,7 +32,7 @@ pub(crate) struct Domain {
 }
 
 pub(crate) struct Domains {
-    map: HashMap<u32, Domain>,
+    map: IdMap<u32, Domain>,
     /// Global quota values: given to domains on creation, changed by SET_QUOTA without domid.
     pub global: Quotas,
     /// Features a domain starts with (all the engine supports).
@@ -42,7 +41,7 @@ pub(crate) struct Domains {
 
 impl Domains {
     pub fn new(global: Quotas, supported: u32) -> Domains {
-        Domains { map: HashMap::new(), global, supported }
+        Domains { map: IdMap::default(), global, supported }
     }
 
     pub fn get(&self, domid: u32) -> Option<&Domain> {

@@ -99,8 +99,11 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// READ: `out` starts empty and becomes the whole reply message (one allocation).
     pub fn read(&mut self, p: &str, out: &mut Vec<u8>) -> Result<(), Errno> {
         let n = self.get_checked(p, Need::Read)?;
+        out.reserve_exact(crate::wire::HEADER_LEN + n.value.len());
+        out.resize(crate::wire::HEADER_LEN, 0);
         out.extend_from_slice(&n.value);
         Ok(())
     }
@@ -261,7 +264,7 @@ impl<'a> Env<'a> {
             let top_parent = self.tree.get(parent_path).map(|n| n.perms.clone());
             let mut stack: Vec<(String, &Node, Option<Perms>)> = vec![(p.to_string(), top, top_parent)];
             while let Some((at, n, pp)) = stack.pop() {
-                for c in n.children.iter() {
+                for (_, c) in n.children.iter() {
                     stack.push((path::child_path(&at, &c.name), c, Some(n.perms.clone())));
                 }
                 victims.push((at, n.perms.clone(), pp));

@@ -42,6 +42,9 @@ pub(crate) struct WatchIndex {
     by_path: HashMap<Box<str>, Vec<WatchEntry>>,
     total: usize,
     next_seq: u64,
+    /// Watch entries examined by matching (tests check that cost follows depth).
+    #[cfg(test)]
+    examined: std::cell::Cell<usize>,
 }
 
 impl WatchIndex {
@@ -83,21 +86,17 @@ impl WatchIndex {
         if self.total == 0 {
             return;
         }
+        let entries = |at: &str| {
+            let v = self.by_path.get(at).map_or(&[][..], |v| &v[..]);
+            #[cfg(test)]
+            self.examined.set(self.examined.get() + v.len());
+            v
+        };
         match kind {
-            Match::Exact => {
-                for e in self.by_path.get(p).into_iter().flatten() {
-                    f(e);
-                }
-            }
-            Match::NoDepth => {
-                for e in self.by_path.get(p).into_iter().flatten() {
-                    if e.depth.is_none() {
-                        f(e);
-                    }
-                }
-            }
+            Match::Exact => entries(p).iter().for_each(f),
+            Match::NoDepth => entries(p).iter().filter(|e| e.depth.is_none()).for_each(f),
             Match::Subtree | Match::Depth => path::for_each_ancestor(p, |anc, below| {
-                for e in self.by_path.get(anc).into_iter().flatten() {
+                for e in entries(anc) {
                     let hit = match (kind, e.depth) {
                         (Match::Depth, _) if below == 0 => true,
                         (Match::Depth, Some(d)) => d > 0 && below as u64 <= d as u64,
@@ -154,6 +153,19 @@ mod tests {
         assert!(ix.remove("/a", c, b"a0"));
         assert!(!ix.remove("/a", c, b"a0"));
         assert_eq!(ix.len(), 4);
+    }
+
+    #[test]
+    fn cost_follows_depth_not_watch_count() {
+        let mut ix = WatchIndex::default();
+        for i in 0..10_000 {
+            ix.add(&format!("/w/{i}"), ConnId(1), b"t", None, 0);
+        }
+        ix.add("/a", ConnId(2), b"mine", None, 0);
+        ix.examined.set(0);
+        assert_eq!(hits(&ix, "/a/b/c/d", Match::Subtree), [&b"mine"[..]]);
+        assert!(!ix.any("/elsewhere/x", Match::Subtree));
+        assert_eq!(ix.examined.get(), 1, "only the watch on an ancestor was looked at");
     }
 
     #[test]
