@@ -98,6 +98,9 @@ for t in "$REF_TOOLS"/xenstore "$REF_TOOLS"/xenstore-*; do
     [ "$(basename "$t")" = xenstore-control ] || ln -s "$t" "$TOOLS/"
 done
 ln -s "$REF_BIN/xenstore-control" "$REF_BIN/test-xenstore" "$TOOLS/"
+# Our probe of the calls the tools never make, linked like any Debian client.
+gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -o "$TOOLS/xsprobe" "$HERE/xsprobe.c" \
+    -L"$REF_LIB" -Wl,-rpath-link,"$REF_LIB" -lxenstore || { echo "cannot build xsprobe" >&2; exit 2; }
 
 # ------------------------------------------------------------- transcript steps
 

@@ -164,4 +164,7 @@ scenario() {
     run xenstore-ls -f -p /conformance
     run xenstore-rm /conformance
     run xenstore-exists /conformance
+
+    section "library probe (xsprobe.c)"
+    run xsprobe
 }
