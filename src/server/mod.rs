@@ -12,8 +12,9 @@
 //! Threads and locks: the socket server runs on the thread that calls
 //! [`socket::SocketServer::run`]; every connection's buffers belong to that thread alone. The
 //! only shared state is the [`shared::SharedStore`] mutex (see its module comment); the server
-//! never blocks on I/O while holding it (it reads and writes sockets outside the lock, and
-//! takes the lock once per loop iteration to handle everything it read).
+//! never does I/O while holding it: it reads sockets, then takes the lock once to handle
+//! everything read and pull all queued output, then writes sockets (accepting and closing
+//! clients take it briefly too, once per batch).
 //!
 //! Flow control, per connection (the counterpart of the C xenstored's outstanding-request quota
 //! and watch-event timeout):
