@@ -15,7 +15,8 @@
 #   --daemon D    cxenstored, oxenstored, ours or all (default); idem
 #   --record      run Debian's library against the reference daemons and
 #                 rewrite expected/*.txt from the transcripts
-#   --keep        keep the work directory (transcripts, daemon logs)
+#   --keep        keep the work directory (transcripts, diffs) even when all
+#                 passed; it is always kept after a failure
 # Environment:
 #   XS_CONF_LIBS, XS_CONF_DAEMONS   defaults for --lib / --daemon (space-separated)
 #   XS_OURS_LIBDIR   where our libxenstore.so.4 is (default <repo>/target/release)
@@ -71,6 +72,7 @@ done
 # Debian's tools and test programs, fetched and shimmed once.
 "$REF_SCRIPTS/build.sh" "$REF_DIR" >&2 || { echo "cannot prepare the reference packages" >&2; exit 2; }
 
+passed=0 failed=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xs-conformance.XXXXXX")
 RUNDIRS=()
 cleanup() {
@@ -78,7 +80,12 @@ cleanup() {
     for r in "${RUNDIRS[@]}"; do
         "$DAEMON_SH" status "$r" 2>/dev/null && "$DAEMON_SH" stop "$r" >/dev/null 2>&1
     done
-    if [ -n "$keep" ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
+    if [ -n "$keep" ] || [ "$failed" -gt 0 ]; then
+        rm -rf "$WORK/bin"
+        echo "transcripts kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -91,6 +98,9 @@ for t in "$REF_TOOLS"/xenstore "$REF_TOOLS"/xenstore-*; do
     [ "$(basename "$t")" = xenstore-control ] || ln -s "$t" "$TOOLS/"
 done
 ln -s "$REF_BIN/xenstore-control" "$REF_BIN/test-xenstore" "$TOOLS/"
+# Our probe of the calls the tools never make, linked like any Debian client.
+gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -o "$TOOLS/xsprobe" "$HERE/xsprobe.c" \
+    -L"$REF_LIB" -Wl,-rpath-link,"$REF_LIB" -lxenstore || { echo "cannot build xsprobe" >&2; exit 2; }
 
 # ------------------------------------------------------------- transcript steps
 
@@ -171,7 +181,7 @@ watch_during() {
 
 # ------------------------------------------------------------- combinations
 
-passed=0 failed=0 summary=()
+summary=()
 
 result() { # result STATUS LABEL [DETAIL]
     if [ "$1" = PASS ]; then
@@ -209,8 +219,20 @@ run_combo() {
     (
         export PATH="$TOOLS:$PATH" XENSTORED_PATH=$sock LD_LIBRARY_PATH=$libdir
         unset XENSTORED_RUNDIR
+        # A library the tools cannot even load would only produce a diff as
+        # long as the scenario: say so once instead.
+        if ! xenstore-exists / >"$CUR/preflight.txt" 2>&1 &&
+            grep -qE 'symbol lookup error|error while loading shared libraries' "$CUR/preflight.txt"; then
+            exit 3
+        fi
         scenario
     ) >"$CUR/transcript.txt" 2>&1
+    if [ $? -eq 3 ]; then
+        "$DAEMON_SH" stop "$CUR/run" >/dev/null 2>&1
+        cat "$CUR/preflight.txt"
+        result FAIL "$label" "the tools cannot load libxenstore.so.4 from $libdir"
+        return
+    fi
     "$DAEMON_SH" stop "$CUR/run" 2>"$CUR/stop.err" || { died=1; cat "$CUR/stop.err"; }
 
     if [ -n "$record" ]; then
@@ -231,7 +253,7 @@ run_combo() {
         if [ $rc -ne 0 ]; then
             head -n "${XS_CONF_DIFF_LINES:-80}" "$CUR/diff.txt"
             [ "$(wc -l <"$CUR/diff.txt")" -gt "${XS_CONF_DIFF_LINES:-80}" ] &&
-                echo "... ($(wc -l <"$CUR/diff.txt") diff lines in all; --keep to see them)"
+                echo "... ($(wc -l <"$CUR/diff.txt") diff lines in all: $CUR/diff.txt)"
         fi
         result FAIL "$label" "${died:+daemon died; }$( [ $rc -ne 0 ] && echo "transcript differs from expected/$ref.txt")"
     fi
