@@ -13,12 +13,10 @@ pub type xs_permissions = Permission;
 /// Transaction id type.
 pub type xs_transaction_t = u32;
 
-#[no_mangle]
 pub extern "C" fn xs_open(flags: c_ulong) -> *mut xs_handle {
     guard(std::ptr::null_mut(), || Ok(into_raw(Handle::open(flags as u64)?)))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_close(h: *mut xs_handle) {
     guard((), || {
         if !h.is_null() {
@@ -29,28 +27,23 @@ pub unsafe extern "C" fn xs_close(h: *mut xs_handle) {
     })
 }
 
-#[no_mangle]
 pub extern "C" fn xs_daemon_open() -> *mut xs_handle {
     xs_open(0)
 }
 
-#[no_mangle]
 pub extern "C" fn xs_domain_open() -> *mut xs_handle {
     xs_open(0)
 }
 
-#[no_mangle]
 pub extern "C" fn xs_daemon_open_readonly() -> *mut xs_handle {
     xs_open(0)
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_daemon_close(h: *mut xs_handle) {
     // SAFETY: same contract.
     unsafe { xs_close(h) }
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_daemon_destroy_postfork(h: *mut xs_handle) {
     guard((), || {
         if !h.is_null() {
@@ -61,7 +54,6 @@ pub unsafe extern "C" fn xs_daemon_destroy_postfork(h: *mut xs_handle) {
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_directory(
     h: *mut xs_handle,
     t: xs_transaction_t,
@@ -77,7 +69,6 @@ pub unsafe extern "C" fn xs_directory(
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_read(
     h: *mut xs_handle,
     t: xs_transaction_t,
@@ -92,7 +83,6 @@ pub unsafe extern "C" fn xs_read(
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_write(
     h: *mut xs_handle,
     t: xs_transaction_t,
@@ -103,23 +93,19 @@ pub unsafe extern "C" fn xs_write(
     guard(false, || unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_mkdir(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
     guard(false, || unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_rm(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
     guard(false, || unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true))
 }
 
 /// Removed from the protocol long ago; always false, errno untouched, as in the C library.
-#[no_mangle]
 pub extern "C" fn xs_restrict(_h: *mut xs_handle, _domid: c_uint) -> bool {
     false
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_permissions(
     h: *mut xs_handle,
     t: xs_transaction_t,
@@ -134,7 +120,6 @@ pub unsafe extern "C" fn xs_get_permissions(
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_set_permissions(
     h: *mut xs_handle,
     t: xs_transaction_t,
@@ -160,12 +145,10 @@ pub unsafe extern "C" fn xs_set_permissions(
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_watch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
     guard(false, || unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_watch_depth(
     h: *mut xs_handle,
     path: *const c_char,
@@ -175,7 +158,6 @@ pub unsafe extern "C" fn xs_watch_depth(
     guard(false, || unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_watch_try_depth(
     h: *mut xs_handle,
     path: *const c_char,
@@ -185,7 +167,6 @@ pub unsafe extern "C" fn xs_watch_try_depth(
     guard(false, || unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_fileno(h: *mut xs_handle) -> c_int {
     guard(-1, || unsafe { handle(h)?.fileno() })
 }
@@ -195,7 +176,6 @@ fn event_block(ev: &crate::client::WatchEvent) -> Result<(*mut *mut c_char, u32)
     malloc_string_array(ev.strings())
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_check_watch(h: *mut xs_handle) -> *mut *mut c_char {
     guard(std::ptr::null_mut(), || match unsafe { handle(h)?.check_watch()? } {
         Some(ev) => Ok(event_block(&ev)?.0),
@@ -203,7 +183,6 @@ pub unsafe extern "C" fn xs_check_watch(h: *mut xs_handle) -> *mut *mut c_char {
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_read_watch(h: *mut xs_handle, num: *mut c_uint) -> *mut *mut c_char {
     guard(std::ptr::null_mut(), || {
         let ev = unsafe { handle(h)?.read_watch()? };
@@ -213,22 +192,18 @@ pub unsafe extern "C" fn xs_read_watch(h: *mut xs_handle, num: *mut c_uint) -> *
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_unwatch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
     guard(false, || unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_transaction_start(h: *mut xs_handle) -> xs_transaction_t {
     guard(0, || unsafe { handle(h)?.transaction_start() })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_transaction_end(h: *mut xs_handle, t: xs_transaction_t, abort: bool) -> bool {
     guard(false, || unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_introduce_domain(
     h: *mut xs_handle,
     domid: c_uint,
@@ -238,37 +213,30 @@ pub unsafe extern "C" fn xs_introduce_domain(
     guard(false, || unsafe { handle(h)?.introduce_domain(domid, mfn as u64, eventchn) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_set_target(h: *mut xs_handle, domid: c_uint, target: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.set_target(domid, target) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_resume_domain(h: *mut xs_handle, domid: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.resume_domain(domid) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_release_domain(h: *mut xs_handle, domid: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.release_domain(domid) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_domain_path(h: *mut xs_handle, domid: c_uint) -> *mut c_char {
     guard(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? }))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_path_is_subpath(parent: *const c_char, child: *const c_char) -> bool {
     guard(false, || Ok(paths::is_subpath(unsafe { text(parent)? }, unsafe { text(child)? })))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_is_domain_introduced(h: *mut xs_handle, domid: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.is_domain_introduced(domid) })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: *mut c_uint) -> bool {
     guard(false, || {
         let f = unsafe { handle(h)?.features_supported()? };
@@ -277,7 +245,6 @@ pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: 
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint, features: *mut c_uint) -> bool {
     guard(false, || {
         let f = unsafe { handle(h)?.features_domain(domid)? };
@@ -286,12 +253,10 @@ pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_set_features_domain(h: *mut xs_handle, domid: c_uint, features: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint) -> *mut *const c_char {
     guard(std::ptr::null_mut(), || {
         let names = unsafe { handle(h)?.quota_names()? };
@@ -301,7 +266,6 @@ pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint)
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_char, value: *mut c_uint) -> bool {
     guard(false, || {
         let v = unsafe { handle(h)?.global_quota(text(quota)?)? };
@@ -310,12 +274,10 @@ pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_set_global_quota(h: *mut xs_handle, quota: *const c_char, value: c_uint) -> bool {
     guard(false, || unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_get_domain_quota(
     h: *mut xs_handle,
     domid: c_uint,
@@ -329,7 +291,6 @@ pub unsafe extern "C" fn xs_get_domain_quota(
     })
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_set_domain_quota(
     h: *mut xs_handle,
     domid: c_uint,
@@ -339,7 +300,6 @@ pub unsafe extern "C" fn xs_set_domain_quota(
     guard(false, || unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_control_command(
     h: *mut xs_handle,
     cmd: *const c_char,
@@ -349,7 +309,6 @@ pub unsafe extern "C" fn xs_control_command(
     guard(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? }))
 }
 
-#[no_mangle]
 pub unsafe extern "C" fn xs_debug_command(
     h: *mut xs_handle,
     cmd: *const c_char,
@@ -362,7 +321,6 @@ pub unsafe extern "C" fn xs_debug_command(
 
 /// Reads /local/domain/<domid>/device/suspend/event-channel over a connection of its own;
 /// -1 if that fails or the value is empty.
-#[no_mangle]
 pub extern "C" fn xs_suspend_evtchn_port(domid: c_int) -> c_int {
     guard(-1, || {
         let path = format!("/local/domain/{domid}/device/suspend/event-channel");
@@ -371,24 +329,20 @@ pub extern "C" fn xs_suspend_evtchn_port(domid: c_int) -> c_int {
     })
 }
 
-#[no_mangle]
 pub extern "C" fn xs_daemon_rundir() -> *const c_char {
     guard(std::ptr::null(), || Ok(static_text(paths::daemon_rundir())))
 }
 
-#[no_mangle]
 pub extern "C" fn xs_daemon_socket() -> *const c_char {
     guard(std::ptr::null(), || Ok(paths::daemon_socket().map_or(std::ptr::null(), static_text)))
 }
 
 /// The same path as xs_daemon_socket: the read-only socket is gone from current daemons.
-#[no_mangle]
 pub extern "C" fn xs_daemon_socket_ro() -> *const c_char {
     xs_daemon_socket()
 }
 
 /// write(2) until `len` bytes are out (EINTR retried); false with errno on error.
-#[no_mangle]
 pub unsafe extern "C" fn xs_write_all(fd: c_int, data: *const c_void, len: c_uint) -> bool {
     guard(false, || {
         let mut rest = unsafe { bytes(data, len)? };
@@ -409,7 +363,6 @@ pub unsafe extern "C" fn xs_write_all(fd: c_int, data: *const c_void, len: c_uin
 }
 
 /// Parses `num` consecutive NUL-terminated entries ("r0", "b5", ...) into `perms`.
-#[no_mangle]
 pub unsafe extern "C" fn xs_strings_to_perms(perms: *mut xs_permissions, num: c_uint, strings: *const c_char) -> bool {
     guard(false, || {
         if num == 0 {

@@ -24,6 +24,7 @@
 #![allow(non_camel_case_types)]
 
 mod api;
+mod exports;
 
 use std::ffi::{c_char, c_void, CStr, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
