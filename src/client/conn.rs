@@ -10,18 +10,23 @@
 //!   pass by (waking each), and queues watch events; before leaving it also dispatches whatever
 //!   whole messages are already buffered, then hands the role to a requester still waiting, if
 //!   any;
-//! - the watch thread reads only while no request awaits its reply: it sleeps in poll() on the
-//!   stream; woken while requests are in flight it parks until the last one is answered (their
-//!   replies are read by the requesters themselves), then polls again. When it does read, it
-//!   takes one message, then gives the role back.
+//! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
+//!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
+//!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
+//!   brings it back re-arms it). So replies never wake the watch thread: the requester reads
+//!   its reply itself, with no thread hop and no spurious wake-up on the way. Should the
+//!   watch thread find a requester reading anyway (it woke just before a request began), it
+//!   parks until the requests are done. When it does read, it takes what is there, then gives
+//!   the role back.
 //! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
 //! the single reply is the requester's whatever its req_id.
 //!
 //! # Lock discipline
 //!
 //! - `serial` (non-multiplexing transports only): held for a whole request. Taken first.
-//! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags. Never
-//!   held across a blocking read or a send.
+//! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags and the
+//!   arming of the stream in the watch thread's epoll set (epoll_ctl is called under it, so the
+//!   arming always matches `awaiting`). Never held across a blocking read or a send.
 //! - `write`: serialises `Transport::send`; taken with no other lock held, and nothing is
 //!   taken under it.
 //! - the watch queue's lock (see `watch`): may be taken under `core`, never the reverse.
@@ -37,7 +42,7 @@
 //! library closes its descriptor, so that is what it reports).
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
@@ -67,6 +72,8 @@ struct Core {
     watch_thread_parked: bool,
     /// The handle is closing: the watch thread must exit.
     stopping: bool,
+    /// The stream is armed in the watch thread's epoll set.
+    stream_armed: bool,
 }
 
 /// What a message read off the stream turned out to be.
@@ -77,14 +84,25 @@ enum Dispatched {
     Done,
 }
 
+/// What the watch thread waits on.
+struct Watcher {
+    /// Signalled to wake the thread (stop, death).
+    attention: OwnedFd,
+    /// Holds `attention` (always) and the stream (while no reply is awaited).
+    epoll: OwnedFd,
+}
+
+const TOKEN_STREAM: u64 = 0;
+const TOKEN_ATTENTION: u64 = 1;
+
 pub struct Conn {
     transport: Box<dyn Transport>,
     serial: Option<Mutex<()>>,
     write: Mutex<()>,
     core: Mutex<Core>,
     watch_thread: Condvar,
-    /// Wakes the watch thread out of poll(); created with the thread.
-    attention: OnceLock<OwnedFd>,
+    /// Created with the watch thread.
+    watcher: OnceLock<Watcher>,
     pub events: WatchQueue,
     /// Set by the watch thread just before it lets go of its reference (see `Handle`).
     pub(crate) thread_released_ref: AtomicBool,
@@ -105,9 +123,10 @@ impl Conn {
                 dead: None,
                 watch_thread_parked: false,
                 stopping: false,
+                stream_armed: false,
             }),
             watch_thread: Condvar::new(),
-            attention: OnceLock::new(),
+            watcher: OnceLock::new(),
             events: WatchQueue::default(),
             thread_released_ref: AtomicBool::new(false),
         }
@@ -129,6 +148,10 @@ impl Conn {
             core.next_req_id = id.wrapping_add(1);
             core.slots.insert(id, Slot { reply: None, wake: wake.clone() });
             core.awaiting += 1;
+            if core.awaiting == 1 {
+                // From now on this stream's data is ours to read, not the watch thread's.
+                self.arm_stream(&mut core, false);
+            }
             id
         };
         let msg = encode(ty, req_id, tx_id, payload);
@@ -214,8 +237,8 @@ impl Conn {
             return Err(Errno(libc::EBADF));
         };
         core.awaiting -= 1;
-        if core.awaiting == 0 && core.watch_thread_parked {
-            self.watch_thread.notify_one();
+        if core.awaiting == 0 {
+            self.all_answered(core);
         }
         if Some(target) == mine {
             core.slots.remove(&target);
@@ -242,7 +265,32 @@ impl Conn {
         if let Some(s) = core.slots.remove(&req_id) {
             if s.reply.is_none() {
                 core.awaiting -= 1;
+                if core.awaiting == 0 {
+                    self.all_answered(core);
+                }
             }
+        }
+    }
+
+    /// No reply is awaited any more: the stream is the watch thread's again.
+    fn all_answered(&self, core: &mut Core) {
+        self.arm_stream(core, true);
+        if core.watch_thread_parked {
+            self.watch_thread.notify_one();
+        }
+    }
+
+    /// Arms or disarms the stream in the watch thread's epoll set (no-op without the thread).
+    fn arm_stream(&self, core: &mut Core, armed: bool) {
+        let Some(w) = self.watcher.get() else { return };
+        if core.stream_armed == armed || core.dead.is_some() {
+            return;
+        }
+        let r = sys::epoll_set(w.epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, false);
+        match r {
+            Ok(()) => core.stream_armed = armed,
+            // Events could no longer be noticed: better a dead connection than a silent one.
+            Err(e) => self.kill(core, e),
         }
     }
 
@@ -257,8 +305,8 @@ impl Conn {
             s.wake.notify_one();
         }
         self.watch_thread.notify_one();
-        if let Some(fd) = self.attention.get() {
-            sys::eventfd_signal(fd.as_raw_fd());
+        if let Some(w) = self.watcher.get() {
+            sys::eventfd_signal(w.attention.as_raw_fd());
         }
         self.events.set_dead();
     }
@@ -273,12 +321,20 @@ impl Conn {
         self.core.lock().dead.is_some()
     }
 
-    /// Creates the descriptor that wakes the watch thread; Err if the system refuses one.
+    /// Sets up what the watch thread waits on; Err if the system refuses it (or the transport's
+    /// descriptor cannot be watched).
     pub fn prepare_watch_thread(&self) -> Result<(), Errno> {
-        if self.attention.get().is_none() {
-            let fd = sys::eventfd()?;
-            let _ = self.attention.set(fd);
+        let mut core = self.core.lock();
+        if self.watcher.get().is_some() {
+            return Ok(());
         }
+        let attention = sys::eventfd()?;
+        let epoll = sys::epoll_create()?;
+        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
+        let armed = core.awaiting == 0;
+        sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
+        core.stream_armed = armed;
+        let _ = self.watcher.set(Watcher { attention, epoll });
         Ok(())
     }
 
@@ -288,14 +344,15 @@ impl Conn {
         core.stopping = true;
         drop(core);
         self.watch_thread.notify_one();
-        if let Some(fd) = self.attention.get() {
-            sys::eventfd_signal(fd.as_raw_fd());
+        if let Some(w) = self.watcher.get() {
+            sys::eventfd_signal(w.attention.as_raw_fd());
         }
     }
 
     /// The watch thread's body: moves events off the stream while no request is in flight.
     pub fn run_watch_thread(&self) {
-        let Some(attention) = self.attention.get().map(|fd| fd.as_raw_fd()) else { return };
+        let Some(w) = self.watcher.get() else { return };
+        let attention: RawFd = w.attention.as_raw_fd();
         let stream = self.transport.readable_fd();
         loop {
             {
@@ -312,15 +369,18 @@ impl Conn {
                     core.watch_thread_parked = false;
                 }
             }
-            let ready = match sys::poll(stream, Some(attention), -1) {
+            let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
                 Ok(r) => r,
                 Err(e) => {
                     self.abandon(e);
                     return;
                 }
             };
-            if ready.second {
+            if ready.contains(&TOKEN_ATTENTION) {
                 sys::eventfd_drain(attention);
+                continue;
+            }
+            if !ready.contains(&TOKEN_STREAM) {
                 continue;
             }
             {

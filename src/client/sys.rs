@@ -219,3 +219,35 @@ pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     };
     f()
 }
+
+/// An epoll instance (close-on-exec).
+pub fn epoll_create() -> Result<OwnedFd, Errno> {
+    // SAFETY: no pointers.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+/// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`, in
+/// nothing otherwise; `token` comes back from [`epoll_wait`].
+pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool) -> Result<(), Errno> {
+    let mut ev = libc::epoll_event { events: if readable { libc::EPOLLIN as u32 } else { 0 }, u64: token };
+    let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+    check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
+}
+
+/// Waits for readiness; returns the tokens that are ready (hang-ups and errors count). EINTR is
+/// retried.
+pub fn epoll_wait(ep: RawFd) -> Result<Vec<u64>, Errno> {
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    loop {
+        // SAFETY: `evs` has room for the 4 events we allow.
+        let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as libc::c_int, -1) };
+        if n >= 0 {
+            return Ok(evs[..n as usize].iter().map(|e| e.u64).collect());
+        }
+        let e = last_errno();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
