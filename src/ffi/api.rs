@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use super::{bytes, guard, handle, malloc_array, malloc_string_array, malloc_text, put, static_text, text};
+use super::{bytes, guard, guard_io, handle, malloc_array, malloc_string_array, malloc_text, put, static_text, text};
 use super::{into_raw, xs_handle, EINVAL};
 use crate::client::{paths, perms, Errno, Handle, Permission};
 
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn xs_directory(
     path: *const c_char,
     num: *mut c_uint,
 ) -> *mut *mut c_char {
-    guard(std::ptr::null_mut(), || {
+    guard_io(std::ptr::null_mut(), || {
         // SAFETY (all unsafe calls in these bodies): the module's pointer contract.
         let list = unsafe { handle(h)?.directory(t, text(path)?)? };
         let (block, n) = malloc_string_array(list.iter().map(|s| s.as_slice()))?;
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn xs_read(
     path: *const c_char,
     len: *mut c_uint,
 ) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+    guard_io(std::ptr::null_mut(), || {
         let value = unsafe { handle(h)?.read(t, text(path)?)? };
         let block = malloc_text(&value)?;
         unsafe { put(len, value.len() as c_uint) };
@@ -90,15 +90,15 @@ pub unsafe extern "C" fn xs_write(
     data: *const c_void,
     len: c_uint,
 ) -> bool {
-    guard(false, || unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_mkdir(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
-    guard(false, || unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_rm(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
-    guard(false, || unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true))
 }
 
 /// Removed from the protocol long ago; always false, errno untouched, as in the C library.
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn xs_get_permissions(
     path: *const c_char,
     num: *mut c_uint,
 ) -> *mut xs_permissions {
-    guard(std::ptr::null_mut(), || {
+    guard_io(std::ptr::null_mut(), || {
         let list = unsafe { handle(h)?.get_permissions(t, text(path)?)? };
         let block = malloc_array(&list)?;
         unsafe { put(num, list.len() as c_uint) };
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn xs_set_permissions(
     perms: *mut xs_permissions,
     num_perms: c_uint,
 ) -> bool {
-    guard(false, || {
+    guard_io(false, || {
         let h = unsafe { handle(h)? };
         let path = unsafe { text(path)? };
         // Each entry takes at least 3 bytes ("n0\0"): more cannot fit in one message.
@@ -146,7 +146,7 @@ pub unsafe extern "C" fn xs_set_permissions(
 }
 
 pub unsafe extern "C" fn xs_watch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
-    guard(false, || unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_watch_depth(
@@ -155,7 +155,7 @@ pub unsafe extern "C" fn xs_watch_depth(
     token: *const c_char,
     depth: c_uint,
 ) -> bool {
-    guard(false, || unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_watch_try_depth(
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn xs_watch_try_depth(
     token: *const c_char,
     depth: c_uint,
 ) -> bool {
-    guard(false, || unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_fileno(h: *mut xs_handle) -> c_int {
@@ -193,15 +193,15 @@ pub unsafe extern "C" fn xs_read_watch(h: *mut xs_handle, num: *mut c_uint) -> *
 }
 
 pub unsafe extern "C" fn xs_unwatch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
-    guard(false, || unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_transaction_start(h: *mut xs_handle) -> xs_transaction_t {
-    guard(0, || unsafe { handle(h)?.transaction_start() })
+    guard_io(0, || unsafe { handle(h)?.transaction_start() })
 }
 
 pub unsafe extern "C" fn xs_transaction_end(h: *mut xs_handle, t: xs_transaction_t, abort: bool) -> bool {
-    guard(false, || unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_introduce_domain(
@@ -210,23 +210,23 @@ pub unsafe extern "C" fn xs_introduce_domain(
     mfn: c_ulong,
     eventchn: c_uint,
 ) -> bool {
-    guard(false, || unsafe { handle(h)?.introduce_domain(domid, mfn as u64, eventchn) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.introduce_domain(domid, mfn as u64, eventchn) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_set_target(h: *mut xs_handle, domid: c_uint, target: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.set_target(domid, target) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.set_target(domid, target) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_resume_domain(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.resume_domain(domid) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.resume_domain(domid) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_release_domain(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.release_domain(domid) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.release_domain(domid) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_get_domain_path(h: *mut xs_handle, domid: c_uint) -> *mut c_char {
-    guard(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? }))
+    guard_io(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? }))
 }
 
 pub unsafe extern "C" fn xs_path_is_subpath(parent: *const c_char, child: *const c_char) -> bool {
@@ -234,11 +234,11 @@ pub unsafe extern "C" fn xs_path_is_subpath(parent: *const c_char, child: *const
 }
 
 pub unsafe extern "C" fn xs_is_domain_introduced(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.is_domain_introduced(domid) })
+    guard_io(false, || unsafe { handle(h)?.is_domain_introduced(domid) })
 }
 
 pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: *mut c_uint) -> bool {
-    guard(false, || {
+    guard_io(false, || {
         let f = unsafe { handle(h)?.features_supported()? };
         unsafe { put(features, f) };
         Ok(true)
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: 
 }
 
 pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint, features: *mut c_uint) -> bool {
-    guard(false, || {
+    guard_io(false, || {
         let f = unsafe { handle(h)?.features_domain(domid)? };
         unsafe { put(features, f) };
         Ok(true)
@@ -254,11 +254,11 @@ pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint
 }
 
 pub unsafe extern "C" fn xs_set_features_domain(h: *mut xs_handle, domid: c_uint, features: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint) -> *mut *const c_char {
-    guard(std::ptr::null_mut(), || {
+    guard_io(std::ptr::null_mut(), || {
         let names = unsafe { handle(h)?.quota_names()? };
         let (block, n) = malloc_string_array(names.iter().map(|s| s.as_slice()))?;
         unsafe { put(num, n) };
@@ -267,7 +267,7 @@ pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint)
 }
 
 pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_char, value: *mut c_uint) -> bool {
-    guard(false, || {
+    guard_io(false, || {
         let v = unsafe { handle(h)?.global_quota(text(quota)?)? };
         unsafe { put(value, v) };
         Ok(true)
@@ -275,7 +275,7 @@ pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_
 }
 
 pub unsafe extern "C" fn xs_set_global_quota(h: *mut xs_handle, quota: *const c_char, value: c_uint) -> bool {
-    guard(false, || unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_get_domain_quota(
@@ -284,7 +284,7 @@ pub unsafe extern "C" fn xs_get_domain_quota(
     quota: *const c_char,
     value: *mut c_uint,
 ) -> bool {
-    guard(false, || {
+    guard_io(false, || {
         let v = unsafe { handle(h)?.domain_quota(domid, text(quota)?)? };
         unsafe { put(value, v) };
         Ok(true)
@@ -297,7 +297,7 @@ pub unsafe extern "C" fn xs_set_domain_quota(
     quota: *const c_char,
     value: c_uint,
 ) -> bool {
-    guard(false, || unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_control_command(
@@ -306,7 +306,7 @@ pub unsafe extern "C" fn xs_control_command(
     data: *mut c_void,
     len: c_uint,
 ) -> *mut c_char {
-    guard(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? }))
+    guard_io(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? }))
 }
 
 pub unsafe extern "C" fn xs_debug_command(

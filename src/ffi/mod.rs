@@ -19,7 +19,8 @@
 //!   into the function's failure value plus errno, and a panic into the same with EIO;
 //! - every pointer returned to the caller is one block from `malloc`, to be released with
 //!   `free()`, laid out as the C library lays it out;
-//! - errno is only written on failure.
+//! - errno is written on failure; a call that talked to the store and succeeded leaves it 0,
+//!   as the C library does (see [`guard_io`]); other successful calls leave it alone.
 
 #![allow(non_camel_case_types)]
 
@@ -64,6 +65,17 @@ fn guard<R>(fail: R, body: impl FnOnce() -> Result<R, Errno>) -> R {
             fail
         }
     }
+}
+
+/// [`guard`] for calls that talk to the store. On success errno is set to 0, as the C library
+/// does: its reply reader ends by restoring a saved errno that is 0 when all went well, and
+/// callers depend on it (test-xenstore checks errno after a call that succeeded).
+fn guard_io<R>(fail: R, body: impl FnOnce() -> Result<R, Errno>) -> R {
+    guard(fail, || {
+        let r = body()?;
+        set_errno(0);
+        Ok(r)
+    })
 }
 
 const EINVAL: Errno = Errno(libc::EINVAL);
