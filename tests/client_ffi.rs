@@ -354,3 +354,36 @@ fn write_all_and_restrict() {
         assert_eq!(errno(), libc::EBADF);
     }
 }
+
+#[test]
+fn watch_depth_needs_the_feature_and_caches_it_per_handle() {
+    let store = MiniStore::new(); // advertises WATCHDEPTH (4)
+    let srv = store.serve();
+    let h = srv.c_handle(0);
+    unsafe {
+        assert!(ffi::xs_watch_depth(h, c("/d").as_ptr(), c("t").as_ptr(), 2));
+        assert!(ffi::xs_watch_try_depth(h, c("/e").as_ptr(), c("u").as_ptr(), 0));
+        xs_close(h);
+    }
+    let watches: Vec<_> = store.log().into_iter().filter(|r| r.ty() == Some(MsgType::XS_WATCH)).map(|r| r.body).collect();
+    assert_eq!(watches, vec![b"/d\0t\x002\0".to_vec(), b"/e\0u\x000\0".to_vec()]);
+    let asked = store.log().iter().filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE)).count();
+    assert_eq!(asked, 1, "features asked once per handle");
+
+    // A server without the feature: depth is refused, try_depth falls back to a plain watch,
+    // and a new handle asks again (no process-wide cache).
+    store.state.lock().unwrap().features = 0;
+    let h = srv.c_handle(0);
+    unsafe {
+        set_errno(0);
+        assert!(!ffi::xs_watch_depth(h, c("/f").as_ptr(), c("t").as_ptr(), 1));
+        assert_eq!(errno(), libc::ENOSYS);
+        assert!(ffi::xs_watch_try_depth(h, c("/g").as_ptr(), c("t").as_ptr(), 1));
+        xs_close(h);
+    }
+    let log = store.log();
+    let last = log.iter().rev().find(|r| r.ty() == Some(MsgType::XS_WATCH)).unwrap();
+    assert_eq!(last.body, b"/g\0t\0");
+    assert!(!log.iter().any(|r| r.ty() == Some(MsgType::XS_WATCH) && r.body.starts_with(b"/f")));
+    assert_eq!(log.iter().filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE)).count(), 2);
+}
