@@ -83,6 +83,7 @@ fn ours() -> Api {
     }
 }
 
+#[allow(clippy::missing_transmute_annotations)]
 fn reference() -> Option<Api> {
     let lib = format!("{REF_DIR}/libxenstore.so.4");
     if !std::path::Path::new(&lib).exists() {

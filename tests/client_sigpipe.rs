@@ -13,7 +13,7 @@ fn vanished_daemon_is_epipe_not_sigpipe() {
     // SAFETY: restoring the default action; nothing else in this process relies on SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // The daemon hangs up at once.
-    let srv = Server::start(|p| drop(p));
+    let srv = Server::start(drop);
     let h = srv.c_handle(0);
     std::thread::sleep(Duration::from_millis(100));
     unsafe {

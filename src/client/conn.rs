@@ -18,6 +18,7 @@
 //!   watch thread find a requester reading anyway (it woke just before a request began), it
 //!   parks until the requests are done. When it does read, it takes what is there, then gives
 //!   the role back.
+//!
 //! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
 //! the single reply is the requester's whatever its req_id.
 //!
@@ -27,10 +28,11 @@
 //! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags and the
 //!   arming of the stream in the watch thread's epoll set (epoll_ctl is called under it, so the
 //!   arming always matches `awaiting`). Never held across a blocking read or a send.
-//! - `write`: serialises `Transport::send`; taken with no other lock held, and nothing is
-//!   taken under it.
+//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`, and nothing
+//!   is taken under it.
 //! - the watch queue's lock (see `watch`): may be taken under `core`, never the reverse.
-//! So the order is serial -> core -> watch queue, and write alone.
+//!
+//! So the order is serial -> core -> watch queue, and serial -> write.
 //! Condvars: each slot's (waits on `core`: "your reply is here, or the reader role is free, or
 //! the connection died"), `watch_thread` (waits on `core`: "no reply is awaited any more").
 //!
@@ -191,11 +193,11 @@ impl Conn {
         loop {
             // Once our reply is in, only drain what is already buffered, so no whole message
             // is left where poll() cannot see it.
-            if mine.is_some() && !self.transport.pending() {
+            if let Some(reply) = mine.take_if(|_| !self.transport.pending()) {
                 let mut core = self.core.lock();
                 core.reader_active = false;
                 self.hand_off(&mut core);
-                return Ok(mine.expect("checked above"));
+                return Ok(reply);
             }
             let got = self.transport.recv(None);
             let mut core = self.core.lock();

@@ -1,5 +1,7 @@
 //! The exports, in the order of xenstore.h. Each converts its arguments, calls the client and
-//! shapes the result for C; the module comment of `ffi` states the pointer contract.
+//! shapes the result for C; the module comment of `ffi` states the pointer contract, once for
+//! all of them (hence no per-function safety sections).
+#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
@@ -14,7 +16,7 @@ pub type xs_permissions = Permission;
 pub type xs_transaction_t = u32;
 
 pub extern "C" fn xs_open(flags: c_ulong) -> *mut xs_handle {
-    guard(std::ptr::null_mut(), || Ok(into_raw(Handle::open(flags as u64)?)))
+    guard(std::ptr::null_mut(), || Ok(into_raw(Handle::open(flags)?)))
 }
 
 pub unsafe extern "C" fn xs_close(h: *mut xs_handle) {
@@ -210,7 +212,7 @@ pub unsafe extern "C" fn xs_introduce_domain(
     mfn: c_ulong,
     eventchn: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.introduce_domain(domid, mfn as u64, eventchn) }.map(|_| true))
+    guard_io(false, || unsafe { handle(h)?.introduce_domain(domid, mfn, eventchn) }.map(|_| true))
 }
 
 pub unsafe extern "C" fn xs_set_target(h: *mut xs_handle, domid: c_uint, target: c_uint) -> bool {
