@@ -225,17 +225,17 @@ fn message_formats_of_the_domain_calls() {
     assert_eq!(find(MsgType::XS_TRANSACTION_START), vec![(0, b"\0".to_vec())]);
     assert_eq!(find(MsgType::XS_TRANSACTION_END), vec![(1, b"T\0".to_vec()), (1, b"F\0".to_vec())]);
     assert_eq!(find(MsgType::XS_WRITE), vec![(1, b"/t\0v".to_vec())]);
-    assert_eq!(find(MsgType::XS_INTRODUCE)[0].1, b"5\020015998343868\07\0");
-    assert_eq!(find(MsgType::XS_SET_TARGET)[0].1, b"5\06\0");
+    assert_eq!(find(MsgType::XS_INTRODUCE)[0].1, b"5\x0020015998343868\x007\0");
+    assert_eq!(find(MsgType::XS_SET_TARGET)[0].1, b"5\x006\0");
     assert_eq!(find(MsgType::XS_RESUME)[0].1, b"5\0");
     assert_eq!(find(MsgType::XS_RELEASE)[0].1, b"5\0");
     assert_eq!(find(MsgType::XS_GET_DOMAIN_PATH)[0].1, b"12\0");
     assert_eq!(find(MsgType::XS_GET_FEATURE).iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![b"".to_vec(), b"3\0".to_vec()]);
-    assert_eq!(find(MsgType::XS_SET_FEATURE)[0].1, b"3\01\0");
+    assert_eq!(find(MsgType::XS_SET_FEATURE)[0].1, b"3\x001\0");
     let quotas: Vec<_> = find(MsgType::XS_GET_QUOTA).into_iter().map(|x| x.1).collect();
     assert_eq!(quotas, vec![b"".to_vec(), b"nodes\0".to_vec(), b"3\0nodes\0".to_vec()]);
     let setq: Vec<_> = find(MsgType::XS_SET_QUOTA).into_iter().map(|x| x.1).collect();
-    assert_eq!(setq, vec![b"nodes\05\0".to_vec(), b"3\0nodes\06\0".to_vec()]);
+    assert_eq!(setq, vec![b"nodes\x005\0".to_vec(), b"3\0nodes\x006\0".to_vec()]);
     assert_eq!(find(MsgType::XS_CONTROL).iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![b"log\0on\0".to_vec(), b"print\0".to_vec()]);
 }
 
