@@ -346,3 +346,29 @@ fn destroy_postfork_in_a_child() {
         xs_close(h);
     }
 }
+
+/// The watch thread runs with every signal blocked, so signals go to the application's threads.
+#[test]
+fn watch_thread_blocks_all_signals() {
+    let store = MiniStore::new();
+    let srv = store.serve();
+    let h = srv.handle(0);
+    h.watch(b"/sig", b"t").unwrap();
+    let mut found = false;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "xenstore-watch" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim().to_string();
+        let mask = u64::from_str_radix(&blocked, 16).unwrap();
+        // SIGKILL and SIGSTOP cannot be blocked; glibc also keeps its two internal signals
+        // (32, 33) out of a sigfillset mask.
+        let unblockable = (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1)) | (1 << 31) | (1 << 32);
+        assert_eq!(mask | unblockable, u64::MAX, "SigBlk {blocked}");
+        found = true;
+    }
+    assert!(found, "no xenstore-watch thread found");
+}

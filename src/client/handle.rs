@@ -447,6 +447,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handle_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Handle>();
+    }
+
+    #[test]
     fn directory_lists() {
         assert_eq!(split_nul_terminated(b""), Vec::<Vec<u8>>::new());
         assert_eq!(split_nul_terminated(b"a\0bc\0"), vec![b"a".to_vec(), b"bc".to_vec()]);
