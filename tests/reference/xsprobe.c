@@ -461,12 +461,14 @@ static void misc(struct xs_handle *h)
              xs_path_is_subpath(sub[i].parent, sub[i].child) ? "true" : "false");
 
     section("read-only open");
+    show_read(h, XBT_NULL, "/probe/a");
     ro = xs_open(XS_OPEN_READONLY);
     line("open(XS_OPEN_READONLY) = %s", ro ? "handle" : ename(errno));
     if (ro) {
         show_read(ro, XBT_NULL, "/probe/a");
         write_str(ro, XBT_NULL, "/probe/ro", "written through a read-only handle");
         xs_close(ro);
+        show_read(h, XBT_NULL, "/probe/ro");
     }
 
     section("control");
