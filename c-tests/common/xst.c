@@ -160,19 +160,23 @@ const char *xst_res(bool ok)
 
 const char *xst_show(int slot, const void *data, unsigned int len)
 {
-	static char buf[4][16384];
+	static char buf[4][256];
 	const unsigned char *p = data;
 	char *out = buf[slot & 3];
 	size_t o = 0;
 
+	unsigned int shown = len > 64 ? 32 : len;
+
 	if (!data)
 		return "(null)";
-	for (unsigned int i = 0; i < len && o + 5 < sizeof(buf[0]); i++) {
+	for (unsigned int i = 0; i < shown; i++) {
 		if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
 			out[o++] = p[i];
 		else
 			o += snprintf(out + o, 5, "\\x%02x", p[i]);
 	}
+	if (shown < len)
+		o += snprintf(out + o, 48, "...(%u bytes)", len);
 	out[o] = 0;
 	return out;
 }

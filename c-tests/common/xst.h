@@ -45,8 +45,9 @@ const char *xst_errname(int e);
 /* "ok" or the errno name, for a boolean result (errno read at call time). */
 const char *xst_res(bool ok);
 /*
- * Printable form of a value: bytes 0x20..0x7e other than '\\' as they are, others as \xNN.
- * Returns a static buffer reused by the next call with the same slot (0..3).
+ * Printable form of a value: bytes 0x20..0x7e other than '\\' as they are, others as \xNN;
+ * values over 64 bytes are cut to their first 32 and their length. Returns a static buffer
+ * reused by the next call with the same slot (0..3).
  */
 const char *xst_show(int slot, const void *data, unsigned int len);
 
