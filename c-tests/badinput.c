@@ -192,6 +192,11 @@ static void close_null(char *out, size_t n)
 	snprintf(out, n, "returned");
 }
 
+/*
+ * want: the result this library must give; "a|b" accepts either. Only a NULL handle, path,
+ * token or data pointer must be refused with EINVAL; for a NULL count pointer not crashing is
+ * enough (refusing, or answering without the count).
+ */
 static const struct {
 	const char *name, *want;
 	probe_fn *run;
@@ -204,9 +209,9 @@ static const struct {
 	{ "xs_mkdir(NULL path)", "false EINVAL", mkdir_null_path },
 	{ "xs_rm(NULL path)", "false EINVAL", rm_null_path },
 	{ "xs_directory(NULL path)", "NULL EINVAL", dir_null_path },
-	{ "xs_directory(NULL num)", "NULL EINVAL", dir_null_num },
+	{ "xs_directory(NULL num)", "NULL EINVAL|non-NULL", dir_null_num },
 	{ "xs_get_permissions(NULL path)", "NULL EINVAL", getperms_null_path },
-	{ "xs_get_permissions(NULL num)", "NULL EINVAL", getperms_null_num },
+	{ "xs_get_permissions(NULL num)", "NULL EINVAL|non-NULL", getperms_null_num },
 	{ "xs_set_permissions(NULL perms, 1)", "false EINVAL", setperms_null_perms },
 	{ "xs_watch(NULL handle)", "false EINVAL", watch_null_h },
 	{ "xs_watch(NULL path)", "false EINVAL", watch_null_path },
@@ -228,6 +233,19 @@ static const struct {
 	{ "xs_path_is_subpath(NULL, _) and (_, NULL)", "false false", subpath_null },
 	{ "xs_daemon_close/destroy_postfork/close(NULL)", "returned", close_null },
 };
+
+static bool acceptable(const char *got, const char *want)
+{
+	size_t n = strlen(got);
+
+	for (const char *w = want; w; w = strchr(w, '|') ? strchr(w, '|') + 1 : NULL) {
+		size_t len = strchr(w, '|') ? (size_t)(strchr(w, '|') - w) : strlen(w);
+
+		if (len == n && !strncmp(got, w, n))
+			return true;
+	}
+	return false;
+}
 
 /* Run one probe in a child; its result line, or how it died. */
 static void run_probe(probe_fn *run, char *got, size_t n)
@@ -290,7 +308,7 @@ int main(void)
 #ifdef XST_REFERENCE
 		xst_ext_say("%s -> %s (reference: not required)", probes[i].name, got);
 #else
-		xst_ext_check(strcmp(got, probes[i].want) == 0, "%s -> %s", probes[i].name, got);
+		xst_ext_check(acceptable(got, probes[i].want), "%s -> %s", probes[i].name, got);
 #endif
 	}
 
