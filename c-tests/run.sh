@@ -202,6 +202,10 @@ status=0
 for lib in $libs; do
     echo "ctest with the $lib library: ${ctest_line[$lib]:-no result} (exit ${ctest_rc[$lib]:-?})"
     [ "${ctest_rc[$lib]:-1}" = 0 ] || status=1
+    # A run that could not even start (configure, daemon) counts as one failure of its own.
+    case ${ctest_rc[$lib]:-none} in
+    configure-failed|daemon-failed|none) failed=$((failed + 1)) ;;
+    esac
 done
 if [ "$(echo $libs | wc -w)" = 2 ]; then
     echo "transcripts compared: $compared, differing: $differ"
