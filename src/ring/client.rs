@@ -4,7 +4,10 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter, WriteStatus};
+use super::{
+    wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter,
+    WriteStatus,
+};
 use crate::wire::{
     Header, XENSTORE_RECONNECT, XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_RECONNECTION,
 };
@@ -19,7 +22,10 @@ pub struct ClientRing {
 impl ClientRing {
     /// Attaches to `page`; `notify` signals the server.
     pub fn new(page: Arc<RingPage>, notify: impl Notify + 'static) -> ClientRing {
-        ClientRing { ep: Endpoint::new(page, Box::new(notify), Ring::Req, Ring::Rsp), reconnecting: false }
+        ClientRing {
+            ep: Endpoint::new(page, Box::new(notify), Ring::Req, Ring::Rsp),
+            reconnecting: false,
+        }
     }
 
     pub fn page(&self) -> &Arc<RingPage> {
@@ -36,8 +42,8 @@ impl ClientRing {
     }
 
     fn reset_pending(&self) -> bool {
-        let honoured = self.reconnecting
-            || self.server_features() & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
+        let honoured =
+            self.reconnecting || self.server_features() & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
         honoured && self.ep.page.load(Field::Connection, Acquire) == XENSTORE_RECONNECT
     }
 
@@ -73,7 +79,11 @@ impl ClientRing {
 
     /// Queues one message (its `len` is taken from `payload`) and produces as much as fits.
     /// The rest goes out with later calls to `flush` (or any other write).
-    pub fn write_message(&mut self, header: &Header, payload: &[u8]) -> Result<WriteStatus, RingError> {
+    pub fn write_message(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<WriteStatus, RingError> {
         self.ready()?;
         self.ep.queue_message(header, payload)?;
         self.flush()
@@ -150,13 +160,19 @@ impl ClientRing {
         }
         self.ep.drop_partial();
         self.reconnecting = true;
-        self.ep.page.store(Field::Connection, XENSTORE_RECONNECT, Release);
+        self.ep
+            .page
+            .store(Field::Connection, XENSTORE_RECONNECT, Release);
         self.ep.notify.notify();
         Ok(())
     }
 
     /// Waits until no reset is in progress.
-    pub fn wait_connected(&mut self, waiter: &dyn Waiter, deadline: Option<Instant>) -> Result<(), RingError> {
+    pub fn wait_connected(
+        &mut self,
+        waiter: &dyn Waiter,
+        deadline: Option<Instant>,
+    ) -> Result<(), RingError> {
         while self.reset_pending() {
             wait_or_time_out(waiter, deadline)?;
         }

@@ -112,7 +112,13 @@ pub struct Message {
 
 impl Message {
     pub fn new(header: Header, payload: Vec<u8>) -> Message {
-        Message { header: Header { len: payload.len() as u32, ..header }, payload }
+        Message {
+            header: Header {
+                len: payload.len() as u32,
+                ..header
+            },
+            payload,
+        }
     }
 
     /// Header and payload as they travel.
@@ -270,7 +276,9 @@ impl Endpoint {
     fn fail(&mut self, e: RingError) -> RingError {
         self.failed = Some(e);
         if let Some(code) = e.code() {
-            let _ = self.page.compare_exchange(Field::Error, XENSTORE_ERROR_NONE, code);
+            let _ = self
+                .page
+                .compare_exchange(Field::Error, XENSTORE_ERROR_NONE, code);
         }
         self.notify.notify();
         e
@@ -285,7 +293,10 @@ impl Endpoint {
         if payload.len() > PAYLOAD_MAX {
             return Err(RingError::TooLong(payload.len()));
         }
-        let h = Header { len: payload.len() as u32, ..*header };
+        let h = Header {
+            len: payload.len() as u32,
+            ..*header
+        };
         let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
         bytes.extend_from_slice(&h.to_bytes());
         bytes.extend_from_slice(payload);
@@ -294,7 +305,9 @@ impl Endpoint {
     }
 
     fn queue_encoded(&mut self, msg: &[u8]) -> Result<(), RingError> {
-        let Some(hdr) = msg.get(..HEADER_LEN) else { return Err(RingError::Malformed) };
+        let Some(hdr) = msg.get(..HEADER_LEN) else {
+            return Err(RingError::Malformed);
+        };
         let hdr: &[u8; HEADER_LEN] = hdr.try_into().map_err(|_| RingError::Malformed)?;
         let h = Header::parse(hdr).map_err(|_| RingError::TooLong(msg.len() - HEADER_LEN))?;
         if msg.len() != HEADER_LEN + h.len as usize {
@@ -312,7 +325,10 @@ impl Endpoint {
                     self.moved += u64::from(n);
                     self.notify.notify();
                 }
-                Ok(WriteStatus { written: n as usize, pending: self.writer.pending() })
+                Ok(WriteStatus {
+                    written: n as usize,
+                    pending: self.writer.pending(),
+                })
             }
             Err(e) => Err(self.fail(e)),
         }
@@ -333,12 +349,18 @@ impl Endpoint {
     }
 
     fn pending_status(&self) -> WriteStatus {
-        WriteStatus { written: 0, pending: self.writer.pending() }
+        WriteStatus {
+            written: 0,
+            pending: self.writer.pending(),
+        }
     }
 }
 
 /// Waits for the next notification, or fails with `TimedOut`.
-fn wait_or_time_out(waiter: &dyn Waiter, deadline: Option<std::time::Instant>) -> Result<(), RingError> {
+fn wait_or_time_out(
+    waiter: &dyn Waiter,
+    deadline: Option<std::time::Instant>,
+) -> Result<(), RingError> {
     if waiter.wait(deadline) {
         Ok(())
     } else {

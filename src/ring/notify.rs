@@ -103,7 +103,10 @@ mod tests {
         let d2 = d.clone();
         let t = std::thread::spawn(move || d2.wait(Some(Instant::now() + Duration::from_secs(10))));
         std::thread::sleep(Duration::from_millis(20));
-        let hook = { let d = d.clone(); move || d.ring() };
+        let hook = {
+            let d = d.clone();
+            move || d.ring()
+        };
         Notify::notify(&hook);
         assert!(t.join().unwrap());
     }

@@ -108,7 +108,9 @@ impl RingPage {
     /// memory other than through `RingPage` or with atomic/volatile operations.
     pub unsafe fn from_raw(ptr: *mut xenstore_domain_interface) -> Option<RingPage> {
         let ptr = NonNull::new(ptr)?;
-        if ptr.as_ptr() as usize % core::mem::align_of::<xenstore_domain_interface>() != 0 {
+        if !(ptr.as_ptr() as usize)
+            .is_multiple_of(core::mem::align_of::<xenstore_domain_interface>())
+        {
             return None;
         }
         Some(RingPage { ptr, owned: false })
@@ -167,7 +169,9 @@ impl RingPage {
 
     /// Compare-and-swap on a control word.
     pub fn compare_exchange(&self, f: Field, old: u32, new: u32) -> Result<u32, u32> {
-        self.with_field(f, |a| a.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
+        self.with_field(f, |a| {
+            a.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+        })
     }
 
     fn data_ptr(&self, ring: Ring) -> *mut u8 {
@@ -265,7 +269,13 @@ mod tests {
         let p = RingPage::new();
         assert_eq!(p.as_ptr() as usize % PAGE_SIZE, 0);
         assert!(p.is_owned());
-        for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd, Field::Error] {
+        for f in [
+            Field::ReqCons,
+            Field::ReqProd,
+            Field::RspCons,
+            Field::RspProd,
+            Field::Error,
+        ] {
             assert_eq!(p.load(f, Ordering::Relaxed), 0);
         }
         let mut buf = [0xffu8; RING_SIZE as usize];

@@ -4,7 +4,10 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter, WriteStatus};
+use super::{
+    wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter,
+    WriteStatus,
+};
 use crate::wire::{
     Header, XENSTORE_CONNECTED, XENSTORE_ERROR_COMM, XENSTORE_ERROR_NONE, XENSTORE_RECONNECT,
     XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_RECONNECTION,
@@ -26,7 +29,8 @@ pub struct ServerRing {
 }
 
 /// The features this implementation offers on every page it serves.
-pub const SERVER_FEATURES: u32 = XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
+pub const SERVER_FEATURES: u32 =
+    XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
 
 impl ServerRing {
     /// Attaches to `page` and advertises `SERVER_FEATURES` (before any data is touched, as the
@@ -34,7 +38,9 @@ impl ServerRing {
     /// must not assume they start at zero. Use [`ServerRing::reset`] for a fresh start.
     pub fn new(page: Arc<RingPage>, notify: impl Notify + 'static) -> ServerRing {
         page.fetch_or(Field::ServerFeatures, SERVER_FEATURES, Release);
-        ServerRing { ep: Endpoint::new(page, Box::new(notify), Ring::Rsp, Ring::Req) }
+        ServerRing {
+            ep: Endpoint::new(page, Box::new(notify), Ring::Rsp, Ring::Req),
+        }
     }
 
     pub fn page(&self) -> &Arc<RingPage> {
@@ -52,7 +58,12 @@ impl ServerRing {
         self.ep.drop_partial();
         self.ep.failed = None;
         let page = &self.ep.page;
-        for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd] {
+        for f in [
+            Field::ReqCons,
+            Field::ReqProd,
+            Field::RspCons,
+            Field::RspProd,
+        ] {
             page.store(f, 0, Relaxed);
         }
         // Release: a guest that acquires `error` (or, in `check_reconnect`, `connection`)
@@ -73,7 +84,9 @@ impl ServerRing {
             return false;
         }
         self.reset();
-        self.ep.page.store(Field::Connection, XENSTORE_CONNECTED, Release);
+        self.ep
+            .page
+            .store(Field::Connection, XENSTORE_CONNECTED, Release);
         self.ep.notify.notify();
         true
     }
@@ -94,7 +107,11 @@ impl ServerRing {
     /// Gives up on the ring with `code` (`XENSTORE_ERROR_*`, e.g. COMM when the event channel
     /// broke): the guest sees it in `error`.
     pub fn fail(&mut self, code: u32) -> RingError {
-        let code = if code == XENSTORE_ERROR_NONE { XENSTORE_ERROR_COMM } else { code };
+        let code = if code == XENSTORE_ERROR_NONE {
+            XENSTORE_ERROR_COMM
+        } else {
+            code
+        };
         self.ep.fail(RingError::from_code(code))
     }
 
@@ -108,7 +125,11 @@ impl ServerRing {
 
     /// Queues one reply or event (its `len` is taken from `payload`) and produces as much as
     /// fits; the rest goes out with later writes or `flush`.
-    pub fn write_message(&mut self, header: &Header, payload: &[u8]) -> Result<WriteStatus, RingError> {
+    pub fn write_message(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<WriteStatus, RingError> {
         self.ready()?;
         self.ep.queue_message(header, payload)?;
         self.flush()
@@ -141,7 +162,11 @@ impl ServerRing {
     }
 
     /// Waits for the next request or reset, flushing queued output meanwhile.
-    pub fn wait_event(&mut self, waiter: &dyn Waiter, deadline: Option<Instant>) -> Result<ServerEvent, RingError> {
+    pub fn wait_event(
+        &mut self,
+        waiter: &dyn Waiter,
+        deadline: Option<Instant>,
+    ) -> Result<ServerEvent, RingError> {
         loop {
             if self.check_reconnect() {
                 return Ok(ServerEvent::Reconnected);

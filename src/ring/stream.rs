@@ -33,7 +33,11 @@ impl Reader {
 
     /// Consumes what is available, up to the end of one message. Returns the message if it
     /// completed, and how many bytes were consumed (and published as consumed).
-    pub fn poll(&mut self, page: &RingPage, ring: Ring) -> Result<(Option<Message>, u32), RingError> {
+    pub fn poll(
+        &mut self,
+        page: &RingPage,
+        ring: Ring,
+    ) -> Result<(Option<Message>, u32), RingError> {
         // Acquire on prod: the data bytes the producer wrote before publishing are visible.
         let prod = page.load(ring.prod(), Acquire);
         let cons = page.load(ring.cons(), Relaxed);
@@ -68,7 +72,10 @@ impl Reader {
             }
             if let Some(h) = self.header {
                 if self.payload.len() == h.len as usize {
-                    done = Some(Message { header: h, payload: std::mem::take(&mut self.payload) });
+                    done = Some(Message {
+                        header: h,
+                        payload: std::mem::take(&mut self.payload),
+                    });
                     self.clear();
                     break;
                 }
@@ -131,7 +138,9 @@ impl Writer {
         let mut free = (RING_SIZE - used) as usize;
         let mut put: u32 = 0;
         while free > 0 {
-            let Some(front) = self.queue.front() else { break };
+            let Some(front) = self.queue.front() else {
+                break;
+            };
             let chunk = &front[self.front_off..];
             let n = chunk.len().min(free);
             page.write_data(ring, prod.wrapping_add(put), &chunk[..n]);

@@ -78,7 +78,13 @@ fn pair_on(page: Arc<RingPage>) -> Pair {
             n.fetch_add(1, SeqCst);
         })
     };
-    Pair { page, client, server, to_server, to_client }
+    Pair {
+        page,
+        client,
+        server,
+        to_server,
+        to_client,
+    }
 }
 
 fn pair() -> Pair {
@@ -86,7 +92,12 @@ fn pair() -> Pair {
 }
 
 fn set_all_indexes(page: &RingPage, v: u32) {
-    for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd] {
+    for f in [
+        Field::ReqCons,
+        Field::ReqProd,
+        Field::RspCons,
+        Field::RspProd,
+    ] {
         page.store(f, v, SeqCst);
     }
 }
@@ -101,7 +112,10 @@ fn inject(page: &RingPage, ring: Ring, bytes: &[u8]) {
 #[test]
 fn one_request_and_reply() {
     let mut p = pair();
-    let st = p.client.write_message(&hdr(MsgType::XS_READ, 7), b"/local/domain/0/name\0").unwrap();
+    let st = p
+        .client
+        .write_message(&hdr(MsgType::XS_READ, 7), b"/local/domain/0/name\0")
+        .unwrap();
     assert!(st.is_complete());
     assert_eq!(st.written, 16 + 21);
     assert!(p.to_server.load(SeqCst) >= 1, "publishing must notify");
@@ -111,20 +125,34 @@ fn one_request_and_reply() {
     assert_eq!(req.header.len, 21);
     assert_eq!(req.payload, b"/local/domain/0/name\0");
     assert_eq!(p.server.try_read_message().unwrap(), None);
-    p.server.write_message(&hdr(MsgType::XS_READ, 7), b"Domain-0").unwrap();
+    p.server
+        .write_message(&hdr(MsgType::XS_READ, 7), b"Domain-0")
+        .unwrap();
     let rep = p.client.try_read_message().unwrap().unwrap();
     assert_eq!((rep.header.req_id, &rep.payload[..]), (7, &b"Domain-0"[..]));
     assert!(p.to_client.load(SeqCst) >= 1);
-    assert_eq!(p.page.load(Field::ReqCons, SeqCst), p.page.load(Field::ReqProd, SeqCst));
-    assert_eq!(p.page.load(Field::RspCons, SeqCst), p.page.load(Field::RspProd, SeqCst));
+    assert_eq!(
+        p.page.load(Field::ReqCons, SeqCst),
+        p.page.load(Field::ReqProd, SeqCst)
+    );
+    assert_eq!(
+        p.page.load(Field::RspCons, SeqCst),
+        p.page.load(Field::RspProd, SeqCst)
+    );
 }
 
 #[test]
 fn server_advertises_reconnection_and_error() {
     let p = pair();
     let f = p.page.load(Field::ServerFeatures, SeqCst);
-    assert_eq!(f & XENSTORE_SERVER_FEATURE_RECONNECTION, XENSTORE_SERVER_FEATURE_RECONNECTION);
-    assert_eq!(f & XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_ERROR);
+    assert_eq!(
+        f & XENSTORE_SERVER_FEATURE_RECONNECTION,
+        XENSTORE_SERVER_FEATURE_RECONNECTION
+    );
+    assert_eq!(
+        f & XENSTORE_SERVER_FEATURE_ERROR,
+        XENSTORE_SERVER_FEATURE_ERROR
+    );
     assert_eq!(p.client.server_features(), f);
 }
 
@@ -137,15 +165,24 @@ fn messages_wrap_around_the_ring_end() {
         set_all_indexes(&page, start);
         let mut p = pair_on(page);
         for id in 0..40u32 {
-            let body: Vec<u8> = (0..(id * 37 % 900) as usize).map(|i| (i as u32 ^ id) as u8).collect();
-            p.client.write_message(&hdr(MsgType::XS_WRITE, id), &body).unwrap();
+            let body: Vec<u8> = (0..(id * 37 % 900) as usize)
+                .map(|i| (i as u32 ^ id) as u8)
+                .collect();
+            p.client
+                .write_message(&hdr(MsgType::XS_WRITE, id), &body)
+                .unwrap();
             let m = p.server.try_read_message().unwrap().unwrap();
             assert_eq!((m.header.req_id, &m.payload), (id, &body));
-            p.server.write_message(&hdr(MsgType::XS_WRITE, id), &body[..body.len() / 2]).unwrap();
+            p.server
+                .write_message(&hdr(MsgType::XS_WRITE, id), &body[..body.len() / 2])
+                .unwrap();
             let r = p.client.try_read_message().unwrap().unwrap();
             assert_eq!(r.payload, &body[..body.len() / 2]);
         }
-        assert_ne!(p.page.load(Field::ReqProd, SeqCst) / RING_SIZE, start / RING_SIZE);
+        assert_ne!(
+            p.page.load(Field::ReqProd, SeqCst) / RING_SIZE,
+            start / RING_SIZE
+        );
     }
 }
 
@@ -171,7 +208,9 @@ fn header_split_across_the_ring_end_and_across_publications() {
 fn zero_length_messages() {
     let mut p = pair();
     for id in 0..100 {
-        p.client.write_message(&hdr(MsgType::XS_TRANSACTION_START, id), &[]).unwrap();
+        p.client
+            .write_message(&hdr(MsgType::XS_TRANSACTION_START, id), &[])
+            .unwrap();
     }
     for id in 0..64 {
         // 64 headers of 16 bytes fill the 1024-byte ring exactly.
@@ -182,7 +221,10 @@ fn zero_length_messages() {
     // The remaining 36 follow once room was made.
     p.client.flush().unwrap();
     for id in 64..100 {
-        assert_eq!(p.server.try_read_message().unwrap().unwrap().header.req_id, id);
+        assert_eq!(
+            p.server.try_read_message().unwrap().unwrap().header.req_id,
+            id
+        );
     }
     assert_eq!(p.client.pending(), 0);
 }
@@ -191,7 +233,10 @@ fn zero_length_messages() {
 fn full_payload_streams_through_a_smaller_ring_both_ways() {
     let mut p = pair();
     let big: Vec<u8> = (0..PAYLOAD_MAX).map(|i| (i * 7 + 3) as u8).collect();
-    let st = p.client.write_message(&hdr(MsgType::XS_WRITE, 1), &big).unwrap();
+    let st = p
+        .client
+        .write_message(&hdr(MsgType::XS_WRITE, 1), &big)
+        .unwrap();
     assert_eq!(st.written, RING_SIZE as usize, "only one ring's worth fits");
     assert_eq!(st.pending, 16 + PAYLOAD_MAX - RING_SIZE as usize);
     let mut got = None;
@@ -206,7 +251,9 @@ fn full_payload_streams_through_a_smaller_ring_both_ways() {
     assert_eq!(got.unwrap().payload, big);
 
     let rev: Vec<u8> = big.iter().rev().copied().collect();
-    p.server.write_message(&hdr(MsgType::XS_READ, 1), &rev).unwrap();
+    p.server
+        .write_message(&hdr(MsgType::XS_READ, 1), &rev)
+        .unwrap();
     let mut got = None;
     while got.is_none() {
         got = p.client.try_read_message().unwrap();
@@ -231,7 +278,9 @@ fn oversized_payload_is_refused_before_it_reaches_the_ring() {
     assert_eq!(p.page.load(Field::RspProd, SeqCst), 0);
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_NONE);
     // The ring is still fine.
-    p.client.write_message(&hdr(MsgType::XS_WRITE, 2), b"ok").unwrap();
+    p.client
+        .write_message(&hdr(MsgType::XS_WRITE, 2), b"ok")
+        .unwrap();
     assert_eq!(p.server.try_read_message().unwrap().unwrap().payload, b"ok");
     let good = Message::new(hdr(MsgType::XS_WRITE, 2), b"OK".to_vec()).to_bytes();
     assert!(p.server.write_encoded(&good).unwrap().is_complete());
@@ -241,7 +290,12 @@ fn oversized_payload_is_refused_before_it_reaches_the_ring() {
 #[test]
 fn header_announcing_too_long_a_payload_is_a_protocol_error() {
     let mut p = pair();
-    let h = Header { ty: MsgType::XS_WRITE as u32, req_id: 1, tx_id: 0, len: PAYLOAD_MAX as u32 + 1 };
+    let h = Header {
+        ty: MsgType::XS_WRITE as u32,
+        req_id: 1,
+        tx_id: 0,
+        len: PAYLOAD_MAX as u32 + 1,
+    };
     inject(&p.page, Ring::Req, &h.to_bytes());
     let before = p.to_client.load(SeqCst);
     assert_eq!(p.server.try_read_message(), Err(RingError::Protocol));
@@ -249,9 +303,15 @@ fn header_announcing_too_long_a_payload_is_a_protocol_error() {
     assert!(p.to_client.load(SeqCst) > before, "the guest is told");
     // Both ends now report it and leave the ring alone.
     let req_prod = p.page.load(Field::ReqProd, SeqCst);
-    assert_eq!(p.client.write_message(&hdr(MsgType::XS_READ, 2), b"x"), Err(RingError::Protocol));
+    assert_eq!(
+        p.client.write_message(&hdr(MsgType::XS_READ, 2), b"x"),
+        Err(RingError::Protocol)
+    );
     assert_eq!(p.client.try_read_message(), Err(RingError::Protocol));
-    assert_eq!(p.server.write_message(&hdr(MsgType::XS_READ, 2), b"x"), Err(RingError::Protocol));
+    assert_eq!(
+        p.server.write_message(&hdr(MsgType::XS_READ, 2), b"x"),
+        Err(RingError::Protocol)
+    );
     assert_eq!(p.page.load(Field::ReqProd, SeqCst), req_prod);
     assert_eq!(p.page.load(Field::RspProd, SeqCst), 0);
     assert_eq!(p.client.error(), Some(RingError::Protocol));
@@ -261,7 +321,12 @@ fn header_announcing_too_long_a_payload_is_a_protocol_error() {
 #[test]
 fn server_sending_too_long_a_payload_fails_the_guest_end() {
     let mut p = pair();
-    let h = Header { ty: MsgType::XS_WATCH_EVENT as u32, req_id: 0, tx_id: 0, len: u32::MAX };
+    let h = Header {
+        ty: MsgType::XS_WATCH_EVENT as u32,
+        req_id: 0,
+        tx_id: 0,
+        len: u32::MAX,
+    };
     inject(&p.page, Ring::Rsp, &h.to_bytes());
     assert_eq!(p.client.try_read_message(), Err(RingError::Protocol));
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_PROTO);
@@ -276,8 +341,15 @@ fn producer_too_far_ahead_is_a_ring_index_error() {
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_RINGIDX);
     assert_eq!(p.page.load(Field::ReqCons, SeqCst), 0, "nothing consumed");
     assert_eq!(p.client.try_read_message(), Err(RingError::BadIndex));
-    assert_eq!(p.client.write_message(&hdr(MsgType::XS_READ, 1), b"x"), Err(RingError::BadIndex));
-    assert_eq!(p.page.load(Field::ReqProd, SeqCst), RING_SIZE + 1, "nothing produced");
+    assert_eq!(
+        p.client.write_message(&hdr(MsgType::XS_READ, 1), b"x"),
+        Err(RingError::BadIndex)
+    );
+    assert_eq!(
+        p.page.load(Field::ReqProd, SeqCst),
+        RING_SIZE + 1,
+        "nothing produced"
+    );
 }
 
 #[test]
@@ -286,7 +358,10 @@ fn a_full_ring_is_not_an_error() {
     set_all_indexes(&p.page, 40);
     p.page.store(Field::ReqProd, 40 + RING_SIZE, SeqCst);
     // Exactly RING_SIZE bytes outstanding is legal: the producer waits, nothing fails.
-    let st = p.client.write_message(&hdr(MsgType::XS_READ, 1), b"x").unwrap();
+    let st = p
+        .client
+        .write_message(&hdr(MsgType::XS_READ, 1), b"x")
+        .unwrap();
     assert_eq!((st.written, st.pending), (0, 17));
     assert_eq!(p.client.error(), None);
 }
@@ -297,7 +372,10 @@ fn consumer_ahead_of_producer_is_a_ring_index_error() {
     let mut p = pair();
     p.page.store(Field::ReqCons, 10, SeqCst);
     p.page.store(Field::ReqProd, 4, SeqCst);
-    assert_eq!(p.client.write_message(&hdr(MsgType::XS_READ, 1), b"x"), Err(RingError::BadIndex));
+    assert_eq!(
+        p.client.write_message(&hdr(MsgType::XS_READ, 1), b"x"),
+        Err(RingError::BadIndex)
+    );
     assert_eq!(p.page.load(Field::ReqProd, SeqCst), 4);
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_RINGIDX);
     assert_eq!(p.server.try_read_message(), Err(RingError::BadIndex));
@@ -307,13 +385,19 @@ fn consumer_ahead_of_producer_is_a_ring_index_error() {
     p.page.store(Field::RspCons, 1, SeqCst);
     assert_eq!(p.client.try_read_message(), Err(RingError::BadIndex));
     assert_eq!(p.page.load(Field::RspCons, SeqCst), 1);
-    assert_eq!(p.server.write_message(&hdr(MsgType::XS_READ, 1), b"x"), Err(RingError::BadIndex));
+    assert_eq!(
+        p.server.write_message(&hdr(MsgType::XS_READ, 1), b"x"),
+        Err(RingError::BadIndex)
+    );
 
     // Server producing rsp with a consumer ahead.
     let mut p = pair();
     p.page.store(Field::RspCons, 5000, SeqCst);
     p.page.store(Field::RspProd, 4000, SeqCst);
-    assert_eq!(p.server.write_message(&hdr(MsgType::XS_READ, 1), b"x"), Err(RingError::BadIndex));
+    assert_eq!(
+        p.server.write_message(&hdr(MsgType::XS_READ, 1), b"x"),
+        Err(RingError::BadIndex)
+    );
     assert_eq!(p.page.load(Field::RspProd, SeqCst), 4000);
 }
 
@@ -322,8 +406,14 @@ fn an_error_set_by_the_server_reaches_the_guest() {
     let mut p = pair();
     p.server.fail(XENSTORE_ERROR_COMM);
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_COMM);
-    assert_eq!(p.client.try_read_message(), Err(RingError::Failed(XENSTORE_ERROR_COMM)));
-    assert_eq!(p.client.error(), Some(RingError::Failed(XENSTORE_ERROR_COMM)));
+    assert_eq!(
+        p.client.try_read_message(),
+        Err(RingError::Failed(XENSTORE_ERROR_COMM))
+    );
+    assert_eq!(
+        p.client.error(),
+        Some(RingError::Failed(XENSTORE_ERROR_COMM))
+    );
     assert!(RingError::Failed(XENSTORE_ERROR_COMM).is_fatal());
     assert_eq!(RingError::BadIndex.errno(), libc::EIO);
 }
@@ -334,7 +424,15 @@ fn first_error_wins() {
     p.page.store(Field::ReqProd, 9999, SeqCst);
     assert_eq!(p.server.try_read_message(), Err(RingError::BadIndex));
     p.page.store(Field::ReqProd, 0, SeqCst);
-    inject(&p.page, Ring::Rsp, &Header { len: 99999, ..hdr(MsgType::XS_READ, 0) }.to_bytes());
+    inject(
+        &p.page,
+        Ring::Rsp,
+        &Header {
+            len: 99999,
+            ..hdr(MsgType::XS_READ, 0)
+        }
+        .to_bytes(),
+    );
     // The guest's end already reports the first error without reading further.
     assert_eq!(p.client.try_read_message(), Err(RingError::BadIndex));
     assert_eq!(p.page.load(Field::Error, SeqCst), XENSTORE_ERROR_RINGIDX);
@@ -350,13 +448,16 @@ fn corrupt_indexes_never_reach_outside_the_page() {
     let iface_words = core::mem::size_of::<xenstore_domain_interface>() / 4;
     let start = PAGE_SIZE / 4;
     buf[start..start + iface_words].fill(0);
-    let base = buf.as_mut_ptr();
     let mut rng = XorShift::new(0x5eed);
     for round in 0..400 {
-        // SAFETY: the pointer stays inside `buf`, which outlives `page` and is not accessed
-        // otherwise until `page` is dropped; it is 4-byte aligned.
-        let page = unsafe { RingPage::from_raw(base.add(start).cast::<xenstore_domain_interface>()) }
-            .expect("aligned");
+        // Re-derived each round: the checks below borrow `buf`.
+        let iface = buf
+            .as_mut_ptr()
+            .wrapping_add(start)
+            .cast::<xenstore_domain_interface>();
+        // SAFETY: `iface` is 4-byte aligned and lies inside `buf`, which outlives `page` and is
+        // not accessed otherwise until `page` is dropped.
+        let page = unsafe { RingPage::from_raw(iface) }.expect("aligned");
         let page = Arc::new(page);
         page.store(Field::Error, XENSTORE_ERROR_NONE, SeqCst);
         let pick = |rng: &mut XorShift| match rng.below(4) {
@@ -364,7 +465,12 @@ fn corrupt_indexes_never_reach_outside_the_page() {
             1 => u32::MAX - rng.below(2048) as u32,
             _ => rng.below(4096) as u32,
         };
-        let (c1, p1, c2, p2) = (pick(&mut rng), pick(&mut rng), pick(&mut rng), pick(&mut rng));
+        let (c1, p1, c2, p2) = (
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+        );
         page.store(Field::ReqCons, c1, SeqCst);
         page.store(Field::ReqProd, p1, SeqCst);
         page.store(Field::RspCons, c2, SeqCst);
@@ -373,9 +479,15 @@ fn corrupt_indexes_never_reach_outside_the_page() {
         let len = rng.below(PAYLOAD_MAX as u64) as usize;
         let payload = rng.bytes(len);
         let r1 = match round % 4 {
-            0 => p.client.write_message(&hdr(MsgType::XS_WRITE, 1), &payload).map(|_| ()),
+            0 => p
+                .client
+                .write_message(&hdr(MsgType::XS_WRITE, 1), &payload)
+                .map(|_| ()),
             1 => p.client.try_read_message().map(|_| ()),
-            2 => p.server.write_message(&hdr(MsgType::XS_WRITE, 1), &payload).map(|_| ()),
+            2 => p
+                .server
+                .write_message(&hdr(MsgType::XS_WRITE, 1), &payload)
+                .map(|_| ()),
             _ => p.server.try_read_message().map(|_| ()),
         };
         let (cons, prod) = match round % 4 {
@@ -383,7 +495,11 @@ fn corrupt_indexes_never_reach_outside_the_page() {
             _ => (c2, p2),
         };
         if prod.wrapping_sub(cons) > RING_SIZE {
-            assert_eq!(r1, Err(RingError::BadIndex), "round {round}: cons {cons} prod {prod}");
+            assert_eq!(
+                r1,
+                Err(RingError::BadIndex),
+                "round {round}: cons {cons} prod {prod}"
+            );
             assert_eq!(page.load(Field::Error, SeqCst), XENSTORE_ERROR_RINGIDX);
         } else if let Err(e) = r1 {
             // Garbage in a ring may legitimately decode as an over-long header.
@@ -391,8 +507,14 @@ fn corrupt_indexes_never_reach_outside_the_page() {
         }
         drop(p);
         drop(page);
-        assert!(buf[..start].iter().all(|&w| w == CANARY), "round {round}: below the page");
-        assert!(buf[start + iface_words..].iter().all(|&w| w == CANARY), "round {round}: above");
+        assert!(
+            buf[..start].iter().all(|&w| w == CANARY),
+            "round {round}: below the page"
+        );
+        assert!(
+            buf[start + iface_words..].iter().all(|&w| w == CANARY),
+            "round {round}: above"
+        );
     }
 }
 
@@ -401,9 +523,13 @@ fn reconnection_resets_the_ring() {
     let mut p = pair();
     set_all_indexes(&p.page, 500);
     // Leave a half-sent request and a half-read reply behind.
-    p.client.write_message(&hdr(MsgType::XS_WRITE, 1), &[1u8; 3000]).unwrap();
+    p.client
+        .write_message(&hdr(MsgType::XS_WRITE, 1), &[1u8; 3000])
+        .unwrap();
     assert!(p.client.pending() > 0);
-    p.server.write_message(&hdr(MsgType::XS_READ, 9), &[2u8; 100]).unwrap();
+    p.server
+        .write_message(&hdr(MsgType::XS_READ, 9), &[2u8; 100])
+        .unwrap();
     p.page.store(Field::Error, XENSTORE_ERROR_COMM, SeqCst);
 
     p.client.request_reconnect().unwrap();
@@ -411,7 +537,10 @@ fn reconnection_resets_the_ring() {
     assert!(!p.client.is_connected());
     assert_eq!(p.client.pending(), 0, "queued bytes are dropped");
     // Until the server has reset, the guest leaves the ring alone; writes are queued.
-    let st = p.client.write_message(&hdr(MsgType::XS_READ, 2), b"after\0").unwrap();
+    let st = p
+        .client
+        .write_message(&hdr(MsgType::XS_READ, 2), b"after\0")
+        .unwrap();
     assert_eq!(st.written, 0);
     assert_eq!(p.client.try_read_message(), Ok(None));
     // So does the server, except for the reset itself.
@@ -422,7 +551,13 @@ fn reconnection_resets_the_ring() {
     assert!(p.server.check_reconnect());
     assert!(!p.server.check_reconnect(), "only once");
     assert!(p.to_client.load(SeqCst) > notified);
-    for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd, Field::Error] {
+    for f in [
+        Field::ReqCons,
+        Field::ReqProd,
+        Field::RspCons,
+        Field::RspProd,
+        Field::Error,
+    ] {
         assert_eq!(p.page.load(f, SeqCst), 0, "{f:?}");
     }
     assert_eq!(p.page.load(Field::Connection, SeqCst), XENSTORE_CONNECTED);
@@ -431,7 +566,9 @@ fn reconnection_resets_the_ring() {
     p.client.flush().unwrap();
     let m = p.server.try_read_message().unwrap().unwrap();
     assert_eq!((m.header.req_id, &m.payload[..]), (2, &b"after\0"[..]));
-    p.server.write_message(&hdr(MsgType::XS_READ, 2), b"v").unwrap();
+    p.server
+        .write_message(&hdr(MsgType::XS_READ, 2), b"v")
+        .unwrap();
     assert_eq!(p.client.try_read_message().unwrap().unwrap().payload, b"v");
 }
 
@@ -444,8 +581,13 @@ fn reconnection_recovers_from_a_ring_error() {
     p.client.request_reconnect().unwrap();
     assert!(p.server.check_reconnect());
     assert_eq!(p.server.error(), None);
-    p.client.write_message(&hdr(MsgType::XS_READ, 3), b"k").unwrap();
-    assert_eq!(p.server.try_read_message().unwrap().unwrap().header.req_id, 3);
+    p.client
+        .write_message(&hdr(MsgType::XS_READ, 3), b"k")
+        .unwrap();
+    assert_eq!(
+        p.server.try_read_message().unwrap().unwrap().header.req_id,
+        3
+    );
     assert_eq!(p.client.error(), None);
 }
 
@@ -458,7 +600,10 @@ fn reconnection_needs_the_feature() {
     page.store(Field::Connection, XENSTORE_RECONNECT, SeqCst);
     page.store(Field::Error, XENSTORE_ERROR_COMM, SeqCst);
     assert!(c.is_connected());
-    assert!(c.write_message(&hdr(MsgType::XS_READ, 1), b"x").unwrap().is_complete());
+    assert!(c
+        .write_message(&hdr(MsgType::XS_READ, 1), b"x")
+        .unwrap()
+        .is_complete());
 }
 
 #[test]
@@ -466,7 +611,9 @@ fn guest_finding_a_reset_in_progress_waits_for_it() {
     let mut p = pair();
     set_all_indexes(&p.page, 100);
     // Someone else (e.g. the toolstack) asked for a reset while our message was half out.
-    p.client.write_message(&hdr(MsgType::XS_WRITE, 1), &[9u8; 2000]).unwrap();
+    p.client
+        .write_message(&hdr(MsgType::XS_WRITE, 1), &[9u8; 2000])
+        .unwrap();
     p.page.store(Field::Connection, XENSTORE_RECONNECT, SeqCst);
     assert_eq!(p.client.flush().unwrap().written, 0);
     assert!(p.server.check_reconnect());
@@ -483,7 +630,9 @@ fn guest_finding_a_reset_in_progress_waits_for_it() {
 
 /// A server handler for the pump tests: replies with `reply_payload(req_id)` after checking
 /// the request, and sends a watch event after every third request.
-fn echo_handler(served: &mut u32) -> impl FnMut(Message, &mut ServerRing) -> Result<(), RingError> + '_ {
+fn echo_handler(
+    served: &mut u32,
+) -> impl FnMut(Message, &mut ServerRing) -> Result<(), RingError> + '_ {
     move |req, server| {
         assert_eq!(req.payload, request_payload(req.header.req_id));
         *served += 1;
@@ -498,12 +647,20 @@ fn echo_handler(served: &mut u32) -> impl FnMut(Message, &mut ServerRing) -> Res
 #[test]
 fn pump_serves_a_request_in_the_callers_thread() {
     // Find a request id whose request and reply are both larger than the ring.
-    let id = (0..).find(|&i| request_payload(i).len() > 3000 && reply_payload(i).len() > 3000).unwrap();
+    let id = (0..)
+        .find(|&i| request_payload(i).len() > 3000 && reply_payload(i).len() > 3000)
+        .unwrap();
     let mut p = pair();
     let mut served = 0;
     let mut handler = echo_handler(&mut served);
-    let got = call_inline(&mut p.client, &mut p.server, &mut handler, &hdr(MsgType::XS_WRITE, id), &request_payload(id))
-        .unwrap();
+    let got = call_inline(
+        &mut p.client,
+        &mut p.server,
+        &mut handler,
+        &hdr(MsgType::XS_WRITE, id),
+        &request_payload(id),
+    )
+    .unwrap();
     drop(handler);
     assert_eq!(served, 1);
     assert_eq!(got[0].header.req_id, id);
@@ -518,7 +675,14 @@ fn pump_serves_a_request_in_the_callers_thread() {
         assert_eq!(req.payload.len(), PAYLOAD_MAX);
         s.write_message(&req.header, &req.payload).map(|_| ())
     };
-    let got = call_inline(&mut p.client, &mut p.server, &mut h, &hdr(MsgType::XS_WRITE, 5), &big).unwrap();
+    let got = call_inline(
+        &mut p.client,
+        &mut p.server,
+        &mut h,
+        &hdr(MsgType::XS_WRITE, 5),
+        &big,
+    )
+    .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, big);
 }
@@ -539,7 +703,14 @@ fn pump_reports_resets_to_the_handler() {
     let mut p = pair();
     let mut h = H { resets: 0 };
     p.client.request_reconnect().unwrap();
-    let got = call_inline(&mut p.client, &mut p.server, &mut h, &hdr(MsgType::XS_READ, 4), b"/\0").unwrap();
+    let got = call_inline(
+        &mut p.client,
+        &mut p.server,
+        &mut h,
+        &hdr(MsgType::XS_READ, 4),
+        b"/\0",
+    )
+    .unwrap();
     assert_eq!(h.resets, 1);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, b"ok");
@@ -548,10 +719,22 @@ fn pump_reports_resets_to_the_handler() {
 #[test]
 fn pump_propagates_a_protocol_error() {
     let mut p = pair();
-    inject(&p.page, Ring::Req, &Header { len: 5000, ..hdr(MsgType::XS_WRITE, 1) }.to_bytes());
-    let mut h = |_: Message, _: &mut ServerRing| -> Result<(), RingError> { panic!("not a request") };
+    inject(
+        &p.page,
+        Ring::Req,
+        &Header {
+            len: 5000,
+            ..hdr(MsgType::XS_WRITE, 1)
+        }
+        .to_bytes(),
+    );
+    let mut h =
+        |_: Message, _: &mut ServerRing| -> Result<(), RingError> { panic!("not a request") };
     let mut out = Vec::new();
-    assert_eq!(pump(&mut p.client, &mut p.server, &mut h, &mut out), Err(RingError::Protocol));
+    assert_eq!(
+        pump(&mut p.client, &mut p.server, &mut h, &mut out),
+        Err(RingError::Protocol)
+    );
     assert_eq!(p.client.error(), Some(RingError::Protocol));
 }
 
@@ -572,7 +755,9 @@ fn random_interleavings_single_thread_deterministic() {
             assert!(steps < 200_000, "seed {seed}: stuck");
             match rng.below(5) {
                 0 if sent < total => {
-                    p.client.write_message(&hdr(MsgType::XS_WRITE, sent), &request_payload(sent)).unwrap();
+                    p.client
+                        .write_message(&hdr(MsgType::XS_WRITE, sent), &request_payload(sent))
+                        .unwrap();
                     sent += 1;
                 }
                 1 => {
@@ -582,7 +767,9 @@ fn random_interleavings_single_thread_deterministic() {
                     if let Some(m) = p.server.try_read_message().unwrap() {
                         assert_eq!(m.header.req_id, served, "seed {seed}");
                         assert_eq!(m.payload, request_payload(served), "seed {seed}");
-                        p.server.write_message(&m.header, &reply_payload(served)).unwrap();
+                        p.server
+                            .write_message(&m.header, &reply_payload(served))
+                            .unwrap();
                         served += 1;
                     }
                 }
@@ -631,12 +818,17 @@ fn two_threads_exchange_thousands_of_random_messages() {
                 assert_eq!(m.header.req_id, served);
                 assert_eq!(m.header.len as usize, m.payload.len());
                 assert_eq!(m.payload, request_payload(served));
-                server.write_message(&m.header, &reply_payload(served)).unwrap();
+                server
+                    .write_message(&m.header, &reply_payload(served))
+                    .unwrap();
                 served += 1;
                 progressed = true;
             }
             if !progressed {
-                assert!(server_bell.wait(Some(deadline)), "server timed out at {served}");
+                assert!(
+                    server_bell.wait(Some(deadline)),
+                    "server timed out at {served}"
+                );
             }
         }
         served
@@ -646,7 +838,9 @@ fn two_threads_exchange_thousands_of_random_messages() {
     let mut sizes = 0usize;
     while received < TOTAL {
         while sent < TOTAL && sent - received < WINDOW {
-            client.write_message(&hdr(MsgType::XS_WRITE, sent), &request_payload(sent)).unwrap();
+            client
+                .write_message(&hdr(MsgType::XS_WRITE, sent), &request_payload(sent))
+                .unwrap();
             sent += 1;
         }
         let mut progressed = client.flush().unwrap().written > 0;
@@ -658,12 +852,21 @@ fn two_threads_exchange_thousands_of_random_messages() {
             progressed = true;
         }
         if !progressed {
-            assert!(client_bell.wait(Some(deadline)), "client timed out at {received}");
+            assert!(
+                client_bell.wait(Some(deadline)),
+                "client timed out at {received}"
+            );
         }
     }
     assert_eq!(server_thread.join().unwrap(), TOTAL);
-    assert!(sizes > TOTAL as usize * 1000, "sizes should average about 2 KiB");
-    assert!(page.load(Field::ReqProd, Relaxed) < 1 << 30, "the indexes wrapped past 2^32");
+    assert!(
+        sizes > TOTAL as usize * 1000,
+        "sizes should average about 2 KiB"
+    );
+    assert!(
+        page.load(Field::ReqProd, Relaxed) < 1 << 30,
+        "the indexes wrapped past 2^32"
+    );
     assert_eq!(page.load(Field::Error, Relaxed), XENSTORE_ERROR_NONE);
 }
 
@@ -686,7 +889,9 @@ fn blocking_helpers_across_threads() {
         loop {
             match server.wait_event(&*server_bell, deadline).unwrap() {
                 ServerEvent::Reconnected => resets += 1,
-                ServerEvent::Request(m) if m.header.ty == MsgType::XS_RELEASE as u32 => return resets,
+                ServerEvent::Request(m) if m.header.ty == MsgType::XS_RELEASE as u32 => {
+                    return resets
+                }
                 ServerEvent::Request(m) => {
                     let mut body = m.payload.clone();
                     body.reverse();
@@ -697,8 +902,17 @@ fn blocking_helpers_across_threads() {
     });
     let big: Vec<u8> = (0..PAYLOAD_MAX).map(|i| (i % 251) as u8).collect();
     for round in 0..20u32 {
-        client.write_message_blocking(&hdr(MsgType::XS_WRITE, round), &big, &*client_bell, deadline).unwrap();
-        let m = client.read_message_blocking(&*client_bell, deadline).unwrap();
+        client
+            .write_message_blocking(
+                &hdr(MsgType::XS_WRITE, round),
+                &big,
+                &*client_bell,
+                deadline,
+            )
+            .unwrap();
+        let m = client
+            .read_message_blocking(&*client_bell, deadline)
+            .unwrap();
         assert_eq!(m.header.req_id, round);
         assert!(m.payload.iter().rev().eq(big.iter()));
         if round == 10 {
@@ -706,10 +920,15 @@ fn blocking_helpers_across_threads() {
             client.wait_connected(&*client_bell, deadline).unwrap();
         }
     }
-    client.write_message_blocking(&hdr(MsgType::XS_RELEASE, 0), &[], &*client_bell, deadline).unwrap();
+    client
+        .write_message_blocking(&hdr(MsgType::XS_RELEASE, 0), &[], &*client_bell, deadline)
+        .unwrap();
     assert_eq!(t.join().unwrap(), 1);
 
     // Nothing arrives: the deadline is honoured.
     let soon = Some(Instant::now() + Duration::from_millis(30));
-    assert_eq!(client.read_message_blocking(&*client_bell, soon), Err(RingError::TimedOut));
+    assert_eq!(
+        client.read_message_blocking(&*client_bell, soon),
+        Err(RingError::TimedOut)
+    );
 }
