@@ -311,7 +311,11 @@ mod tests {
         assert_eq!(owner.load(Field::ReqProd, Ordering::Relaxed), 7);
         // SAFETY: null is rejected before any use.
         assert!(unsafe { RingPage::from_raw(core::ptr::null_mut()) }.is_none());
-        let odd = (owner.as_ptr() as usize + 1) as *mut xenstore_domain_interface;
+        let odd = owner
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(1)
+            .cast::<xenstore_domain_interface>();
         // SAFETY: misaligned pointers are rejected before any use.
         assert!(unsafe { RingPage::from_raw(odd) }.is_none());
     }

@@ -449,7 +449,8 @@ fn corrupt_indexes_never_reach_outside_the_page() {
     let start = PAGE_SIZE / 4;
     buf[start..start + iface_words].fill(0);
     let mut rng = XorShift::new(0x5eed);
-    for round in 0..400 {
+    let rounds = if cfg!(miri) { 24 } else { 400 };
+    for round in 0..rounds {
         // Re-derived each round: the checks below borrow `buf`.
         let iface = buf
             .as_mut_ptr()
@@ -742,12 +743,13 @@ fn pump_propagates_a_protocol_error() {
 /// consumer steps, on both rings, must deliver every message intact and in order.
 #[test]
 fn random_interleavings_single_thread_deterministic() {
-    for seed in 1..=8u64 {
+    let seeds = if cfg!(miri) { 1 } else { 8 };
+    for seed in 1..=seeds {
         let mut rng = XorShift::new(seed);
         let page = Arc::new(RingPage::new());
         set_all_indexes(&page, rng.next() as u32);
         let mut p = pair_on(page);
-        let total = 300u32;
+        let total = if cfg!(miri) { 20 } else { 300u32 };
         let (mut sent, mut served, mut received) = (0u32, 0u32, 0u32);
         let mut steps = 0;
         while received < total {
@@ -794,7 +796,8 @@ fn random_interleavings_single_thread_deterministic() {
 /// indexes start just below the 2^32 wrap.
 #[test]
 fn two_threads_exchange_thousands_of_random_messages() {
-    const TOTAL: u32 = 3000;
+    // Miri interprets slowly (and checks for data races); fewer messages suffice there.
+    const TOTAL: u32 = if cfg!(miri) { 40 } else { 3000 };
     const WINDOW: u32 = 8;
     let deadline = Instant::now() + Duration::from_secs(120);
     let page = Arc::new(RingPage::new());
@@ -901,7 +904,8 @@ fn blocking_helpers_across_threads() {
         }
     });
     let big: Vec<u8> = (0..PAYLOAD_MAX).map(|i| (i % 251) as u8).collect();
-    for round in 0..20u32 {
+    let rounds = if cfg!(miri) { 12 } else { 20u32 };
+    for round in 0..rounds {
         client
             .write_message_blocking(
                 &hdr(MsgType::XS_WRITE, round),
