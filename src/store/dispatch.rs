@@ -50,10 +50,10 @@ impl Store {
         self.conns.get(&conn).map(|c| c.access).ok_or(libc::EINVAL)
     }
 
-    /// Canonical path for a request of `who`.
+    /// Canonical path for a request of `who`. The path-length quota applies to every
+    /// connection, domain 0 included, as in the C daemon of 4.17 (see path.rs).
     fn canon<'p>(&self, who: Access, raw: &'p [u8], special: bool) -> Result<Cow<'p, str>, Errno> {
-        let max = if who.privileged { None } else { Some(self.domains.quota(who.domid).path_max) };
-        path::canonicalize(raw, who.domid, special, max)
+        path::canonicalize(raw, who.domid, special, Some(self.domains.quota(who.domid).path_max))
     }
 
     /// Runs `f` on the live tree (tx 0) or the transaction's version.
@@ -247,14 +247,16 @@ impl Store {
         }
     }
 
-    /// A special node's permissions, if `who` has `need` on it (ENOENT/EACCES as for nodes,
-    /// with the root standing in as the parent).
+    /// A special node's permissions, if `who` has `need` on it (EACCES otherwise). Any other
+    /// `@` name is EINVAL: no request can create such a node, so it is an invalid path rather
+    /// than a missing node. (The C daemon of 4.17 answers EINVAL for every `@` name in
+    /// GET_PERMS, and for unknown ones in SET_PERMS returns whatever errno a previous request
+    /// left behind, EINVAL in practice.)
     fn special_checked(&self, who: Access, name: &str, need: Need) -> Result<Perms, Errno> {
         match self.specials.iter().find(|s| s.name == name) {
             Some(s) if rights(&who, &s.perms).allow(need) => Ok(s.perms.clone()),
             Some(_) => Err(libc::EACCES),
-            None if rights(&who, &self.tree.root().perms).overlap(need) => Err(libc::ENOENT),
-            None => Err(libc::EACCES),
+            None => Err(libc::EINVAL),
         }
     }
 
@@ -268,6 +270,12 @@ impl Store {
             return Err(libc::ENOSPC);
         }
         let perms = Perms::parse(s[1..].iter().copied())?;
+        // The C daemon refuses an owner that is not an existing domain, before it looks at
+        // the path; without a hypervisor to ask, the reserved ids are the ones that cannot be.
+        // Other entries may name any domain.
+        if perms.owner() >= DOMID_FIRST_RESERVED {
+            return Err(libc::ENOENT);
+        }
         let p = self.canon(who, s[0], true)?;
         if p.starts_with('@') {
             let old = self.special_checked(who, &p, Need::WriteOwner)?;

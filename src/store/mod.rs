@@ -24,8 +24,9 @@
 //! - `outstanding_quota(conn)`: the "outstanding" quota of the connection's domain (None:
 //!   unlimited, e.g. domain 0). The engine answers every request at once, so counting requests
 //!   in flight is the transport's job.
-//! - `dropped_events(conn)` / `queued_events(conn)`: watch events dropped at the per-connection
-//!   bound (`Config::max_queued_events`, see conn.rs) and events currently queued.
+//! - `dropped_events(conn)` / `queued_events(conn)` / `queued_event_bytes(conn)`: watch events
+//!   dropped at the per-connection bounds (`Config::max_queued_events` and
+//!   `Config::max_queued_event_bytes`, see conn.rs), and the events currently queued.
 //! - `conn_domid(conn)`, `check()` (the invariant checker CONTROL check runs).
 //!
 //! Ordering, as in the C daemon: events caused by a request are queued before that request's
@@ -59,7 +60,7 @@ use std::sync::Arc;
 
 use crate::wire::{Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
-use conn::Conn;
+use conn::{Conn, EventCap};
 use domain::Domains;
 use perms::{rights, Access, Perms};
 use tree::{Node, Tree};
@@ -119,6 +120,9 @@ pub struct Config {
     pub quota: Quotas,
     /// Most watch events queued per connection before new ones are dropped (see conn.rs).
     pub max_queued_events: usize,
+    /// Most bytes of watch events (whole messages) queued per connection before new ones are
+    /// dropped, counted with the events above (see conn.rs).
+    pub max_queued_event_bytes: usize,
     /// `XENSTORE_SERVER_FEATURE_*` bits the server supports; domains start with all of them
     /// and SET_FEATURE may only clear bits. WATCHDEPTH enables the WATCH depth argument.
     pub features: u32,
@@ -133,6 +137,7 @@ impl Default for Config {
         Config {
             quota: Quotas::default(),
             max_queued_events: 16 * 1024,
+            max_queued_event_bytes: 1024 * 1024,
             features: XENSTORE_SERVER_FEATURE_RECONNECTION
                 | XENSTORE_SERVER_FEATURE_ERROR
                 | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
@@ -184,6 +189,8 @@ pub struct Store {
     introduced: Vec<Introduced>,
     /// Events of the request being handled, delivered before its reply.
     events: Vec<Event>,
+    /// The soft memory quota (CONTROL quota-soft): shown and set, not enforced.
+    soft_memory: u32,
 }
 
 impl Store {
@@ -217,6 +224,7 @@ impl Store {
             released: Vec::new(),
             introduced: Vec::new(),
             events: Vec::new(),
+            soft_memory: control::SOFT_MEMORY_DEFAULT,
         }
     }
 
@@ -332,6 +340,11 @@ impl Store {
         self.conns.get(&conn).map_or(0, |c| c.out.queued_events())
     }
 
+    /// Bytes of the watch events currently queued for `conn` (whole messages).
+    pub fn queued_event_bytes(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.out.queued_event_bytes())
+    }
+
     // ----- internals shared by the handler modules -----
 
     fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut Conn) {
@@ -348,9 +361,13 @@ impl Store {
         }
     }
 
+    fn event_cap(cfg: &Config) -> EventCap {
+        EventCap { events: cfg.max_queued_events, bytes: cfg.max_queued_event_bytes }
+    }
+
     fn push_event(&mut self, id: ConnId, msg: Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&id) {
-            if c.out.push_event(msg, self.cfg.max_queued_events) {
+            if c.out.push_event(msg, Self::event_cap(&self.cfg)) {
                 Self::mark_dirty(&mut self.dirty, id, c);
             }
         }
@@ -409,7 +426,7 @@ impl Store {
             }
             let shown = ev.path.get(e.prefix_len..).unwrap_or(&ev.path);
             let Some(msg) = event_msg(shown, &e.token) else { continue };
-            if c.out.push_event(msg, cfg.max_queued_events) {
+            if c.out.push_event(msg, Self::event_cap(cfg)) {
                 Self::mark_dirty(dirty, e.conn, c);
             }
         }

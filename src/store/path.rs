@@ -7,10 +7,11 @@
 //!   connection's home `/local/domain/<domid>`;
 //! - no trailing slash (except the root `/`), no `//`, not empty;
 //! - `@`-paths only where the caller allows them (watches, GET/SET_PERMS of special nodes);
-//! - at most `XENSTORE_ABS_PATH_MAX` bytes in total (we apply this to every connection; the C
-//!   daemon relies on the payload limit for privileged ones), and for unprivileged domains the
-//!   `path-max` quota (default `XENSTORE_REL_PATH_MAX`) on the part after a leading
-//!   `/local/domain/<n>/`.
+//! - at most `XENSTORE_ABS_PATH_MAX` bytes in total, and at most the requester's `path-max`
+//!   quota (default `XENSTORE_REL_PATH_MAX`) not counting a leading `/local/domain/<n>/`
+//!   (at most 5 digits, as the C daemon's `%5u`). Like the C daemon of 4.17 this binds domain 0
+//!   too (unlike the other quotas), so every node any domain can create stays addressable by
+//!   absolute path; special `@` names are measured whole.
 
 use std::borrow::Cow;
 
@@ -42,7 +43,7 @@ pub(crate) fn home(domid: u32) -> String {
 }
 
 /// Turns a requested path into an absolute one, or refuses it with EINVAL.
-/// `path_max` is the path-length quota of an unprivileged requester (None: not limited).
+/// `path_max` is the requester's path-length quota (None: not limited).
 pub(crate) fn canonicalize<'a>(
     raw: &'a [u8],
     domid: u32,

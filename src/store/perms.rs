@@ -62,11 +62,16 @@ impl Perms {
     }
 
     /// Parses SET_PERMS strings ("b0", "r5", ...). At least one entry; any malformed one is
-    /// EINVAL.
+    /// EINVAL. A domid is plain decimal that fits in 32 bits; a leading zero ("r010") is
+    /// refused too, because the C daemon reads such ids as octal (domain 8), so accepting it
+    /// would grant rights to a different domain than the C daemon would.
     pub fn parse<'a>(strings: impl IntoIterator<Item = &'a [u8]>) -> Result<Perms, Errno> {
         let v = strings
             .into_iter()
-            .map(|s| Perm::parse(s).ok_or(libc::EINVAL))
+            .map(|s| match s.get(1..) {
+                Some([b'0', _, ..]) => Err(libc::EINVAL),
+                _ => Perm::parse(s).ok_or(libc::EINVAL),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if v.is_empty() {
             return Err(libc::EINVAL);
@@ -182,6 +187,10 @@ mod tests {
         assert_eq!(out, b"w0\0r1\0");
         assert!(Perms::parse([&b"x1"[..]]).is_err());
         assert!(Perms::parse(std::iter::empty()).is_err());
+        for bad in ["r010", "n00", "b0x10", "r+5", "r 5", "r-1", "r4294967296", "r"] {
+            assert_eq!(Perms::parse([bad.as_bytes()]), Err(libc::EINVAL), "{bad}");
+        }
+        assert_eq!(perms(&["n0", "r4294967295"]).entries()[1].domid, u32::MAX);
         assert_eq!(perms(&["b3", "r1"]).with_owner(4).entries()[0].to_bytes(), b"b4");
     }
 }

@@ -2,7 +2,8 @@
 //! test.
 //!
 //! Defaults and names are the C daemon's. A value of 0 disables the check (xenstore.txt).
-//! Quotas bind unprivileged domains only; domain 0 is exempt, as in the C daemon.
+//! Quotas bind unprivileged domains only; domain 0 is exempt, as in the C daemon, except
+//! `path-max`, which the C daemon of 4.17 applies to domain 0 too (see path.rs).
 //! Each domain gets a copy of the global values when the engine first hears of it; SET_QUOTA
 //! without a domid changes the global values, i.e. those of domains seen later.
 //!

@@ -197,6 +197,14 @@ fn size_permission_path_and_transaction_quotas() {
     assert_eq!(h.ok(g, T::XS_WRITE, 0, b"abcde\0"), "OK\0");
     assert_eq!(h.err(g, T::XS_WRITE, 0, b"abcdef\0"), "EINVAL");
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "path-max", "2048"]));
+    // path-max binds domain 0 too (the C daemon of 4.17 does the same), with the same
+    // allowance for a leading /local/domain/<n>/.
+    let long = format!("/{}", "a".repeat(2048));
+    assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&long])), "EINVAL");
+    assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&long[..2048]])), "ENOENT");
+    let home = format!("/local/domain/7/{}", "a".repeat(2048));
+    assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&home])), "ENOENT");
+    assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&format!("{home}b")])), "EINVAL");
     // transactions.
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "transactions", "1"]));
     h.ok(g, T::XS_TRANSACTION_START, 0, b"\0");

@@ -138,7 +138,31 @@ fn special_node_permissions() {
     h.set_perms(tool, "@releaseDomain", &["n0", "r3"]).unwrap();
     assert_eq!(h.perms(g, "@releaseDomain"), "n0\0r3\0");
     assert_eq!(h.set_perms(g, "@releaseDomain", &["n3"]).unwrap_err(), "EACCES");
-    assert_eq!(h.err(tool, T::XS_GET_PERMS, 0, &z(&["@other"])), "ENOENT");
-    assert_eq!(h.err(g, T::XS_GET_PERMS, 0, &z(&["@other"])), "EACCES");
+    // Other `@` names are invalid paths, for everybody and both operations.
+    for who in [tool, g] {
+        for name in ["@other", "@releaseDomain/3", "@"] {
+            assert_eq!(h.err(who, T::XS_GET_PERMS, 0, &z(&[name])), "EINVAL", "{name}");
+            assert_eq!(h.set_perms(who, name, &["n0"]).unwrap_err(), "EINVAL", "{name}");
+        }
+    }
+    h.check();
+}
+
+#[test]
+fn reserved_owner_is_refused_before_the_path() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    h.write(tool, "/r", "v");
+    for owner in ["n32752", "n65535", "n70000", "n4294967295"] {
+        assert_eq!(h.set_perms(tool, "/r", &[owner]).unwrap_err(), "ENOENT", "{owner}");
+        // Even for a path that is malformed or names a special node.
+        assert_eq!(h.set_perms(tool, "//r", &[owner]).unwrap_err(), "ENOENT");
+        assert_eq!(h.set_perms(tool, "@introduceDomain", &[owner]).unwrap_err(), "ENOENT");
+    }
+    // Reserved ids are fine in the other entries, and the highest real domid as owner.
+    h.set_perms(tool, "/r", &["n32751", "r32752", "w70000"]).unwrap();
+    assert_eq!(h.perms(tool, "/r"), "n32751\0r32752\0w70000\0");
+    // Malformed entries are EINVAL first.
+    assert_eq!(h.set_perms(tool, "/r", &["n70000", "x1"]).unwrap_err(), "EINVAL");
     h.check();
 }

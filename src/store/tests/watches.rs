@@ -250,6 +250,50 @@ fn queued_events_are_bounded() {
 }
 
 #[test]
+fn queued_event_bytes_are_bounded() {
+    // With the default caps, a client that never reads holds at most 1 MiB of events even
+    // though the count cap (16384) would allow about 64 MiB of the largest ones.
+    let mut h = H::new();
+    let slow = h.conn(0);
+    let c = h.conn(0);
+    let token = "t".repeat(2000);
+    h.watch(slow, "/f", &token);
+    let name = "n".repeat(2000);
+    for i in 0..600 {
+        h.write(c, &format!("/f/{name}{i}"), "");
+    }
+    let cap = Config::default().max_queued_event_bytes;
+    let queued = h.s.queued_event_bytes(slow);
+    assert!(queued <= cap && queued > cap - 4200, "{queued} bytes queued");
+    let kept = h.s.queued_events(slow);
+    assert_eq!(kept as u64 + h.s.dropped_events(slow), 600);
+    assert!(kept < 300, "{kept} events kept");
+    // What was kept is the oldest events, in order, after the initial one.
+    let got = h.events(slow);
+    assert_eq!(got.len(), kept + 1);
+    assert_eq!(got[1].0, format!("/f/{name}0"));
+    assert_eq!(got[kept].0, format!("/f/{name}{}", kept - 1));
+    assert_eq!(h.s.queued_event_bytes(slow), 0);
+    // Room again once read.
+    h.write(c, "/f/again", "");
+    assert_eq!(h.events(slow), [ev("/f/again", &token)]);
+
+    // A small byte cap binds before the count cap.
+    let mut h = H::with(Config { max_queued_event_bytes: 100, ..Config::default() });
+    let slow = h.conn(0);
+    let c = h.conn(0);
+    h.watch(slow, "/f", "t");
+    h.events(slow);
+    for i in 0..10 {
+        h.write(c, &format!("/f/{i}"), "");
+    }
+    // Each event is 16 + "/f/N\0t\0" = 23 bytes: four fit in 100.
+    assert_eq!(h.s.queued_events(slow), 4);
+    assert_eq!(h.s.queued_event_bytes(slow), 92);
+    assert_eq!(h.s.dropped_events(slow), 6);
+}
+
+#[test]
 fn identical_pending_events_are_coalesced() {
     let mut h = H::new();
     let slow = h.conn(0);
