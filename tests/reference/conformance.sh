@@ -87,8 +87,16 @@ cleanup() {
         rm -rf "$WORK"
     fi
 }
+# Set while a scenario runs: the leader of its process group.
+SCENARIO_PID=
+on_signal() {
+    [ -n "$SCENARIO_PID" ] && kill -TERM -- "-$SCENARIO_PID" 2>/dev/null
+    exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM HUP
+# Job control: every background job gets its own process group.
+set -m
 
 # The tools under their usual names (the multi-call binary looks at argv[0]);
 # xenstore-control's /usr/bin entry is a wrapper needing a hypervisor.
@@ -104,15 +112,43 @@ gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -o "$TOOLS/xsprobe" "$HE
 
 # ------------------------------------------------------------- transcript steps
 
-STEP_TIMEOUT=20
+# A step that hangs is killed after STEP_TIMEOUT seconds; after MAX_TIMEOUTS
+# such steps the rest of the combination is skipped, so a library or daemon
+# that hangs costs at most a minute or so instead of every step's timeout.
+# --foreground keeps the tools in the scenario's process group (see run_combo).
+STEP_TIMEOUT=${XS_CONF_STEP_TIMEOUT:-15}
+MAX_TIMEOUTS=3
+timeouts=0
+
+# step CMD...: runs CMD under the timeout unless we gave up; returns its status.
+step() {
+    local rc
+    if [ "$timeouts" -ge "$MAX_TIMEOUTS" ]; then
+        echo "[skipped: $MAX_TIMEOUTS steps timed out already]"
+        return 125
+    fi
+    timeout --foreground -k 2 "$STEP_TIMEOUT" "$@"
+    rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        timeouts=$((timeouts + 1))
+        echo "[timed out after ${STEP_TIMEOUT}s]"
+    fi
+    return $rc
+}
 
 section() { printf '\n## %s\n' "$*"; }
 
+# The command line as run, with long arguments and long lists abbreviated.
 show_cmd() {
-    local line='$' a
+    local line='$' a n=0
     for a in "$@"; do
+        if [ $n -eq 7 ] && [ $# -gt 9 ]; then
+            line+=" ...[$(($# - 7)) more arguments]"
+            break
+        fi
         [ ${#a} -gt 40 ] && a="${a:0:12}...[${#a} chars]"
         line+=" $(printf '%q' "$a")"
+        n=$((n + 1))
     done
     echo "$line"
 }
@@ -120,23 +156,24 @@ show_cmd() {
 # run CMD...: the command, its output (stdout and stderr) and exit status.
 run() {
     show_cmd "$@"
-    timeout "$STEP_TIMEOUT" "$@" 2>&1
+    step "$@" 2>&1
     echo "[exit $?]"
 }
 
-# run_quiet CMD...: as run, but long output shown as its length and checksum.
+# run_quiet CMD...: as run, but long output shown as its size and checksum,
+# short output with control and non-ASCII bytes made visible (cat -v).
 run_quiet() {
-    local out rc
+    local rc size
     show_cmd "$@"
-    out=$(timeout "$STEP_TIMEOUT" "$@" 2>&1; echo "[exit $?]")
-    rc=${out##*$'\n'}
-    out=${out%$'\n'*}
-    if [ ${#out} -le 200 ]; then
-        printf '%s\n' "$out"
+    step "$@" >"$CUR/step.out" 2>&1
+    rc=$?
+    size=$(wc -c <"$CUR/step.out")
+    if [ "$size" -le 200 ]; then
+        cat -v "$CUR/step.out"
     else
-        echo "<${#out} chars, md5 $(printf '%s' "$out" | md5sum | cut -c1-12)>"
+        echo "<$size bytes, md5 $(md5sum <"$CUR/step.out" | cut -c1-12)>"
     fi
-    echo "$rc"
+    echo "[exit $rc]"
 }
 
 # run_in FILTER CMD...: as run, output passed through FILTER.
@@ -144,7 +181,7 @@ run_in() {
     local filter=$1 rc
     shift
     show_cmd "$@"
-    timeout "$STEP_TIMEOUT" "$@" >"$CUR/step.out" 2>&1
+    step "$@" >"$CUR/step.out" 2>&1
     rc=$?
     "$filter" <"$CUR/step.out"
     echo "[exit $rc]"
@@ -162,7 +199,12 @@ watch_during() {
     local n=$1 path=$2 wpid rc i
     shift 3
     : >"$CUR/watch.out"
-    timeout 10 xenstore-watch -n "$n" "$path" >"$CUR/watch.out" 2>&1 &
+    if [ "$timeouts" -ge "$MAX_TIMEOUTS" ]; then
+        show_cmd xenstore-watch -n "$n" "$path"
+        echo "[skipped: $MAX_TIMEOUTS steps timed out already]"
+        return
+    fi
+    timeout --foreground -k 2 10 xenstore-watch -n "$n" "$path" >"$CUR/watch.out" 2>&1 &
     wpid=$!
     for ((i = 0; i < 250; i++)); do
         [ -s "$CUR/watch.out" ] && break
@@ -174,6 +216,10 @@ watch_during() {
     rc=$?
     show_cmd xenstore-watch -n "$n" "$path"
     cat "$CUR/watch.out"
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        timeouts=$((timeouts + 1))
+        echo "[timed out after 10s]"
+    fi
     echo "[exit $rc]"
 }
 
@@ -216,6 +262,8 @@ run_combo() {
         result FAIL "$label" "daemon did not start"
         return
     fi
+    # In the background, as its own process group (job control is on), so a
+    # signal can stop it and everything it started at once (see on_signal).
     (
         export PATH="$TOOLS:$PATH" XENSTORED_PATH=$sock LD_LIBRARY_PATH=$libdir
         unset XENSTORED_RUNDIR
@@ -226,8 +274,12 @@ run_combo() {
             exit 3
         fi
         scenario
-    ) >"$CUR/transcript.txt" 2>&1
-    if [ $? -eq 3 ]; then
+    ) >"$CUR/transcript.txt" 2>&1 &
+    SCENARIO_PID=$!
+    wait "$SCENARIO_PID"
+    rc=$?
+    SCENARIO_PID=
+    if [ $rc -eq 3 ]; then
         "$DAEMON_SH" stop "$CUR/run" >/dev/null 2>&1
         cat "$CUR/preflight.txt"
         result FAIL "$label" "the tools cannot load libxenstore.so.4 from $libdir"
@@ -244,7 +296,7 @@ run_combo() {
         result FAIL "$label" "no expected/$ref.txt: run with --record"
         return
     fi
-    diff -u --label "expected/$ref.txt" --label "$lib library, $daemon daemon" \
+    diff -a -u --label "expected/$ref.txt" --label "$lib library, $daemon daemon" \
         "$EXPECTED_DIR/$ref.txt" "$CUR/transcript.txt" >"$CUR/diff.txt"
     rc=$?
     if [ $rc -eq 0 ] && [ -z "$died" ]; then
