@@ -20,6 +20,9 @@ scripts/reference/fetch.sh "$root/.reference"
 echo "== building"
 cargo build --release --all-targets
 
+# The differential tests must not skip quietly here: the reference daemons were just fetched.
+export XS_REQUIRE_REFERENCE=1
+
 echo "== Rust tests"
 cargo test --release --no-fail-fast 2>&1 | tee /tmp/xs-cargo-test.log
 grep -q 'test result: FAILED' /tmp/xs-cargo-test.log && exit 1
