@@ -27,9 +27,10 @@
 //!   CONNECTED` with Release; the guest loads `connection` with Acquire before touching the ring
 //!   again, so it sees the reset indexes. `error` is set by compare-and-swap (first error wins)
 //!   and read with Acquire.
-//! - Against a peer outside this process (a C guest or daemon with its own barriers) these are
-//!   the same fences the C code pairs with; a peer scribbling on the data while we copy can only
-//!   give us garbage bytes, never undefined behaviour or an out-of-bounds access here.
+//! - Against a peer outside this process: the C implementations put full barriers at the same
+//!   points (between reading the indexes and the data, between the data and publishing an
+//!   index), which pair with these acquire/release operations. A peer scribbling on the data
+//!   while we copy can only give us garbage bytes, never an out-of-bounds access here.
 //!
 //! # Index sanity and errors
 //!
@@ -59,7 +60,9 @@
 //! Each end gets a [`Notify`] hook, called after it published anything. The non-blocking calls
 //! (`write_message`/`flush` report how far they got, `try_read_message` returns `None` until a
 //! whole message arrived) never wait; the blocking helpers loop on them and a caller-supplied
-//! [`Waiter`], which must latch notifications ([`Doorbell`] does).
+//! [`Waiter`], which must latch notifications ([`Doorbell`] does). Writes are queued whole
+//! (never refused for lack of room), so the queue is unbounded: the owner bounds it, as the
+//! store's quotas on outstanding requests and watch events do.
 //!
 //! # Threads and locks
 //!
@@ -90,7 +93,7 @@ pub use client::ClientRing;
 pub use notify::{Doorbell, Notify, Waiter};
 pub use page::{Field, Ring, RingPage, PAGE_SIZE, RING_SIZE};
 pub use pump::{call_inline, pump, Handler};
-pub use server::{ServerEvent, ServerRing};
+pub use server::{ServerEvent, ServerRing, SERVER_FEATURES};
 
 use std::fmt;
 use std::sync::atomic::Ordering::Acquire;
