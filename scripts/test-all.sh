@@ -27,6 +27,9 @@ echo "== Rust tests"
 cargo test --release --no-fail-fast 2>&1 | tee /tmp/xs-cargo-test.log
 grep -q 'test result: FAILED' /tmp/xs-cargo-test.log && exit 1
 
+echo "== C headers against Debian's"
+tests/headers/compat.py "$root/.reference/root"
+
 echo "== C tests"
 c-tests/run.sh
 
