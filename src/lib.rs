@@ -14,7 +14,7 @@ pub mod store;
 pub mod ring;
 pub mod server;
 pub mod client;
-mod ffi;
+pub mod ffi;
 
 #[cfg(test)]
 mod header_tests {

@@ -1,1 +1,83 @@
-//! placeholder
+//! Serving the store to clients.
+//!
+//! - [`shared`]: one [`Store`](crate::store::Store) shared by every transport, behind one mutex,
+//!   with routing of output and wake-ups between transports.
+//! - [`socket`]: the Unix-socket transport, one event-loop thread over epoll.
+//! - [`listen`]: claiming the socket path (refusing a live daemon's, replacing a stale one).
+//! - [`options`]: the daemon's command line, mapped onto the store's configuration.
+//! - [`framing`]: request reassembly and ordered output buffers (reusable by other stream
+//!   transports).
+//! - `sys`: the Linux calls std lacks (epoll, eventfd, signalfd, rlimit).
+//!
+//! Threads and locks: the socket server runs on the thread that calls
+//! [`socket::SocketServer::run`]; every connection's buffers belong to that thread alone. The
+//! only shared state is the [`shared::SharedStore`] mutex (see its module comment); the server
+//! never does I/O while holding it: it reads sockets, then takes the lock once to handle
+//! everything read and pull all queued output, then writes sockets (accepting and closing
+//! clients take it briefly too, once per batch).
+//!
+//! Flow control, per connection (the counterpart of the C xenstored's outstanding-request quota
+//! and watch-event timeout):
+//! - Replies are written in request order. Output waits in a per-connection queue that is
+//!   written with as few system calls as possible (gathered writes) whenever the socket takes it.
+//! - When that queue holds `out_high` bytes or more, the server stops handling the connection's
+//!   requests and stops reading its socket (so the kernel's socket buffer, then the client's
+//!   writes, absorb the pressure) and leaves further output in the engine's own queue, where
+//!   the engine's bound on queued watch events applies. Reading resumes once the queue is back
+//!   under `out_low`.
+//! - Watch events that have waited unsent for longer than `watch_event_timeout` are dropped, as
+//!   the C daemon does (default 20 s). Replies are never dropped.
+//! - A connection's memory is thus bounded by `out_high` plus one reply, one read chunk of
+//!   requests, and the engine's own per-connection bounds; a client that never reads only
+//!   affects itself.
+
+pub mod framing;
+pub mod listen;
+pub mod options;
+pub mod shared;
+pub mod socket;
+
+mod sys;
+
+pub use listen::BoundSocket;
+pub use shared::{Session, SharedStore, Transport};
+pub use socket::{ServerConfig, SocketServer, StopHandle};
+pub use sys::{raise_fd_limit, TermSignals};
+
+use crate::store::{ConnId, Fatal, Store};
+use crate::wire::Header;
+
+/// What a transport needs from the engine: exactly the [`Store`] contract. It exists so the
+/// transports can be tested against a small stand-in; production code uses [`Store`].
+pub trait Engine: Send + 'static {
+    fn connect(&mut self, domid: u32) -> ConnId;
+    fn disconnect(&mut self, conn: ConnId);
+    fn handle(&mut self, conn: ConnId, hdr: &Header, payload: &[u8]) -> Result<(), Fatal>;
+    fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>>;
+    fn take_dirty(&mut self) -> Vec<ConnId>;
+    fn take_released(&mut self) -> Vec<u32>;
+}
+
+impl Engine for Store {
+    fn connect(&mut self, domid: u32) -> ConnId {
+        Store::connect(self, domid)
+    }
+    fn disconnect(&mut self, conn: ConnId) {
+        Store::disconnect(self, conn)
+    }
+    fn handle(&mut self, conn: ConnId, hdr: &Header, payload: &[u8]) -> Result<(), Fatal> {
+        Store::handle(self, conn, hdr, payload)
+    }
+    fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>> {
+        Store::pop_output(self, conn)
+    }
+    fn take_dirty(&mut self) -> Vec<ConnId> {
+        Store::take_dirty(self)
+    }
+    fn take_released(&mut self) -> Vec<u32> {
+        Store::take_released(self)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod standin;

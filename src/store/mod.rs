@@ -3,17 +3,98 @@
 //!
 //! CONTRACT (relied upon by src/server, the embedded transport and the ring server; change it
 //! only together with them):
-//! - `Store` is single-threaded; callers serialise access (a Mutex around it).
+//! - `Store` is single-threaded; callers serialise access (a Mutex around it). The engine has
+//!   no locks and starts no threads.
 //! - A transport registers each connection with `connect(domid)` and feeds it whole requests
 //!   with `handle`. Everything the engine sends (the reply, and watch events for *any*
 //!   connection) is appended, in order, to per-connection output queues, read with
-//!   `pop_output`. `take_dirty` names the connections whose queue became non-empty since the
-//!   last call, so a transport knows whom to wake.
-//! - `handle` returns `Err(Fatal)` when the connection must be closed by the transport.
+//!   `pop_output`. `take_dirty` names the connections that received output since the last call
+//!   (a superset of "became non-empty"), so a transport knows whom to wake.
+//! - `handle` returns `Err(Fatal)` when the connection must be closed by the transport: an
+//!   unknown `ConnId`, or a payload longer than XENSTORE_PAYLOAD_MAX or not matching `hdr.len`.
+//!   Every other problem is an XS_ERROR reply.
 //! - `take_released` names the domains released since the last call (their ring transports
 //!   tear down).
+//!
+//! Additions (all optional for transports):
+//! - `take_introduced`: domains INTRODUCEd (or re-introduced) since the last call, with the
+//!   mfn and event channel port from the request, for the ring transport to map.
+//! - `domain_features(domid)`: the feature bits of a domain (SET_FEATURE), for the ring page's
+//!   `server_features`.
+//! - `outstanding_quota(conn)`: the "outstanding" quota of the connection's domain (None:
+//!   unlimited, e.g. domain 0). The engine answers every request at once, so counting requests
+//!   in flight is the transport's job.
+//! - `dropped_events(conn)` / `queued_events(conn)` / `queued_event_bytes(conn)`: watch events
+//!   dropped at the per-connection bounds (`Config::max_queued_events` and
+//!   `Config::max_queued_event_bytes`, see conn.rs), and the events currently queued.
+//! - `conn_domid(conn)`, `check()` (the invariant checker CONTROL check runs).
+//!
+//! Ordering, as in the C daemon: events caused by a request are queued before that request's
+//! reply (also on the requester's own connection); the initial event of a WATCH comes right
+//! after its "OK".
+//!
+//! Module map: path (syntax), perms (access rule), quota, tree (copy-on-write nodes), txn
+//! (transactions), watch (index and matching), conn (queues), domain (domain table),
+//! ops (node operations on the live tree or a transaction), dispatch (message handling),
+//! control (CONTROL), check (invariants).
 
-use crate::wire::Header;
+mod check;
+mod conn;
+mod control;
+mod dispatch;
+mod domain;
+mod ops;
+mod path;
+mod perms;
+mod quota;
+mod tree;
+mod txn;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use crate::wire::{Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
+
+use conn::{Conn, EventCap};
+use domain::Domains;
+use perms::{rights, Access, Perms};
+use tree::{Node, Tree};
+use watch::{Match, WatchIndex};
+
+pub use quota::Quotas;
+
+/// An errno value (libc numbering), sent on the wire by name.
+pub(crate) type Errno = i32;
+
+/// Hasher for keys we allocate or that are small integers (connection ids, domids): no
+/// flooding protection needed, and SipHash showed up in the fast path's profile.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64)
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by connection ids or domids.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Identifies one connection for the lifetime of the store (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,53 +104,406 @@ pub struct ConnId(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fatal(pub String);
 
+/// A domain announced by INTRODUCE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Introduced {
+    pub domid: u32,
+    /// The frame number as the request gave it (signed decimal on the wire).
+    pub mfn: u64,
+    pub port: u32,
+}
+
 /// Limits and quotas (defaults follow the C xenstored's).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub _todo: (),
+    /// Global quotas: every domain starts with these (GET/SET_QUOTA without a domid).
+    pub quota: Quotas,
+    /// Most watch events queued per connection before new ones are dropped (see conn.rs).
+    pub max_queued_events: usize,
+    /// Most bytes of watch events (whole messages) queued per connection before new ones are
+    /// dropped, counted with the events above (see conn.rs).
+    pub max_queued_event_bytes: usize,
+    /// `XENSTORE_SERVER_FEATURE_*` bits the server supports; domains start with all of them
+    /// and SET_FEATURE may only clear bits. WATCHDEPTH enables the WATCH depth argument.
+    pub features: u32,
+    /// On RELEASE, give a domain's nodes to domain 0 instead of deleting them (the C daemon's
+    /// --keep-orphans).
+    pub keep_orphans: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { _todo: () }
+        use crate::wire::*;
+        Config {
+            quota: Quotas::default(),
+            max_queued_events: 16 * 1024,
+            max_queued_event_bytes: 1024 * 1024,
+            features: XENSTORE_SERVER_FEATURE_RECONNECTION
+                | XENSTORE_SERVER_FEATURE_ERROR
+                | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
+            keep_orphans: false,
+        }
     }
+}
+
+/// The special nodes watches on `@introduceDomain` / `@releaseDomain` are checked against:
+/// only connections that may read them (or the root) get those events.
+pub(crate) struct Special {
+    pub name: &'static str,
+    pub perms: Perms,
+    pub gen: u64,
+}
+
+pub(crate) const SPECIALS: [&str; 2] = ["@releaseDomain", "@introduceDomain"];
+
+/// Which permissions decide whether a watcher may see an event.
+pub(crate) enum EvPerms {
+    /// Read the node (and its parent) from the live tree when delivering.
+    Lookup,
+    /// Taken before the node went away (removals) or for special nodes.
+    Captured { node: Perms, parent: Option<Perms> },
+}
+
+/// A change to report to watchers.
+pub(crate) struct Event {
+    pub path: Box<str>,
+    pub kind: Match,
+    pub perms: EvPerms,
+    /// Permissions before a SET_PERMS, or at a transaction's first access.
+    pub old: Option<Perms>,
 }
 
 /// The engine.
 pub struct Store {
-    _todo: (),
+    cfg: Config,
+    tree: Tree,
+    specials: Vec<Special>,
+    /// Store-wide change counter; nodes take fresh values from it (generations).
+    gen: u64,
+    domains: Domains,
+    conns: IdMap<ConnId, Conn>,
+    watches: WatchIndex,
+    next_conn: u64,
+    dirty: Vec<ConnId>,
+    released: Vec<u32>,
+    introduced: Vec<Introduced>,
+    /// Events of the request being handled, delivered before its reply.
+    events: Vec<Event>,
+    /// The soft memory quota (CONTROL quota-soft): shown and set, not enforced.
+    soft_memory: u32,
 }
 
 impl Store {
-    pub fn new(_config: Config) -> Store {
-        todo!()
+    /// A store holding what the C daemon creates at start: "/", "/tool", "/tool/xenstored"
+    /// and the special nodes, all "n0"; domain 0 is introduced.
+    pub fn new(config: Config) -> Store {
+        let mut gen = 1;
+        let n0 = Perms::owned_by(0);
+        let mut tree = Tree::new(Node::new("", Arc::from(&[][..]), n0.clone(), gen));
+        tree.insert_chain("/", &["tool", "xenstored"], &n0, Arc::from(&[][..]), &mut gen);
+        let specials = SPECIALS
+            .iter()
+            .map(|&name| {
+                gen += 1;
+                Special { name, perms: n0.clone(), gen }
+            })
+            .collect();
+        let mut domains = Domains::new(config.quota.clone(), config.features);
+        domains.add_nodes(0, 5);
+        domains.get_mut(0).introduced = true;
+        Store {
+            cfg: config,
+            tree,
+            specials,
+            gen,
+            domains,
+            conns: IdMap::default(),
+            watches: WatchIndex::default(),
+            next_conn: 1,
+            dirty: Vec::new(),
+            released: Vec::new(),
+            introduced: Vec::new(),
+            events: Vec::new(),
+            soft_memory: control::SOFT_MEMORY_DEFAULT,
+        }
     }
+
     /// Registers a connection acting as `domid` (domain 0 is privileged).
-    pub fn connect(&mut self, _domid: u32) -> ConnId {
-        todo!()
+    pub fn connect(&mut self, domid: u32) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let mut c = Conn::new(domid);
+        c.access.target = self.domains.get_mut(domid).target;
+        self.conns.insert(id, c);
+        id
     }
+
     /// Drops a connection: its transactions are discarded and its watches removed.
-    pub fn disconnect(&mut self, _conn: ConnId) {
-        todo!()
+    pub fn disconnect(&mut self, conn: ConnId) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            self.drop_watches(conn, &mut c);
+            self.domains.add_transactions(c.access.domid, -(c.txns.len() as i64));
+        }
     }
+
     /// Serves one request of `conn`; replies and events go to output queues.
-    pub fn handle(&mut self, _conn: ConnId, _hdr: &Header, _payload: &[u8]) -> Result<(), Fatal> {
-        todo!()
+    pub fn handle(&mut self, conn: ConnId, hdr: &Header, payload: &[u8]) -> Result<(), Fatal> {
+        if !self.conns.contains_key(&conn) {
+            return Err(Fatal(format!("unknown connection {}", conn.0)));
+        }
+        if payload.len() > PAYLOAD_MAX || hdr.len as usize != payload.len() {
+            return Err(Fatal(format!(
+                "payload of {} bytes (header says {}, limit {PAYLOAD_MAX})",
+                payload.len(),
+                hdr.len
+            )));
+        }
+        let mut after: Option<Vec<u8>> = None;
+        let result = self.dispatch(conn, hdr, payload, &mut after);
+        self.deliver_events();
+        let reply = match result {
+            Ok(mut msg) if msg.len() - HEADER_LEN <= PAYLOAD_MAX => {
+                set_header(&mut msg, hdr.ty, hdr.req_id, hdr.tx_id);
+                msg
+            }
+            Ok(_) => error_msg(hdr, libc::E2BIG),
+            Err(e) => error_msg(hdr, e),
+        };
+        self.push_reply(conn, reply);
+        if let Some(ev) = after {
+            self.push_event(conn, ev);
+        }
+        Ok(())
     }
+
     /// The next whole message (header and payload) queued for `conn`.
-    pub fn pop_output(&mut self, _conn: ConnId) -> Option<Vec<u8>> {
-        todo!()
+    pub fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>> {
+        self.conns.get_mut(&conn)?.out.pop()
     }
-    /// Connections whose output queue became non-empty since the last call.
+
+    /// Connections that received output since the last call (still connected ones only).
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        todo!()
+        let mut v = std::mem::take(&mut self.dirty);
+        v.retain(|id| self.conns.contains_key(id));
+        for id in &v {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.dirty = false;
+            }
+        }
+        v
     }
+
     /// Domains released since the last call.
     pub fn take_released(&mut self) -> Vec<u32> {
-        todo!()
+        std::mem::take(&mut self.released)
     }
+
+    /// Domains introduced (or re-introduced) since the last call.
+    pub fn take_introduced(&mut self) -> Vec<Introduced> {
+        std::mem::take(&mut self.introduced)
+    }
+
     /// Whether `domid` has been introduced (and not released).
-    pub fn is_introduced(&self, _domid: u32) -> bool {
-        todo!()
+    pub fn is_introduced(&self, domid: u32) -> bool {
+        self.domains.is_introduced(domid)
     }
+
+    /// The domain a connection acts as.
+    pub fn conn_domid(&self, conn: ConnId) -> Option<u32> {
+        self.conns.get(&conn).map(|c| c.access.domid)
+    }
+
+    /// Feature bits of a domain (all supported ones unless SET_FEATURE cleared some).
+    pub fn domain_features(&self, domid: u32) -> u32 {
+        self.domains.get(domid).map_or(self.cfg.features, |d| d.features)
+    }
+
+    /// The outstanding-requests quota a transport should apply to `conn` (None: unlimited).
+    pub fn outstanding_quota(&self, conn: ConnId) -> Option<u32> {
+        let c = self.conns.get(&conn)?;
+        if c.access.privileged {
+            return None;
+        }
+        match self.domains.quota(c.access.domid).outstanding {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Watch events dropped for `conn` because its queue was full.
+    pub fn dropped_events(&self, conn: ConnId) -> u64 {
+        self.conns.get(&conn).map_or(0, |c| c.out.dropped)
+    }
+
+    /// Watch events currently queued for `conn`.
+    pub fn queued_events(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.out.queued_events())
+    }
+
+    /// Bytes of the watch events currently queued for `conn` (whole messages).
+    pub fn queued_event_bytes(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.out.queued_event_bytes())
+    }
+
+    // ----- internals shared by the handler modules -----
+
+    fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut Conn) {
+        if !c.dirty {
+            c.dirty = true;
+            dirty.push(id);
+        }
+    }
+
+    fn push_reply(&mut self, id: ConnId, msg: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.out.push_reply(msg);
+            Self::mark_dirty(&mut self.dirty, id, c);
+        }
+    }
+
+    fn event_cap(cfg: &Config) -> EventCap {
+        EventCap { events: cfg.max_queued_events, bytes: cfg.max_queued_event_bytes }
+    }
+
+    fn push_event(&mut self, id: ConnId, msg: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if c.out.push_event(msg, Self::event_cap(&self.cfg)) {
+                Self::mark_dirty(&mut self.dirty, id, c);
+            }
+        }
+    }
+
+    /// Removes every watch of a connection from the index and the accounting.
+    fn drop_watches(&mut self, id: ConnId, c: &mut Conn) {
+        let n = c.watches.len();
+        for (p, token) in c.watches.drain() {
+            self.watches.remove(&p, id, &token);
+        }
+        self.domains.add_watches(c.access.domid, -(n as i64));
+    }
+
+    /// Sends the queued events to every matching watcher allowed to see them.
+    fn deliver_events(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
+            self.deliver(&ev);
+        }
+        self.events = events;
+    }
+
+    fn deliver(&mut self, ev: &Event) {
+        let Store { watches, conns, tree, cfg, dirty, .. } = self;
+        let hits = watches.matches(&ev.path, ev.kind);
+        if hits.is_empty() {
+            return;
+        }
+        let (node, parent) = match &ev.perms {
+            EvPerms::Captured { node, parent } => (Some(node.clone()), parent.clone()),
+            EvPerms::Lookup => match tree.get(&ev.path) {
+                Some(n) => (
+                    Some(n.perms.clone()),
+                    tree.get(path::parent(&ev.path)).map(|p| p.perms.clone()),
+                ),
+                None => (None, None),
+            },
+        };
+        let mut verdict: Option<(ConnId, bool)> = None;
+        for e in hits {
+            let Some(c) = conns.get_mut(&e.conn) else { continue };
+            let allowed = match verdict {
+                Some((id, ok)) if id == e.conn => ok,
+                _ => {
+                    let ok = may_see(&c.access, ev.old.as_ref(), node.as_ref(), parent.as_ref());
+                    verdict = Some((e.conn, ok));
+                    ok
+                }
+            };
+            if !allowed {
+                continue;
+            }
+            let shown = ev.path.get(e.prefix_len..).unwrap_or(&ev.path);
+            let Some(msg) = event_msg(shown, &e.token) else { continue };
+            if c.out.push_event(msg, Self::event_cap(cfg)) {
+                Self::mark_dirty(dirty, e.conn, c);
+            }
+        }
+    }
+
+    /// Fires a special watch event (@introduceDomain, @releaseDomain) for `domid`: the plain
+    /// name for watches without depth, "<name>/<domid>" for depth watches and per-domain
+    /// watches.
+    fn fire_special(&mut self, name: &str, domid: u32) {
+        let Some(s) = self.specials.iter().find(|s| s.name == name) else { return };
+        let node = s.perms.clone();
+        let parent = Some(self.tree.root().perms.clone());
+        let mk = |path: String, kind| Event {
+            path: path.into(),
+            kind,
+            perms: EvPerms::Captured { node: node.clone(), parent: parent.clone() },
+            old: None,
+        };
+        self.events.push(mk(name.to_string(), Match::NoDepth));
+        self.events.push(mk(format!("{name}/{domid}"), Match::Depth));
+    }
+}
+
+/// The C daemon's `watch_permitted`: the watcher may read the node (before or after a
+/// permission change) or its parent.
+fn may_see(who: &Access, old: Option<&Perms>, node: Option<&Perms>, parent: Option<&Perms>) -> bool {
+    if who.privileged {
+        return true;
+    }
+    if old.is_some_and(|p| rights(who, p).read) {
+        return true;
+    }
+    let Some(node) = node else { return false };
+    rights(who, node).read || parent.is_some_and(|p| rights(who, p).read)
+}
+
+/// A whole WATCH_EVENT message, or None if it would exceed the payload limit (the C daemon
+/// drops such events too).
+fn event_msg(path: &str, token: &[u8]) -> Option<Vec<u8>> {
+    let len = path.len() + token.len() + 2;
+    if len > PAYLOAD_MAX {
+        return None;
+    }
+    let mut m = Vec::with_capacity(HEADER_LEN + len);
+    m.extend_from_slice(&Header::new(MsgType::XS_WATCH_EVENT, 0, 0, len as u32).to_bytes());
+    m.extend_from_slice(path.as_bytes());
+    m.push(0);
+    m.extend_from_slice(token);
+    m.push(0);
+    Some(m)
+}
+
+/// A reply buffer: header space, then the payload is appended.
+pub(crate) fn reply_buf(payload_hint: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + payload_hint);
+    v.resize(HEADER_LEN, 0);
+    v
+}
+
+/// "OK\0", the reply of most requests.
+pub(crate) fn ok_reply() -> Vec<u8> {
+    let mut v = reply_buf(3);
+    v.extend_from_slice(b"OK\0");
+    v
+}
+
+fn set_header(msg: &mut [u8], ty: u32, req_id: u32, tx_id: u32) {
+    let len = (msg.len() - HEADER_LEN) as u32;
+    let h = Header { ty, req_id, tx_id, len };
+    msg[..HEADER_LEN].copy_from_slice(&h.to_bytes());
+}
+
+fn error_msg(hdr: &Header, errno: Errno) -> Vec<u8> {
+    let name = crate::wire::name_from_errno(errno);
+    let mut v = reply_buf(name.len() + 1);
+    v.extend_from_slice(name.as_bytes());
+    v.push(0);
+    set_header(&mut v, MsgType::XS_ERROR as u32, hdr.req_id, hdr.tx_id);
+    v
 }

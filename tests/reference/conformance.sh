@@ -21,7 +21,8 @@
 #   XS_CONF_LIBS, XS_CONF_DAEMONS   defaults for --lib / --daemon (space-separated)
 #   XS_OURS_LIBDIR   where our libxenstore.so.4 is (default <repo>/target/release)
 #   XS_OURS_BIN      our daemon (default <repo>/target/release/xenstored)
-#   XS_OURS_EXPECTED transcript our daemon must match (default cxenstored)
+#   XS_OURS_EXPECTED transcript our daemon must match (default ours: expected/cxenstored.txt
+#                    but for the release-target line of docs/daemon-differences.md)
 #   XS_CONF_RANDOM_SECONDS  length of the test-xenstore -r run (default 2)
 #   XS_CONF_DIFF_LINES      diff lines shown per failure (default 80)
 #   XS_CONF_STEP_TIMEOUT    seconds before a hanging step is killed (default
@@ -33,7 +34,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 DAEMON_SH=$REF_SCRIPTS/daemon.sh
 EXPECTED_DIR=$HERE/expected
 OURS_LIBDIR=${XS_OURS_LIBDIR:-$REPO_ROOT/target/release}
-OURS_EXPECTED=${XS_OURS_EXPECTED:-cxenstored}
+OURS_EXPECTED=${XS_OURS_EXPECTED:-ours}
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 
@@ -253,6 +254,9 @@ run_combo() {
             result FAIL "$label" "no $libdir/libxenstore.so.4: run cargo build --release"
             return
         fi
+        # Ours first, so it is the libxenstore.so.4 loaded; Debian's directory after it for
+        # the other Xen libraries some tools need (xenstore-control: libxenctrl).
+        libdir=$libdir:$REF_LIB
         ;;
     esac
     ref=$daemon

@@ -1,0 +1,424 @@
+//! One connection: sending requests, matching replies to them, and moving watch events into the
+//! watch queue, with no thread hop between the wire and the thread that asked.
+//!
+//! # How replies find their requester
+//!
+//! Every request gets a req_id that no other request in flight has, and a slot keyed by it.
+//! Reading the stream is a role ("the reader") held by one thread at a time:
+//! - a requester whose reply has not arrived and who finds nobody reading becomes the reader;
+//!   it reads until its own reply comes, fills the slots of other requesters as their replies
+//!   pass by (waking each), and queues watch events; before leaving it also dispatches whatever
+//!   whole messages are already buffered, then hands the role to a requester still waiting, if
+//!   any;
+//! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
+//!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
+//!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
+//!   brings it back re-arms it). So replies never wake the watch thread: the requester reads
+//!   its reply itself, with no thread hop and no spurious wake-up on the way. Should the
+//!   watch thread find a requester reading anyway (it woke just before a request began), it
+//!   parks until the requests are done. When it does read, it takes what is there, then gives
+//!   the role back.
+//!
+//! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
+//! the single reply is the requester's whatever its req_id.
+//!
+//! # Lock discipline
+//!
+//! - `serial` (non-multiplexing transports only): held for a whole request. Taken first.
+//! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags and the
+//!   arming of the stream in the watch thread's epoll set (epoll_ctl is called under it, so the
+//!   arming always matches `awaiting`). Never held across a blocking read or a send.
+//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`, and nothing
+//!   is taken under it.
+//! - the watch queue's lock (see `watch`): may be taken under `core`, never the reverse.
+//!
+//! So the order is serial -> core -> watch queue, and serial -> write.
+//! Condvars: each slot's (waits on `core`: "your reply is here, or the reader role is free, or
+//! the connection died"), `watch_thread` (waits on `core`: "no reply is awaited any more").
+//!
+//! # Death
+//!
+//! A read or write error, a malformed message or a reply nobody asked for kills the connection:
+//! `dead` records the errno, the transport is shut down, every waiter (requesters, the watch
+//! thread, watch-queue readers and pollers) is woken, and later requests fail with EBADF (the C
+//! library closes its descriptor, so that is what it reports).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use super::sys;
+use super::transport::{Message, Transport};
+use super::watch::{WatchEvent, WatchQueue};
+use super::Errno;
+use crate::wire::{encode, MsgType};
+
+struct Slot {
+    reply: Option<Message>,
+    wake: Arc<Condvar>,
+}
+
+struct Core {
+    next_req_id: u32,
+    slots: HashMap<u32, Slot>,
+    /// Slots whose reply has not been read off the stream yet.
+    awaiting: usize,
+    /// Somebody (a requester or the watch thread) holds the reader role.
+    reader_active: bool,
+    /// Why the connection died, if it did.
+    dead: Option<Errno>,
+    /// The watch thread waits on `watch_thread` and wants a notify when `awaiting` hits 0.
+    watch_thread_parked: bool,
+    /// The handle is closing: the watch thread must exit.
+    stopping: bool,
+    /// The stream is armed in the watch thread's epoll set.
+    stream_armed: bool,
+}
+
+/// What a message read off the stream turned out to be.
+enum Dispatched {
+    /// The reply of the reader's own request.
+    Mine(Message),
+    /// Queued as an event or given to another requester.
+    Done,
+}
+
+/// What the watch thread waits on.
+struct Watcher {
+    /// Signalled to wake the thread (stop, death).
+    attention: OwnedFd,
+    /// Holds `attention` (always) and the stream (while no reply is awaited).
+    epoll: OwnedFd,
+}
+
+const TOKEN_STREAM: u64 = 0;
+const TOKEN_ATTENTION: u64 = 1;
+
+pub struct Conn {
+    transport: Box<dyn Transport>,
+    serial: Option<Mutex<()>>,
+    write: Mutex<()>,
+    core: Mutex<Core>,
+    watch_thread: Condvar,
+    /// Created with the watch thread.
+    watcher: OnceLock<Watcher>,
+    pub events: WatchQueue,
+    /// Set by the watch thread just before it lets go of its reference (see `Handle`).
+    pub(crate) thread_released_ref: AtomicBool,
+}
+
+impl Conn {
+    pub fn new(transport: Box<dyn Transport>) -> Conn {
+        let serial = (!transport.multiplexes()).then(|| Mutex::new(()));
+        Conn {
+            transport,
+            serial,
+            write: Mutex::new(()),
+            core: Mutex::new(Core {
+                next_req_id: 1,
+                slots: HashMap::new(),
+                awaiting: 0,
+                reader_active: false,
+                dead: None,
+                watch_thread_parked: false,
+                stopping: false,
+                stream_armed: false,
+            }),
+            watch_thread: Condvar::new(),
+            watcher: OnceLock::new(),
+            events: WatchQueue::default(),
+            thread_released_ref: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends one request and returns its reply, whatever its type.
+    pub fn request(&self, ty: MsgType, tx_id: u32, payload: &[u8]) -> Result<Message, Errno> {
+        let _serial = self.serial.as_ref().map(|s| s.lock());
+        let wake = Arc::new(Condvar::new());
+        let req_id = {
+            let mut core = self.core.lock();
+            if core.dead.is_some() {
+                return Err(Errno(libc::EBADF));
+            }
+            let mut id = core.next_req_id;
+            while core.slots.contains_key(&id) {
+                id = id.wrapping_add(1);
+            }
+            core.next_req_id = id.wrapping_add(1);
+            core.slots.insert(id, Slot { reply: None, wake: wake.clone() });
+            core.awaiting += 1;
+            if core.awaiting == 1 {
+                // From now on this stream's data is ours to read, not the watch thread's.
+                self.arm_stream(&mut core, false);
+            }
+            id
+        };
+        let msg = encode(ty, req_id, tx_id, payload);
+        let sent = {
+            let _w = self.write.lock();
+            self.transport.send(&msg)
+        };
+        let mut core = self.core.lock();
+        if let Err(e) = sent {
+            // A partial write leaves the stream unusable for everyone.
+            self.kill(&mut core, e);
+            self.forget(&mut core, req_id);
+            return Err(e);
+        }
+        loop {
+            let slot = core.slots.get_mut(&req_id).expect("own slot stays until we leave");
+            if let Some(m) = slot.reply.take() {
+                core.slots.remove(&req_id);
+                return Ok(m);
+            }
+            if let Some(e) = core.dead {
+                self.forget(&mut core, req_id);
+                return Err(e);
+            }
+            if !core.reader_active {
+                core.reader_active = true;
+                return self.lead(core, req_id);
+            }
+            wake.wait(&mut core);
+        }
+    }
+
+    /// Reads as the reader until our reply comes (see the module comment).
+    fn lead(&self, core: MutexGuard<'_, Core>, req_id: u32) -> Result<Message, Errno> {
+        drop(core);
+        let mut mine = None;
+        loop {
+            // Once our reply is in, only drain what is already buffered, so no whole message
+            // is left where poll() cannot see it.
+            if let Some(reply) = mine.take_if(|_| !self.transport.pending()) {
+                let mut core = self.core.lock();
+                core.reader_active = false;
+                self.hand_off(&mut core);
+                return Ok(reply);
+            }
+            let got = self.transport.recv(None);
+            let mut core = self.core.lock();
+            let outcome = match got {
+                Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
+                Ok(None) => Err(Errno(libc::EINTR)),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Dispatched::Mine(m)) => mine = Some(m),
+                Ok(Dispatched::Done) => {}
+                Err(e) => {
+                    core.reader_active = false;
+                    self.kill(&mut core, e);
+                    self.forget(&mut core, req_id);
+                    // Our own reply, if it came, is still good.
+                    return mine.ok_or(e);
+                }
+            }
+        }
+    }
+
+    /// Routes one message: events to the queue, replies to their slot. `mine` is the reader's
+    /// own req_id (None for the watch thread).
+    fn dispatch(&self, core: &mut Core, m: Message, mine: Option<u32>) -> Result<Dispatched, Errno> {
+        if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
+            self.events.push(WatchEvent::from_payload(m.body));
+            return Ok(Dispatched::Done);
+        }
+        let waiting = |c: &Core, id: &u32| c.slots.get(id).is_some_and(|s| s.reply.is_none());
+        let target = if waiting(core, &m.header.req_id) {
+            m.header.req_id
+        } else if core.awaiting == 1 {
+            // A peer that does not echo req_id (or the one-at-a-time device): the only
+            // outstanding request owns whatever reply comes.
+            *core.slots.iter().find(|(_, s)| s.reply.is_none()).map(|(id, _)| id).expect("awaiting == 1")
+        } else {
+            // A reply nobody can own: the stream cannot be trusted any more.
+            return Err(Errno(libc::EBADF));
+        };
+        core.awaiting -= 1;
+        if core.awaiting == 0 {
+            self.all_answered(core);
+        }
+        if Some(target) == mine {
+            core.slots.remove(&target);
+            return Ok(Dispatched::Mine(m));
+        }
+        let slot = core.slots.get_mut(&target).expect("checked above");
+        slot.reply = Some(m);
+        slot.wake.notify_one();
+        Ok(Dispatched::Done)
+    }
+
+    /// The reader role is free: pass it to a requester still waiting for its reply, or tell
+    /// the watch thread the stream is its own again.
+    fn hand_off(&self, core: &mut Core) {
+        if let Some(s) = core.slots.values().find(|s| s.reply.is_none()) {
+            s.wake.notify_one();
+        } else if core.watch_thread_parked {
+            self.watch_thread.notify_one();
+        }
+    }
+
+    /// Removes our slot after a failure.
+    fn forget(&self, core: &mut Core, req_id: u32) {
+        if let Some(s) = core.slots.remove(&req_id) {
+            if s.reply.is_none() {
+                core.awaiting -= 1;
+                if core.awaiting == 0 {
+                    self.all_answered(core);
+                }
+            }
+        }
+    }
+
+    /// No reply is awaited any more: the stream is the watch thread's again.
+    fn all_answered(&self, core: &mut Core) {
+        self.arm_stream(core, true);
+        if core.watch_thread_parked {
+            self.watch_thread.notify_one();
+        }
+    }
+
+    /// Arms or disarms the stream in the watch thread's epoll set (no-op without the thread).
+    fn arm_stream(&self, core: &mut Core, armed: bool) {
+        let Some(w) = self.watcher.get() else { return };
+        if core.stream_armed == armed || core.dead.is_some() {
+            return;
+        }
+        let r = sys::epoll_set(w.epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, false);
+        match r {
+            Ok(()) => core.stream_armed = armed,
+            // Events could no longer be noticed: better a dead connection than a silent one.
+            Err(e) => self.kill(core, e),
+        }
+    }
+
+    /// Marks the connection dead (first cause wins) and wakes everybody.
+    fn kill(&self, core: &mut Core, e: Errno) {
+        if core.dead.is_some() {
+            return;
+        }
+        core.dead = Some(e);
+        self.transport.shutdown();
+        for s in core.slots.values() {
+            s.wake.notify_one();
+        }
+        self.watch_thread.notify_one();
+        if let Some(w) = self.watcher.get() {
+            sys::eventfd_signal(w.attention.as_raw_fd());
+        }
+        self.events.set_dead();
+    }
+
+    /// Kills the connection from outside (a reply of the wrong type, as the C library does).
+    pub fn abandon(&self, e: Errno) {
+        let mut core = self.core.lock();
+        self.kill(&mut core, e);
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.core.lock().dead.is_some()
+    }
+
+    /// Sets up what the watch thread waits on; Err if the system refuses it (or the transport's
+    /// descriptor cannot be watched).
+    pub fn prepare_watch_thread(&self) -> Result<(), Errno> {
+        let mut core = self.core.lock();
+        if self.watcher.get().is_some() {
+            return Ok(());
+        }
+        let attention = sys::eventfd()?;
+        let epoll = sys::epoll_create()?;
+        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
+        let armed = core.awaiting == 0;
+        sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
+        core.stream_armed = armed;
+        let _ = self.watcher.set(Watcher { attention, epoll });
+        Ok(())
+    }
+
+    /// Asks the watch thread to exit (the caller then joins it).
+    pub fn stop_watch_thread(&self) {
+        let mut core = self.core.lock();
+        core.stopping = true;
+        drop(core);
+        self.watch_thread.notify_one();
+        if let Some(w) = self.watcher.get() {
+            sys::eventfd_signal(w.attention.as_raw_fd());
+        }
+    }
+
+    /// The watch thread's body: moves events off the stream while no request is in flight.
+    pub fn run_watch_thread(&self) {
+        let Some(w) = self.watcher.get() else { return };
+        let attention: RawFd = w.attention.as_raw_fd();
+        let stream = self.transport.readable_fd();
+        loop {
+            {
+                let mut core = self.core.lock();
+                loop {
+                    if core.stopping || core.dead.is_some() {
+                        return;
+                    }
+                    if core.awaiting == 0 && !core.reader_active {
+                        break;
+                    }
+                    core.watch_thread_parked = true;
+                    self.watch_thread.wait(&mut core);
+                    core.watch_thread_parked = false;
+                }
+            }
+            let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abandon(e);
+                    return;
+                }
+            };
+            if ready.contains(&TOKEN_ATTENTION) {
+                sys::eventfd_drain(attention);
+                continue;
+            }
+            if !ready.contains(&TOKEN_STREAM) {
+                continue;
+            }
+            {
+                let mut core = self.core.lock();
+                if core.stopping || core.dead.is_some() {
+                    return;
+                }
+                if core.awaiting > 0 || core.reader_active {
+                    // A requester is about to read this itself.
+                    continue;
+                }
+                core.reader_active = true;
+            }
+            // A requester may have consumed what woke us between poll and taking the role.
+            let mut outcome = match sys::poll(stream, None, 0) {
+                Ok(r) => Ok(r.first || self.transport.pending()),
+                Err(e) => Err(e),
+            };
+            // Read one message, then whatever else is already buffered.
+            while outcome == Ok(true) {
+                outcome = match self.transport.recv(Some(attention)) {
+                    Ok(Some(m)) => {
+                        let mut core = self.core.lock();
+                        self.dispatch(&mut core, m, None).map(|_| self.transport.pending())
+                    }
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                };
+            }
+            let mut core = self.core.lock();
+            core.reader_active = false;
+            if let Err(e) = outcome {
+                self.kill(&mut core, e);
+                return;
+            }
+            self.hand_off(&mut core);
+        }
+    }
+}

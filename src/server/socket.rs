@@ -1,0 +1,724 @@
+//! The Unix-socket transport: one thread, one level-triggered epoll set, non-blocking sockets.
+//!
+//! Each loop iteration: wait for readiness; accept every pending client; read what the ready
+//! clients sent (a bounded chunk each, for fairness) *outside* the store lock; then, in one
+//! store session, handle every whole request read so far and pull queued output (replies and
+//! watch events, including those another transport caused); then, outside the lock again,
+//! write each touched client's output with gathered writes. Flow control is described in the
+//! parent module. Socket clients act as domain 0, as with the C daemon.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::framing::{InBuf, OutQueue};
+use super::shared::{Session, SharedStore, Transport};
+use super::sys::{Epoll, EventFd, NoSigPipe, Ready, HANGUP, READABLE, WRITABLE};
+use super::Engine;
+use crate::store::{ConnId, Store};
+
+/// Tunables of the socket transport.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Queued output (bytes) at which a connection's requests stop being handled.
+    pub out_high: usize,
+    /// Queued output (bytes) under which they are handled again.
+    pub out_low: usize,
+    /// Most bytes read from one client per loop iteration.
+    pub read_chunk: usize,
+    /// Unsent watch events older than this are dropped; `None` keeps them.
+    pub watch_event_timeout: Option<Duration>,
+    /// Domain the socket clients act as.
+    pub domid: u32,
+    /// Report broken clients on standard error.
+    pub verbose: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            out_high: 256 * 1024,
+            out_low: 64 * 1024,
+            read_chunk: 64 * 1024,
+            watch_event_timeout: Some(Duration::from_secs(20)),
+            domid: 0,
+            verbose: false,
+        }
+    }
+}
+
+const TOKEN_LISTENER: u64 = 0;
+const TOKEN_BELL: u64 = 1;
+const TOKEN_STOP: u64 = 2;
+const TOKEN_FIRST_CONN: u64 = 8;
+
+/// How often stale watch events are looked for (and accepting retried after EMFILE).
+const TICK: Duration = Duration::from_secs(1);
+
+struct Conn {
+    stream: UnixStream,
+    id: ConnId,
+    inbuf: InBuf,
+    out: OutQueue,
+    /// Requests are not handled (nor the socket read) until `out` drains.
+    paused: bool,
+    /// The engine may hold output we have not pulled yet.
+    backlog: bool,
+    /// The peer sent end-of-stream or failed: close after this iteration.
+    closing: bool,
+    /// Interest currently registered with epoll.
+    interest: u32,
+    /// Already in this iteration's `touched` list.
+    touched: bool,
+}
+
+/// Stops a running server from any thread.
+#[derive(Clone)]
+pub struct StopHandle(Arc<EventFd>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.ring();
+    }
+}
+
+/// The socket server; see the module comment.
+pub struct SocketServer<E: Engine = Store> {
+    listener: UnixListener,
+    accepting: bool,
+    transport: Transport<E>,
+    epoll: Epoll,
+    bell: Arc<EventFd>,
+    stop: Arc<EventFd>,
+    extra_stop: Vec<Box<dyn AsFd + Send>>,
+    cfg: ServerConfig,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_id: HashMap<ConnId, usize>,
+    touched: Vec<usize>,
+    /// Connections to revisit without waiting for readiness (just unpaused).
+    again: Vec<usize>,
+    /// Connections with output queued (those registered for WRITABLE).
+    pending_out: usize,
+    scratch: Vec<u8>,
+    last_tick: Instant,
+}
+
+impl<E: Engine> SocketServer<E> {
+    /// A server accepting on `listener` (made non-blocking here), serving `shared`.
+    pub fn new(
+        listener: UnixListener,
+        shared: &Arc<SharedStore<E>>,
+        cfg: ServerConfig,
+    ) -> io::Result<SocketServer<E>> {
+        listener.set_nonblocking(true)?;
+        let epoll = Epoll::new()?;
+        let bell = Arc::new(EventFd::new()?);
+        let stop = Arc::new(EventFd::new()?);
+        epoll.add(listener.as_fd(), READABLE, TOKEN_LISTENER)?;
+        epoll.add(bell.as_fd(), READABLE, TOKEN_BELL)?;
+        epoll.add(stop.as_fd(), READABLE, TOKEN_STOP)?;
+        let waker = Arc::clone(&bell);
+        let transport = shared.register(move || waker.ring());
+        Ok(SocketServer {
+            listener,
+            accepting: true,
+            transport,
+            epoll,
+            bell,
+            stop,
+            extra_stop: Vec::new(),
+            scratch: vec![0; cfg.read_chunk.max(4096)],
+            cfg,
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            touched: Vec::new(),
+            again: Vec::new(),
+            pending_out: 0,
+            last_tick: Instant::now(),
+        })
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(Arc::clone(&self.stop))
+    }
+
+    /// Also stop when `fd` becomes readable (e.g. a signalfd for SIGTERM).
+    pub fn stop_on(&mut self, fd: impl AsFd + Send + 'static) -> io::Result<()> {
+        self.epoll.add(fd.as_fd(), READABLE, TOKEN_STOP)?;
+        self.extra_stop.push(Box::new(fd));
+        Ok(())
+    }
+
+    /// Connected clients.
+    pub fn client_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Serves until stopped. Returns an error only if epoll itself fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut ready = Vec::with_capacity(256);
+        loop {
+            let timeout = if !self.again.is_empty() {
+                0
+            } else if self.needs_tick() {
+                TICK.as_millis() as i32
+            } else {
+                -1
+            };
+            ready.clear();
+            self.epoll.wait(timeout, &mut ready)?;
+            for idx in std::mem::take(&mut self.again) {
+                self.touch(idx);
+            }
+            for &Ready { token, events } in &ready {
+                match token {
+                    TOKEN_LISTENER => self.accept_all(),
+                    TOKEN_BELL => {
+                        self.bell.drain();
+                    }
+                    TOKEN_STOP => return Ok(()),
+                    t => self.on_ready((t - TOKEN_FIRST_CONN) as usize, events),
+                }
+            }
+            self.serve_touched();
+            if self.last_tick.elapsed() >= TICK {
+                self.tick();
+            }
+        }
+    }
+
+    fn needs_tick(&self) -> bool {
+        !self.accepting || (self.pending_out > 0 && self.cfg.watch_event_timeout.is_some())
+    }
+
+    fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    fn touch(&mut self, idx: usize) {
+        if let Some(c) = self.conn(idx) {
+            if !c.touched {
+                c.touched = true;
+                self.touched.push(idx);
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        let mut accepted = Vec::new();
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        accepted.push(stream);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors (or memory): stop listening for a tick rather than
+                    // spin on a listener that stays readable.
+                    let exhausted = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                    if exhausted && self.accepting {
+                        eprintln!("xenstored: cannot accept clients for now: {e}");
+                        self.accepting = false;
+                        let _ = self.epoll.modify(self.listener.as_fd(), 0, TOKEN_LISTENER);
+                    }
+                    break;
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let ids: Vec<ConnId> = {
+            let mut s = self.transport.lock();
+            accepted.iter().map(|_| s.connect(self.cfg.domid)).collect()
+        };
+        for (stream, id) in accepted.into_iter().zip(ids) {
+            let idx = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if self.epoll.add(stream.as_fd(), READABLE, idx as u64 + TOKEN_FIRST_CONN).is_err() {
+                self.free.push(idx);
+                self.transport.lock().disconnect(id);
+                continue;
+            }
+            self.conns[idx] = Some(Conn {
+                stream,
+                id,
+                inbuf: InBuf::new(),
+                out: OutQueue::new(),
+                paused: false,
+                backlog: false,
+                closing: false,
+                interest: READABLE,
+                touched: false,
+            });
+            self.by_id.insert(id, idx);
+        }
+    }
+
+    /// Readiness of one client: read what it sent (bounded) or note that it is gone.
+    fn on_ready(&mut self, idx: usize, events: u32) {
+        let chunk = self.cfg.read_chunk;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+        if events & READABLE != 0 && !c.paused && !c.closing {
+            let mut got = 0;
+            while got < chunk {
+                let want = (chunk - got).min(self.scratch.len());
+                match c.stream.read(&mut self.scratch[..want]) {
+                    Ok(0) => {
+                        c.closing = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.inbuf.extend(&self.scratch[..n]);
+                        got += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        c.closing = true;
+                        break;
+                    }
+                }
+            }
+        } else if events & HANGUP != 0 {
+            // Peer gone with nothing left to read: nobody to answer.
+            c.closing = true;
+        }
+        self.touch(idx);
+    }
+
+    /// Handles requests, pulls output, writes, closes: everything the touched clients need.
+    fn serve_touched(&mut self) {
+        {
+            let mut s = self.transport.lock();
+            for &idx in &self.touched {
+                let Some(c) = self.conns[idx].as_mut() else { continue };
+                handle_requests(&mut s, c, &self.cfg);
+            }
+            // Released domains concern ring transports only; do not let the notices pile up.
+            s.take_released();
+            // Output for clients that sent nothing (watch events, including from other
+            // transports).
+            for id in s.take_dirty() {
+                if let Some(&idx) = self.by_id.get(&id) {
+                    let c = self.conns[idx].as_mut().expect("indexed connection");
+                    c.backlog = true;
+                    if !c.touched {
+                        c.touched = true;
+                        self.touched.push(idx);
+                    }
+                }
+            }
+            for &idx in &self.touched {
+                let Some(c) = self.conns[idx].as_mut() else { continue };
+                if c.backlog {
+                    pull_output(&mut s, c, self.cfg.out_high);
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for idx in std::mem::take(&mut self.touched) {
+            let Some(c) = self.conns[idx].as_mut() else { continue };
+            c.touched = false;
+            if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
+                c.closing = true;
+            }
+            if c.closing {
+                // End of stream: whatever fitted into the socket has been sent.
+                gone.push(idx);
+                continue;
+            }
+            if c.paused && c.out.bytes() <= self.cfg.out_low {
+                c.paused = false;
+                // Requests may already be waiting in the buffer; do not wait for the socket.
+                self.again.push(idx);
+            }
+            self.update_interest(idx);
+        }
+        if !gone.is_empty() {
+            self.close(&gone);
+        }
+    }
+
+    fn update_interest(&mut self, idx: usize) {
+        let c = self.conns[idx].as_mut().expect("live connection");
+        let mut want = 0;
+        if !c.paused {
+            want |= READABLE;
+        }
+        // With output pending in the engine, wait for room in the socket to pull more.
+        if !c.out.is_empty() || c.backlog {
+            want |= WRITABLE;
+        }
+        if want == c.interest {
+            return;
+        }
+        let was_pending = c.interest & WRITABLE != 0;
+        if self.epoll.modify(c.stream.as_fd(), want, idx as u64 + TOKEN_FIRST_CONN).is_err() {
+            c.closing = true;
+            self.again.push(idx);
+            return;
+        }
+        c.interest = want;
+        let now_pending = want & WRITABLE != 0;
+        match (was_pending, now_pending) {
+            (false, true) => self.pending_out += 1,
+            (true, false) => self.pending_out -= 1,
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, idxs: &[usize]) {
+        let mut ids = Vec::with_capacity(idxs.len());
+        for &idx in idxs {
+            let Some(c) = self.conns[idx].take() else { continue };
+            if c.interest & WRITABLE != 0 {
+                self.pending_out -= 1;
+            }
+            self.by_id.remove(&c.id);
+            ids.push(c.id);
+            self.free.push(idx);
+            // Dropping the stream closes it, which also removes it from the epoll set.
+        }
+        let mut s = self.transport.lock();
+        for id in ids {
+            s.disconnect(id);
+        }
+        drop(s);
+        if !self.accepting {
+            self.resume_accepting();
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.epoll.modify(self.listener.as_fd(), READABLE, TOKEN_LISTENER).is_ok() {
+            self.accepting = true;
+        }
+    }
+
+    /// Periodic work: drop stale watch events, retry accepting.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.last_tick = now;
+        if !self.accepting {
+            self.resume_accepting();
+        }
+        let Some(timeout) = self.cfg.watch_event_timeout else { return };
+        if self.pending_out == 0 {
+            return;
+        }
+        let mut drained = Vec::new();
+        for (idx, slot) in self.conns.iter_mut().enumerate() {
+            let Some(c) = slot.as_mut() else { continue };
+            if c.out.oldest_event().is_some_and(|t| now.saturating_duration_since(t) > timeout) {
+                c.out.drop_stale_events(now, timeout);
+                drained.push(idx);
+            }
+        }
+        // Room was made: pull more (the engine may hold a backlog) and maybe unpause.
+        for idx in drained {
+            self.touch(idx);
+        }
+        if !self.touched.is_empty() {
+            self.serve_touched();
+        }
+    }
+}
+
+impl<E: Engine> Drop for SocketServer<E> {
+    /// The store may outlive the server (embedded use): its clients' transactions and watches
+    /// must not.
+    fn drop(&mut self) {
+        let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
+        let mut s = self.transport.lock();
+        for id in ids {
+            s.disconnect(id);
+        }
+    }
+}
+
+/// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
+fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) {
+    while !c.paused {
+        if c.out.bytes() >= cfg.out_high {
+            c.paused = true;
+            break;
+        }
+        match c.inbuf.next_message() {
+            Ok(Some((hdr, payload))) => {
+                if let Err(e) = s.handle(c.id, &hdr, payload) {
+                    if cfg.verbose {
+                        eprintln!("xenstored: closing client {}: {}", c.id.0, e.0);
+                    }
+                    c.closing = true;
+                    // Send what the engine queued before the failure, then close.
+                    pull_output(s, c, usize::MAX);
+                    return;
+                }
+                pull_output(s, c, cfg.out_high);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // A payload over the protocol maximum: this client is broken; close it.
+                if cfg.verbose {
+                    eprintln!("xenstored: closing client {}: {:?}", c.id.0, e);
+                }
+                c.closing = true;
+                return;
+            }
+        }
+    }
+}
+
+/// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
+fn pull_output<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, high: usize) {
+    while c.out.bytes() < high {
+        match s.pop_output(c.id) {
+            Some(m) => c.out.push(m),
+            None => {
+                c.backlog = false;
+                return;
+            }
+        }
+    }
+    c.backlog = true;
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::standin::StandIn;
+    use crate::wire::{encode, Header, MsgType, HEADER_LEN};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::thread;
+
+    struct Running {
+        path: PathBuf,
+        stop: StopHandle,
+        thread: Option<thread::JoinHandle<()>>,
+        shared: Arc<SharedStore<StandIn>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.stop();
+            if let Some(t) = self.thread.take() {
+                t.join().unwrap();
+            }
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn start(tag: &str, cfg: ServerConfig) -> Running {
+        let path = std::env::temp_dir()
+            .join(format!("xs-sock-{}-{}.sock", tag, std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let shared = SharedStore::new(StandIn::default());
+        let mut server = SocketServer::new(listener, &shared, cfg).unwrap();
+        let stop = server.stop_handle();
+        let thread = Some(thread::spawn(move || server.run().unwrap()));
+        Running { path, stop, thread, shared }
+    }
+
+    fn read_msg(s: &mut UnixStream) -> (Header, Vec<u8>) {
+        let mut h = [0u8; HEADER_LEN];
+        s.read_exact(&mut h).unwrap();
+        let h = Header::parse(&h).unwrap();
+        let mut p = vec![0; h.len as usize];
+        s.read_exact(&mut p).unwrap();
+        (h, p)
+    }
+
+    #[test]
+    fn split_and_pipelined_requests_are_answered_in_order() {
+        let r = start("order", ServerConfig::default());
+        let mut c = UnixStream::connect(&r.path).unwrap();
+        let mut all = Vec::new();
+        for i in 1..=200u32 {
+            all.extend(encode(MsgType::XS_READ, i, 0, format!("/n{i}").as_bytes()));
+        }
+        // One request in dribbles, then the rest in one write.
+        let first = encode(MsgType::XS_READ, 1000, 0, b"first");
+        for b in &first {
+            c.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        c.write_all(&all).unwrap();
+        assert_eq!(read_msg(&mut c), (Header::new(MsgType::XS_READ, 1000, 0, 5), b"first".to_vec()));
+        for i in 1..=200u32 {
+            let (h, p) = read_msg(&mut c);
+            assert_eq!(h.req_id, i);
+            assert_eq!(p, format!("/n{i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn oversized_or_fatal_closes_only_that_client() {
+        let r = start("fatal", ServerConfig::default());
+        let mut good = UnixStream::connect(&r.path).unwrap();
+        let mut bad = UnixStream::connect(&r.path).unwrap();
+        bad.write_all(&Header::new(MsgType::XS_WRITE, 1, 0, 5000).to_bytes()).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(bad.read(&mut buf).unwrap(), 0, "oversized header closes the client");
+        let mut fatal = UnixStream::connect(&r.path).unwrap();
+        fatal.write_all(&encode(MsgType::XS_CONTROL, 1, 0, b"fatal")).unwrap();
+        assert_eq!(fatal.read(&mut buf).unwrap(), 0);
+        good.write_all(&encode(MsgType::XS_READ, 7, 0, b"ok")).unwrap();
+        assert_eq!(read_msg(&mut good).1, b"ok");
+        // Both broken clients were disconnected from the engine.
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+    }
+
+    #[test]
+    fn watch_events_reach_an_idle_client_and_a_stalled_client_is_bounded() {
+        let cfg = ServerConfig { out_high: 8 * 1024, out_low: 2 * 1024, ..Default::default() };
+        let r = start("stall", cfg);
+        let mut watcher = UnixStream::connect(&r.path).unwrap();
+        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        assert_eq!(read_msg(&mut watcher).1, b"OK\0");
+        let mut writer = UnixStream::connect(&r.path).unwrap();
+        writer.write_all(&encode(MsgType::XS_WRITE, 2, 0, b"/x")).unwrap();
+        assert_eq!(read_msg(&mut writer).1, b"OK\0");
+        assert_eq!(read_msg(&mut watcher), (Header::new(MsgType::XS_WATCH_EVENT, 0, 0, 2), b"/x".to_vec()));
+
+        // A client that pipelines big requests and never reads: the server stops reading it
+        // once its queue and the socket buffers are full; the writer below keeps being served.
+        let hog = UnixStream::connect(&r.path).unwrap();
+        hog.set_nonblocking(true).unwrap();
+        let big = encode(MsgType::XS_READ, 3, 0, &[b'x'; 4000]);
+        let mut sent = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stuck_since = None;
+        while Instant::now() < deadline {
+            match (&hog).write(&big) {
+                Ok(n) => {
+                    sent += n;
+                    stuck_since = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let t = *stuck_since.get_or_insert_with(Instant::now);
+                    if t.elapsed() > Duration::from_millis(300) {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(stuck_since.is_some(), "server kept reading a client that never reads");
+        assert!(sent < 64 * 1024 * 1024, "sent {sent}");
+        let handled_at_stall = r.shared.with_store(|s| s.handled);
+        for i in 0..50 {
+            writer.write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v")).unwrap();
+            assert_eq!(read_msg(&mut writer).0.req_id, 100 + i);
+        }
+        let handled = r.shared.with_store(|s| s.handled);
+        assert_eq!(handled, handled_at_stall + 50, "the hog's requests were not handled meanwhile");
+    }
+
+    #[test]
+    fn activity_on_another_transport_wakes_the_server() {
+        let r = start("bell", ServerConfig::default());
+        let mut watcher = UnixStream::connect(&r.path).unwrap();
+        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        assert_eq!(read_msg(&mut watcher).1, b"OK\0");
+        // Another transport (think: a domain's ring) writes; the socket loop is asleep.
+        let other = r.shared.register(|| {});
+        {
+            let mut s = other.lock();
+            let c = s.connect(3);
+            s.handle(c, &Header::new(MsgType::XS_WRITE, 9, 0, 4), b"/dom").unwrap();
+        }
+        watcher.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(read_msg(&mut watcher).1, b"/dom");
+    }
+
+    #[test]
+    fn unread_watch_events_time_out() {
+        let cfg = ServerConfig {
+            out_high: 4 * 1024,
+            out_low: 1024,
+            watch_event_timeout: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let r = start("timeout", cfg);
+        let mut watcher = UnixStream::connect(&r.path).unwrap();
+        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        assert_eq!(read_msg(&mut watcher).1, b"OK\0");
+        // Flood the watcher with far more events than its socket holds.
+        let mut writer = UnixStream::connect(&r.path).unwrap();
+        let n = 2000u32;
+        for i in 0..n {
+            let path = format!("/e{i:04}{}", "x".repeat(1000));
+            writer.write_all(&encode(MsgType::XS_WRITE, i, 0, path.as_bytes())).unwrap();
+            read_msg(&mut writer);
+        }
+        thread::sleep(Duration::from_millis(2500));
+        // Drain everything the server still has for us.
+        watcher.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match watcher.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let events = got.len() / (HEADER_LEN + 1006);
+        assert!(events > 0 && events < n as usize, "{events} of {n} events delivered");
+        // The stream is still well framed: every message is a whole event.
+        assert_eq!(got.len() % (HEADER_LEN + 1006), 0);
+        let seq: Vec<u32> = got
+            .chunks(HEADER_LEN + 1006)
+            .map(|m| std::str::from_utf8(&m[HEADER_LEN + 2..HEADER_LEN + 6]).unwrap().parse().unwrap())
+            .collect();
+        assert!(seq.windows(2).all(|w| w[0] < w[1]), "events stay in order");
+        assert_eq!(*seq.last().unwrap(), n - 1, "events after the stall are delivered");
+    }
+
+    #[test]
+    fn stopping_the_server_disconnects_its_clients_from_the_store() {
+        let mut r = start("drop", ServerConfig::default());
+        let mut a = UnixStream::connect(&r.path).unwrap();
+        let mut b = UnixStream::connect(&r.path).unwrap();
+        for c in [&mut a, &mut b] {
+            c.write_all(&encode(MsgType::XS_READ, 1, 0, b"x")).unwrap();
+            read_msg(c);
+        }
+        r.stop.stop();
+        r.thread.take().unwrap().join().unwrap();
+        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        let mut buf = [0u8; 1];
+        assert_eq!(a.read(&mut buf).unwrap(), 0, "sockets are closed too");
+    }
+
+    #[test]
+    fn half_closed_client_gets_its_replies() {
+        let r = start("halfclose", ServerConfig::default());
+        let mut c = UnixStream::connect(&r.path).unwrap();
+        c.write_all(&encode(MsgType::XS_READ, 5, 0, b"bye")).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_msg(&mut c).1, b"bye");
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! Per-connection state: who it acts as, its watches and transactions, and its output queue.
+//!
+//! Output queue bound: replies are never dropped (one per request, and transports bound the
+//! requests in flight), but queued *watch events* are capped per connection, both by count
+//! (`Config::max_queued_events`) and by bytes (`Config::max_queued_event_bytes`, whole messages
+//! with their headers). An event that would take the queue over either cap is dropped (the
+//! newest, so what the client eventually reads is still in order) and counted in
+//! `dropped_events`; the connection stays open. The byte cap is what bounds memory: by count
+//! alone a client that never reads could hold 16384 events of up to 4 KiB each. Clients see a
+//! gap, which xenstore.txt allows only for unreadable paths, so the defaults leave room for
+//! any client that reads at all; a transport that prefers to close such a client can poll
+//! `Store::dropped_events`.
+//!
+//! Like the C daemon, an event identical (path and token) to one still queued is not queued
+//! twice (that is not a drop); special (`@...`) events are always queued.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use super::perms::Access;
+use super::txn::Txn;
+use crate::wire::HEADER_LEN;
+
+pub(crate) struct Conn {
+    pub access: Access,
+    /// (absolute or special path, token) of every watch, for duplicates and removal.
+    pub watches: HashSet<(Box<str>, Box<[u8]>)>,
+    pub txns: HashMap<u32, Txn>,
+    pub next_txid: u32,
+    pub out: Outq,
+    /// Already listed for `take_dirty`.
+    pub dirty: bool,
+}
+
+impl Conn {
+    pub fn new(domid: u32) -> Conn {
+        Conn {
+            access: Access::new(domid),
+            watches: HashSet::new(),
+            txns: HashMap::new(),
+            next_txid: 1,
+            out: Outq::default(),
+            dirty: false,
+        }
+    }
+
+    /// A free transaction id (never 0, never one in use).
+    pub fn alloc_txid(&mut self) -> u32 {
+        loop {
+            let id = self.next_txid;
+            self.next_txid = self.next_txid.wrapping_add(1);
+            if id != 0 && !self.txns.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// The caps on queued watch events of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventCap {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Outq {
+    q: VecDeque<(bool, Vec<u8>)>,
+    events: usize,
+    /// Bytes of the queued events (whole messages).
+    event_bytes: usize,
+    /// Bytes of everything queued (replies and events).
+    bytes: usize,
+    /// Hashes of queued non-special event payloads (count per hash) to find duplicates
+    /// without scanning the queue in the common case.
+    queued: HashMap<u64, u32>,
+    pub dropped: u64,
+}
+
+fn payload_hash(p: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    p.hash(&mut h);
+    h.finish()
+}
+
+impl Outq {
+    pub fn push_reply(&mut self, msg: Vec<u8>) {
+        self.bytes += msg.len();
+        self.q.push_back((false, msg));
+    }
+
+    /// Queues a whole WATCH_EVENT message; false if not queued (a duplicate, or dropped and
+    /// counted because it would exceed a cap).
+    pub fn push_event(&mut self, msg: Vec<u8>, cap: EventCap) -> bool {
+        let payload = &msg[HEADER_LEN..];
+        let special = payload.first() == Some(&b'@');
+        if !special {
+            let h = payload_hash(payload);
+            if self.queued.contains_key(&h)
+                && self.q.iter().any(|(ev, m)| *ev && &m[HEADER_LEN..] == payload)
+            {
+                return false;
+            }
+        }
+        if self.events >= cap.events || msg.len() > cap.bytes.saturating_sub(self.event_bytes) {
+            self.dropped += 1;
+            return false;
+        }
+        if !special {
+            *self.queued.entry(payload_hash(payload)).or_insert(0) += 1;
+        }
+        self.events += 1;
+        self.event_bytes += msg.len();
+        self.bytes += msg.len();
+        self.q.push_back((true, msg));
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<Vec<u8>> {
+        let (ev, msg) = self.q.pop_front()?;
+        self.bytes -= msg.len();
+        if ev {
+            self.events -= 1;
+            self.event_bytes -= msg.len();
+            let payload = &msg[HEADER_LEN..];
+            if payload.first() != Some(&b'@') {
+                let h = payload_hash(payload);
+                if let Some(n) = self.queued.get_mut(&h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.queued.remove(&h);
+                    }
+                }
+            }
+        }
+        Some(msg)
+    }
+
+    pub fn clear(&mut self) {
+        self.q.clear();
+        self.queued.clear();
+        self.events = 0;
+        self.event_bytes = 0;
+        self.bytes = 0;
+    }
+
+    /// Messages queued and their bytes (replies and events).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.q.len(), self.bytes)
+    }
+
+    pub fn queued_event_bytes(&self) -> usize {
+        self.event_bytes
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub fn queued_events(&self) -> usize {
+        self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode, MsgType};
+
+    fn ev(p: &str) -> Vec<u8> {
+        encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("{p}\0tok\0").as_bytes())
+    }
+
+    fn count(n: usize) -> EventCap {
+        EventCap { events: n, bytes: usize::MAX }
+    }
+
+    #[test]
+    fn cap_and_duplicates() {
+        let mut q = Outq::default();
+        assert!(q.push_event(ev("/a"), count(2)));
+        assert!(!q.push_event(ev("/a"), count(2)), "duplicate of a queued event");
+        assert_eq!(q.dropped, 0, "duplicates are not drops");
+        assert!(q.push_event(ev("@releaseDomain"), count(2)));
+        assert!(!q.push_event(ev("/b"), count(2)), "over the cap");
+        assert_eq!(q.dropped, 1);
+        q.push_reply(vec![0; 16]);
+        assert_eq!(q.pop().unwrap(), ev("/a"));
+        assert!(q.push_event(ev("/a"), count(2)), "no longer queued, so not a duplicate");
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.queued_events(), 2);
+    }
+
+    #[test]
+    fn byte_cap() {
+        let one = ev("/a").len();
+        let cap = EventCap { events: 100, bytes: 2 * one + 1 };
+        let mut q = Outq::default();
+        assert!(q.push_event(ev("/a"), cap));
+        assert!(q.push_event(ev("/b"), cap));
+        assert_eq!(q.queued_event_bytes(), 2 * one);
+        // A third would need 3 * one bytes: dropped and counted, also for special events.
+        assert!(!q.push_event(ev("/c"), cap));
+        assert!(!q.push_event(ev("@releaseDomain"), cap));
+        assert_eq!(q.dropped, 2);
+        // Replies are never capped and do not use the event budget.
+        q.push_reply(vec![0; 5000]);
+        assert_eq!(q.queued(), (3, 2 * one + 5000));
+        // Reading one event makes room for exactly one more.
+        assert_eq!(q.pop().unwrap(), ev("/a"));
+        assert!(q.push_event(ev("/c"), cap));
+        assert!(!q.push_event(ev("/d"), cap));
+        assert_eq!(q.dropped, 3);
+        // Order is kept: what was queued comes out in order, replies included.
+        assert_eq!(q.pop().unwrap(), ev("/b"));
+        assert_eq!(q.pop().unwrap().len(), 5000);
+        assert_eq!(q.pop().unwrap(), ev("/c"));
+        assert_eq!(q.queued(), (0, 0));
+        assert_eq!(q.queued_event_bytes(), 0);
+        // A cap smaller than one event drops everything.
+        let tiny = EventCap { events: 100, bytes: one - 1 };
+        assert!(!q.push_event(ev("/e"), tiny));
+        q.clear();
+        assert_eq!(q.queued(), (0, 0));
+    }
+}

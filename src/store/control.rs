@@ -1,0 +1,222 @@
+//! XS_CONTROL: the daemon's maintenance commands (privileged connections only).
+//!
+//! The commands, their argument counts and the `help` text are those of the C daemon of 4.17
+//! (the version whose `xenstore-control` users see them); the `quota` reports follow the
+//! reworked format of later C daemons, whose quota names GET_QUOTA/SET_QUOTA use too:
+//! - `help`: the 4.17 list, one "<command>\t<parameters>\n" line each;
+//! - `check`: runs the invariant checker (check.rs) and repairs node accounting as the C
+//!   daemon does; replies "OK" when everything holds, otherwise (our choice, the C daemon only
+//!   logs) the list of problems found, one per line;
+//! - `log on|off`, `logfile <file>`: acknowledged; the engine keeps no trace log (the C
+//!   daemon without a trace file does nothing for `log` either);
+//! - `memreport <file>`: appends a short usage report (nodes, connections, queued output) to
+//!   the file; without a file it is EINVAL, as in the C daemon without a trace file; a file
+//!   that cannot be opened is EINVAL too (as 4.17);
+//! - `print <string>`: acknowledged; a daemon wanting to log these can look at CONTROL
+//!   requests before handing them over;
+//! - `live-update ...`: answered as the C daemon answers when no update is in progress; a
+//!   request to start one (`-f <file>`) is refused with a message, as this daemon cannot
+//!   replace itself;
+//! - `quota`: the global quotas ("Quota settings:" then "%-17s: %8d %s" lines);
+//!   `quota set <name> <value>` (value >= 1; the 4.17 name `permissions` is accepted for
+//!   `node-permissions`), `quota <domid>` (current use with the highest seen:
+//!   "%-17s: %8u (max %8u)"), `quota max [-r]` (highest use seen over unprivileged domains,
+//!   -r resets it);
+//! - `quota-soft [set memory <value>]`: the soft memory quota, which the C daemon only uses
+//!   for log warnings; kept and shown, but there is no memory accounting to compare it with.
+//!
+//! Unknown commands and wrong parameter counts are EINVAL.
+
+use std::io::Write as _;
+
+use super::dispatch::strings;
+use super::domain::atoi;
+use super::quota::NAMES;
+use super::{ok_reply, reply_buf, Errno, Store};
+
+/// The `help` reply of the C daemon of 4.17, command by command.
+const HELP: [(&str, &str); 9] = [
+    ("check", ""),
+    ("log", "on|off"),
+    ("live-update", "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds."),
+    ("logfile", "<file>"),
+    ("memreport", "[<file>]"),
+    ("print", "<string>"),
+    ("quota", "[set <name> <val>|<domid>]"),
+    ("quota-soft", "[set <name> <val>]"),
+    ("help", ""),
+];
+
+/// Default of the soft memory quota (the C daemon's).
+pub(crate) const SOFT_MEMORY_DEFAULT: u32 = 2 * 1024 * 1024;
+
+fn text_reply(s: &str) -> Vec<u8> {
+    let mut v = reply_buf(s.len() + 1);
+    v.extend_from_slice(s.as_bytes());
+    v.push(0);
+    v
+}
+
+impl Store {
+    pub(crate) fn control(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        let Some((&cmd, args)) = s.split_first() else { return Err(libc::EINVAL) };
+        match cmd {
+            b"help" if args.is_empty() => {
+                let mut r = String::new();
+                for (c, pars) in HELP {
+                    r.push_str(&format!("{c}\t{pars}\n"));
+                }
+                Ok(text_reply(&r))
+            }
+            b"log" if matches!(args, [b"on"] | [b"off"]) => Ok(ok_reply()),
+            b"logfile" if args.len() == 1 => Ok(ok_reply()),
+            b"memreport" => match args {
+                [file] => self.memreport(file),
+                _ => Err(libc::EINVAL),
+            },
+            b"live-update" => live_update(args),
+            b"quota-soft" => match args {
+                [] => Ok(text_reply(&format!(
+                    "Quota settings:\n{:<17}: {:>8} Total Xenstore memory per domain (warning level)\n",
+                    "memory", self.soft_memory
+                ))),
+                [b"set", b"memory", val] => {
+                    let v = atoi(val);
+                    if v < 1 || v > i32::MAX as i64 {
+                        return Err(libc::EINVAL);
+                    }
+                    self.soft_memory = v as u32;
+                    Ok(ok_reply())
+                }
+                _ => Err(libc::EINVAL),
+            },
+            b"check" if args.is_empty() => {
+                let problems = self.check_and_repair();
+                if problems.is_empty() {
+                    Ok(ok_reply())
+                } else {
+                    Ok(text_reply(&(problems.join("\n") + "\n")))
+                }
+            }
+            b"print" if args.len() == 1 => Ok(ok_reply()),
+            b"quota" => self.control_quota(args),
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    fn control_quota(&mut self, args: &[&[u8]]) -> Result<Vec<u8>, Errno> {
+        match args {
+            [] => {
+                let mut r = String::from("Quota settings:\n");
+                for (name, descr) in NAMES {
+                    let v = self.domains.global.get(name).unwrap_or(0);
+                    r.push_str(&format!("{name:<17}: {v:>8} {descr}\n"));
+                }
+                Ok(text_reply(&r))
+            }
+            [b"set", name, val] => {
+                let v = atoi(val);
+                if v < 1 || v > u32::MAX as i64 {
+                    return Err(libc::EINVAL);
+                }
+                let name = match std::str::from_utf8(name).map_err(|_| libc::EINVAL)? {
+                    "permissions" => "node-permissions",
+                    n => n,
+                };
+                if !self.domains.global.set(name, v as u32) {
+                    return Err(libc::EINVAL);
+                }
+                Ok(ok_reply())
+            }
+            [b"max"] | [b"max", b"-r"] => {
+                if args.len() == 2 {
+                    for id in self.domains.ids() {
+                        let d = self.domains.get_mut(id);
+                        d.max_nodes = d.nodes;
+                        d.max_watches = d.watches;
+                        d.max_transactions = d.transactions;
+                    }
+                }
+                let mut m = [0u64; 3];
+                for (&id, d) in self.domains.iter().filter(|(&id, _)| id != 0) {
+                    let _ = id;
+                    m[0] = m[0].max(d.max_nodes);
+                    m[1] = m[1].max(d.max_watches);
+                    m[2] = m[2].max(d.max_transactions);
+                }
+                let mut r = String::from("Max. seen accounting values:\n");
+                for (name, _) in NAMES {
+                    let v = match name {
+                        "nodes" => m[0],
+                        "watches" => m[1],
+                        "transactions" => m[2],
+                        _ => 0,
+                    };
+                    r.push_str(&format!("{name:<17}: {v:>8}\n"));
+                }
+                Ok(text_reply(&r))
+            }
+            [domid] => {
+                let domid = super::domain::parse_domid(domid)?;
+                let Some(d) = self.domains.get(domid) else { return Err(libc::ENOENT) };
+                let mut r = format!("Domain {domid}:\n");
+                for (name, _) in NAMES {
+                    let (v, max) = match name {
+                        "nodes" => (d.nodes, d.max_nodes),
+                        "watches" => (d.watches, d.max_watches),
+                        "transactions" => (d.transactions, d.max_transactions),
+                        _ => (0, 0),
+                    };
+                    r.push_str(&format!("{name:<17}: {v:>8} (max {max:>8})\n"));
+                }
+                Ok(text_reply(&r))
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    /// Appends a usage report to `file` (CONTROL memreport).
+    fn memreport(&self, file: &[u8]) -> Result<Vec<u8>, Errno> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file));
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|_| libc::EINVAL)?;
+        let nodes: u64 = self.domains.iter().map(|(_, d)| d.nodes).sum();
+        let (mut msgs, mut bytes, mut watches, mut txns) = (0usize, 0usize, 0usize, 0usize);
+        for c in self.conns.values() {
+            let (m, b) = c.out.queued();
+            msgs += m;
+            bytes += b;
+            watches += c.watches.len();
+            txns += c.txns.len();
+        }
+        let report = format!(
+            "xenstored usage report\nnodes: {nodes}\ndomains known: {}\nconnections: {}\n\
+             watches: {watches}\ntransactions: {txns}\nqueued output: {msgs} messages, {bytes} bytes\n",
+            self.domains.iter().count(),
+            self.conns.len(),
+        );
+        f.write_all(report.as_bytes()).map_err(|_| libc::EIO)?;
+        Ok(ok_reply())
+    }
+}
+
+/// CONTROL live-update: the replies of the C daemon when no update is in progress; starting
+/// one is refused, since this daemon cannot replace itself.
+fn live_update(args: &[&[u8]]) -> Result<Vec<u8>, Errno> {
+    let msg = match args {
+        [b"-a", ..] => "No live-update session active.",
+        [b"-s", ..] | [b"-c", _, ..] => "Not in live-update session.",
+        [b"-f", file, ..] => {
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file));
+            if std::fs::File::open(path).is_err() {
+                "File not accessible."
+            } else {
+                "Live-update is not supported by this xenstored."
+            }
+        }
+        _ => return Err(libc::EINVAL),
+    };
+    Ok(text_reply(msg))
+}

@@ -1,0 +1,612 @@
+//! Request handling: argument parsing, privilege and transaction checks, and the handlers for
+//! every message type in xenstore.txt. Reply formats are the C daemon's.
+//!
+//! Order of checks (as the C daemon's `process_message`): unknown or reply-only type -> ENOSYS;
+//! privileged-only type from an unprivileged domain -> EACCES; a tx_id naming no open
+//! transaction of the connection -> ENOENT (WATCH and UNWATCH ignore tx_id); then the handler.
+//! Payload strings are NUL-terminated; bytes after the last NUL are ignored, as C's
+//! `get_strings` does.
+
+use std::borrow::Cow;
+
+use crate::wire::{DOMID_FIRST_RESERVED, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
+
+use super::domain::{atoi, parse_domid};
+use super::ops::Env;
+use super::perms::{rights, Access, Need, Perms};
+use super::quota::{self, exceeds};
+use super::tree;
+use super::txn::{self, Txn, TxnLog};
+use super::watch::Match;
+use super::{event_msg, ok_reply, path, reply_buf, ConnId, Errno, EvPerms, Event, Store};
+
+/// DOMID_SELF: IS_DOMAIN_INTRODUCED answers "T" for it.
+const DOMID_SELF: u32 = 0x7FF0;
+
+/// The NUL-terminated strings of a payload.
+pub(crate) fn strings(payload: &[u8]) -> Vec<&[u8]> {
+    let mut v: Vec<&[u8]> = payload.split(|&c| c == 0).collect();
+    v.pop(); // the piece after the last NUL (empty if the payload ends with one)
+    v
+}
+
+/// Exactly one string, NUL-terminated.
+fn onearg(payload: &[u8]) -> Result<&[u8], Errno> {
+    match payload.split_last() {
+        Some((0, body)) if !body.contains(&0) => Ok(body),
+        _ => Err(libc::EINVAL),
+    }
+}
+
+fn reply_str(s: &str) -> Vec<u8> {
+    let mut v = reply_buf(s.len() + 1);
+    v.extend_from_slice(s.as_bytes());
+    v.push(0);
+    v
+}
+
+impl Store {
+    fn access(&self, conn: ConnId) -> Result<Access, Errno> {
+        self.conns.get(&conn).map(|c| c.access).ok_or(libc::EINVAL)
+    }
+
+    /// Canonical path for a request of `who`. The path-length quota applies to every
+    /// connection, domain 0 included, as in the C daemon of 4.17 (see path.rs).
+    fn canon<'p>(&self, who: Access, raw: &'p [u8], special: bool) -> Result<Cow<'p, str>, Errno> {
+        path::canonicalize(raw, who.domid, special, Some(self.domains.quota(who.domid).path_max))
+    }
+
+    /// Runs `f` on the live tree (tx 0) or the transaction's version.
+    fn with_env<R>(
+        &mut self,
+        conn: ConnId,
+        tx: u32,
+        f: impl FnOnce(&mut Env) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        let Store { tree, conns, domains, gen, watches, events, .. } = self;
+        let c = conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let who = c.access;
+        let (tree, log) = if tx == 0 {
+            (tree, None)
+        } else {
+            let t = c.txns.get_mut(&tx).ok_or(libc::ENOENT)?;
+            (&mut t.tree, Some(&mut t.log))
+        };
+        let mut env = Env { tree, log, domains, gen, watches, events, who };
+        f(&mut env)
+    }
+
+    pub(crate) fn dispatch(
+        &mut self,
+        conn: ConnId,
+        hdr: &crate::wire::Header,
+        payload: &[u8],
+        after: &mut Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Errno> {
+        use crate::wire::xsd_sockmsg_type::*;
+        let ty = match hdr.msg_type() {
+            Some(XS_WATCH_EVENT | XS_ERROR | XS_TYPE_COUNT | XS_INVALID) | None => {
+                return Err(libc::ENOSYS)
+            }
+            Some(t) => t,
+        };
+        let who = self.access(conn)?;
+        let privileged_only = matches!(
+            ty,
+            XS_CONTROL
+                | XS_INTRODUCE
+                | XS_RELEASE
+                | XS_IS_DOMAIN_INTRODUCED
+                | XS_RESUME
+                | XS_SET_TARGET
+                | XS_SET_FEATURE
+                | XS_GET_QUOTA
+                | XS_SET_QUOTA
+        );
+        if privileged_only && !who.privileged {
+            return Err(libc::EACCES);
+        }
+        let tx = if matches!(ty, XS_WATCH | XS_UNWATCH) { 0 } else { hdr.tx_id };
+        if tx != 0 && !self.conns.get(&conn).is_some_and(|c| c.txns.contains_key(&tx)) {
+            return Err(libc::ENOENT);
+        }
+        match ty {
+            XS_READ => {
+                let p = self.canon(who, onearg(payload)?, false)?;
+                let mut out = Vec::new();
+                self.with_env(conn, tx, |e| e.read(&p, &mut out))?;
+                Ok(out)
+            }
+            XS_WRITE => {
+                let nul = payload.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
+                let p = self.canon(who, &payload[..nul], false)?;
+                let value = &payload[nul + 1..];
+                self.with_env(conn, tx, |e| e.write(&p, value))?;
+                Ok(ok_reply())
+            }
+            XS_MKDIR => {
+                let p = self.canon(who, onearg(payload)?, false)?;
+                self.with_env(conn, tx, |e| e.mkdir(&p))?;
+                Ok(ok_reply())
+            }
+            XS_RM => {
+                let p = self.canon(who, onearg(payload)?, false)?;
+                self.with_env(conn, tx, |e| e.rm(&p))?;
+                Ok(ok_reply())
+            }
+            XS_DIRECTORY => {
+                let p = self.canon(who, onearg(payload)?, false)?;
+                let mut out = reply_buf(256);
+                self.with_env(conn, tx, |e| e.directory(&p, &mut out))?;
+                Ok(out)
+            }
+            XS_DIRECTORY_PART => {
+                let s = strings(payload);
+                if s.len() != 2 || payload.last() != Some(&0) {
+                    return Err(libc::EINVAL);
+                }
+                let p = self.canon(who, s[0], false)?;
+                let off = atoi(s[1]).max(0) as usize;
+                let mut out = reply_buf(256);
+                self.with_env(conn, tx, |e| e.directory_part(&p, off, &mut out))?;
+                Ok(out)
+            }
+            XS_GET_PERMS => {
+                let p = self.canon(who, onearg(payload)?, true)?;
+                let mut out = reply_buf(32);
+                if p.starts_with('@') {
+                    let perms = self.special_checked(who, &p, Need::Read)?;
+                    perms.write_wire(&mut out);
+                } else {
+                    self.with_env(conn, tx, |e| e.get_perms(&p, &mut out))?;
+                }
+                Ok(out)
+            }
+            XS_SET_PERMS => self.set_perms(conn, who, tx, payload),
+            XS_WATCH => self.watch(conn, who, payload, after),
+            XS_UNWATCH => self.unwatch(conn, who, payload),
+            XS_RESET_WATCHES => {
+                if let Some(mut c) = self.conns.remove(&conn) {
+                    self.drop_watches(conn, &mut c);
+                    self.domains.add_transactions(who.domid, -(c.txns.len() as i64));
+                    c.txns.clear();
+                    self.conns.insert(conn, c);
+                }
+                Ok(ok_reply())
+            }
+            XS_TRANSACTION_START => self.transaction_start(conn, who, tx),
+            XS_TRANSACTION_END => self.transaction_end(conn, who, tx, payload),
+            XS_INTRODUCE => self.introduce(payload),
+            XS_RELEASE => self.release(payload),
+            XS_RESUME => {
+                let domid = parse_domid(onearg(payload)?)?;
+                if domid == 0 {
+                    return Err(libc::EINVAL);
+                }
+                if !self.domains.is_introduced(domid) {
+                    return Err(libc::ENOENT);
+                }
+                Ok(ok_reply())
+            }
+            XS_SET_TARGET => {
+                let s = strings(payload);
+                if s.len() < 2 {
+                    return Err(libc::EINVAL);
+                }
+                let (d, t) = (parse_domid(s[0])?, parse_domid(s[1])?);
+                if !self.domains.is_introduced(d) || !self.domains.is_introduced(t) {
+                    return Err(libc::ENOENT);
+                }
+                self.domains.get_mut(d).target = Some(t);
+                for c in self.conns.values_mut().filter(|c| c.access.domid == d) {
+                    c.access.target = Some(t);
+                }
+                Ok(ok_reply())
+            }
+            XS_IS_DOMAIN_INTRODUCED => {
+                let domid = parse_domid(onearg(payload)?)?;
+                let yes = domid == DOMID_SELF || self.domains.is_introduced(domid);
+                Ok(reply_str(if yes { "T" } else { "F" }))
+            }
+            XS_GET_DOMAIN_PATH => {
+                let domid = parse_domid(onearg(payload)?)?;
+                Ok(reply_str(&path::home(domid)))
+            }
+            XS_GET_FEATURE => {
+                let s = strings(payload);
+                let features = match s.len() {
+                    0 => self.domains.get_mut(who.domid).features,
+                    _ if !who.privileged => return Err(libc::EACCES),
+                    1 => self.domains.get_mut(parse_domid(s[0])?).features,
+                    _ => return Err(libc::EINVAL),
+                };
+                Ok(reply_str(&features.to_string()))
+            }
+            XS_SET_FEATURE => {
+                let s = strings(payload);
+                if s.len() != 2 {
+                    return Err(libc::EINVAL);
+                }
+                let domid = parse_domid(s[0])?;
+                let features = u32::try_from(atoi(s[1])).map_err(|_| libc::EINVAL)?;
+                let supported = self.cfg.features;
+                let d = self.domains.get_mut(domid);
+                if d.introduced {
+                    return Err(libc::EBUSY);
+                }
+                if features & !supported != 0 {
+                    return Err(libc::EINVAL);
+                }
+                d.features = features;
+                Ok(ok_reply())
+            }
+            XS_GET_QUOTA => self.get_quota(payload),
+            XS_SET_QUOTA => self.set_quota(payload),
+            XS_CONTROL => self.control(payload),
+            XS_WATCH_EVENT | XS_ERROR | XS_TYPE_COUNT | XS_INVALID => Err(libc::ENOSYS),
+        }
+    }
+
+    /// A special node's permissions, if `who` has `need` on it (EACCES otherwise). Any other
+    /// `@` name is EINVAL: no request can create such a node, so it is an invalid path rather
+    /// than a missing node. (The C daemon of 4.17 answers EINVAL for every `@` name in
+    /// GET_PERMS, and for unknown ones in SET_PERMS returns whatever errno a previous request
+    /// left behind, EINVAL in practice.)
+    fn special_checked(&self, who: Access, name: &str, need: Need) -> Result<Perms, Errno> {
+        match self.specials.iter().find(|s| s.name == name) {
+            Some(s) if rights(&who, &s.perms).allow(need) => Ok(s.perms.clone()),
+            Some(_) => Err(libc::EACCES),
+            None => Err(libc::EINVAL),
+        }
+    }
+
+    fn set_perms(&mut self, conn: ConnId, who: Access, tx: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        if s.len() < 2 {
+            return Err(libc::EINVAL);
+        }
+        let n_perms = s.len() - 1;
+        if !who.privileged && exceeds(self.domains.quota(who.domid).node_permissions, n_perms as u64) {
+            return Err(libc::ENOSPC);
+        }
+        let perms = Perms::parse(s[1..].iter().copied())?;
+        // The C daemon refuses an owner that is not an existing domain, before it looks at
+        // the path; without a hypervisor to ask, the reserved ids are the ones that cannot be.
+        // Other entries may name any domain.
+        if perms.owner() >= DOMID_FIRST_RESERVED {
+            return Err(libc::ENOENT);
+        }
+        let p = self.canon(who, s[0], true)?;
+        if p.starts_with('@') {
+            let old = self.special_checked(who, &p, Need::WriteOwner)?;
+            if !who.privileged && perms.owner() != old.owner() {
+                return Err(libc::EPERM);
+            }
+            self.gen += 1;
+            let g = self.gen;
+            if let Some(sp) = self.specials.iter_mut().find(|sp| *sp.name == *p) {
+                sp.perms = perms.clone();
+                sp.gen = g;
+            }
+            if perms.owner() != old.owner() {
+                self.domains.add_nodes(old.owner(), -1);
+                self.domains.add_nodes(perms.owner(), 1);
+            }
+            let parent = Some(self.tree.root().perms.clone());
+            self.events.push(Event {
+                path: (*p).into(),
+                kind: Match::Subtree,
+                perms: EvPerms::Captured { node: perms, parent },
+                old: Some(old),
+            });
+        } else {
+            self.with_env(conn, tx, |e| e.set_perms(&p, perms))?;
+        }
+        Ok(ok_reply())
+    }
+
+    fn watch(
+        &mut self,
+        conn: ConnId,
+        who: Access,
+        payload: &[u8],
+        after: &mut Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        let depth_ok = self.domains.get_mut(who.domid).features & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0;
+        let depth = match s.len() {
+            2 => None,
+            3 if depth_ok => {
+                let d = s[2];
+                if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
+                    return Err(libc::EINVAL);
+                }
+                Some(u32::try_from(atoi(d)).map_err(|_| libc::EINVAL)?)
+            }
+            _ => return Err(libc::EINVAL),
+        };
+        let (raw, token) = (s[0], s[1]);
+        let p = self.canon(who, raw, true)?;
+        let relative = !raw.starts_with(b"/") && !raw.starts_with(b"@");
+        let key: (Box<str>, Box<[u8]>) = ((*p).into(), token.into());
+        let c = self.conns.get(&conn).ok_or(libc::EINVAL)?;
+        if c.watches.contains(&key) {
+            return Err(libc::EEXIST);
+        }
+        if !who.privileged {
+            let d = self.domains.get_mut(who.domid);
+            if exceeds(d.quota.watches, d.watches + 1) {
+                return Err(libc::E2BIG);
+            }
+        }
+        let prefix_len = if relative { path::home(who.domid).len() + 1 } else { 0 };
+        self.watches.add(&p, conn, token, depth, prefix_len);
+        self.domains.add_watches(who.domid, 1);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.watches.insert(key);
+        }
+        // Fired once straight away, with the path as the client gave it.
+        let shown = p.get(prefix_len..).unwrap_or(&p);
+        *after = event_msg(shown, token);
+        Ok(ok_reply())
+    }
+
+    fn unwatch(&mut self, conn: ConnId, who: Access, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        if s.len() != 2 {
+            return Err(libc::EINVAL);
+        }
+        let p = self.canon(who, s[0], true)?;
+        let key: (Box<str>, Box<[u8]>) = ((*p).into(), s[1].into());
+        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        if !c.watches.remove(&key) {
+            return Err(libc::ENOENT);
+        }
+        self.watches.remove(&p, conn, s[1]);
+        self.domains.add_watches(who.domid, -1);
+        Ok(ok_reply())
+    }
+
+    fn transaction_start(&mut self, conn: ConnId, who: Access, tx: u32) -> Result<Vec<u8>, Errno> {
+        if tx != 0 {
+            return Err(libc::EBUSY);
+        }
+        let limit = if who.privileged {
+            0
+        } else {
+            let d = self.domains.get_mut(who.domid);
+            if exceeds(d.quota.transactions, d.transactions + 1) {
+                return Err(libc::ENOSPC);
+            }
+            d.quota.transaction_nodes
+        };
+        let snapshot = self.tree.clone();
+        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let id = c.alloc_txid();
+        c.txns.insert(id, Txn { tree: snapshot, log: TxnLog::new(limit) });
+        self.domains.add_transactions(who.domid, 1);
+        Ok(reply_str(&id.to_string()))
+    }
+
+    fn transaction_end(&mut self, conn: ConnId, who: Access, tx: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let commit = match onearg(payload)? {
+            b"T" => true,
+            b"F" => false,
+            _ => return Err(libc::EINVAL),
+        };
+        if tx == 0 {
+            return Err(libc::ENOENT);
+        }
+        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let t = c.txns.remove(&tx).ok_or(libc::ENOENT)?;
+        self.domains.add_transactions(who.domid, -1);
+        if !commit {
+            return Ok(ok_reply());
+        }
+        if txn::conflicts(&t.log, &self.tree) {
+            return Err(libc::EAGAIN);
+        }
+        if t.log.created && !who.privileged {
+            for (&owner, &d) in &t.log.delta {
+                if owner != 0 && d > 0 && exceeds(self.domains.quota(owner).nodes, (self.domains.nodes(owner) as i64 + d) as u64) {
+                    return Err(libc::ENOSPC);
+                }
+            }
+        }
+        txn::replay(&t, &mut self.tree, &mut self.domains, &mut self.gen);
+        for e in t.log.entries.iter() {
+            if let Some(kind) = e.watch {
+                if self.watches.any(&e.path, kind) {
+                    self.events.push(Event {
+                        path: (*e.path).into(),
+                        kind,
+                        perms: EvPerms::Lookup,
+                        old: e.orig_perms.clone(),
+                    });
+                }
+            }
+        }
+        Ok(ok_reply())
+    }
+
+    fn introduce(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        if s.len() < 3 {
+            return Err(libc::EINVAL);
+        }
+        let domid = parse_domid(s[0])?;
+        if domid >= DOMID_FIRST_RESERVED {
+            return Err(libc::EINVAL);
+        }
+        let mfn = atoi(s[1]) as u64;
+        let port = atoi(s[2]);
+        if port <= 0 || port > u32::MAX as i64 {
+            return Err(libc::EINVAL);
+        }
+        let d = self.domains.get_mut(domid);
+        let fresh = !d.introduced;
+        d.introduced = true;
+        d.mfn = mfn;
+        d.port = port as u32;
+        if domid != 0 {
+            // A (re-)introduced domain starts with a clean connection state.
+            let ids: Vec<ConnId> =
+                self.conns.iter().filter(|(_, c)| c.access.domid == domid).map(|(&id, _)| id).collect();
+            for id in ids {
+                if let Some(mut c) = self.conns.remove(&id) {
+                    self.drop_watches(id, &mut c);
+                    self.domains.add_transactions(domid, -(c.txns.len() as i64));
+                    c.txns.clear();
+                    c.out.clear();
+                    self.conns.insert(id, c);
+                }
+            }
+        }
+        self.introduced.push(super::Introduced { domid, mfn, port: port as u32 });
+        if fresh && domid != 0 {
+            self.fire_special("@introduceDomain", domid);
+        }
+        Ok(ok_reply())
+    }
+
+    fn release(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let domid = parse_domid(onearg(payload)?)?;
+        if domid == 0 {
+            return Err(libc::EINVAL);
+        }
+        if !self.domains.is_introduced(domid) {
+            return Err(libc::ENOENT);
+        }
+        // Its connections are dead to us: no events for its own removed nodes.
+        let ids: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.access.domid == domid).map(|(&id, _)| id).collect();
+        for id in ids {
+            if let Some(mut c) = self.conns.remove(&id) {
+                self.drop_watches(id, &mut c);
+                self.domains.add_transactions(domid, -(c.txns.len() as i64));
+                c.txns.clear();
+                c.access.target = None;
+                self.conns.insert(id, c);
+            }
+        }
+        self.remove_orphans(domid);
+        // Forget the domain, and any target relation naming it.
+        self.domains.remove(domid);
+        let targeting: Vec<u32> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.target == Some(domid))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in targeting {
+            self.domains.get_mut(id).target = None;
+        }
+        for c in self.conns.values_mut() {
+            if c.access.target == Some(domid) {
+                c.access.target = None;
+            }
+        }
+        self.fire_special("@releaseDomain", domid);
+        self.released.push(domid);
+        Ok(ok_reply())
+    }
+
+    /// Cleans up after a released domain, as the C daemon does when a domain goes away:
+    /// - nodes it owns are deleted with their subtrees (watch events fire as for RM), or with
+    ///   `keep_orphans` given to domain 0; special nodes it owns are given to domain 0;
+    /// - permission entries naming it are dropped everywhere, so a later domain reusing the
+    ///   domid inherits no rights (the C daemon ignores such entries via domain generation
+    ///   counts; we remove them, which reads the same through GET_PERMS of live nodes).
+    fn remove_orphans(&mut self, domid: u32) {
+        for s in self.specials.iter_mut() {
+            if s.perms.owner() == domid {
+                s.perms = s.perms.with_owner(0);
+                self.domains.add_nodes(domid, -1);
+                self.domains.add_nodes(0, 1);
+            }
+            s.perms = s.perms.without_grant(domid);
+        }
+        let mut tops: Vec<String> = Vec::new();
+        let mut owned: Vec<String> = Vec::new();
+        let mut granted: Vec<String> = Vec::new();
+        tree::preorder(self.tree.root(), "/", &mut |p, n| {
+            if n.perms.owner() == domid {
+                owned.push(p.to_string());
+                let inside = tops.last().is_some_and(|t| p.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('/')));
+                if !inside && p != "/" {
+                    tops.push(p.to_string());
+                }
+            }
+            if n.perms.entries()[1..].iter().any(|e| e.domid == domid) {
+                granted.push(p.to_string());
+            }
+        });
+        if self.cfg.keep_orphans {
+            for p in &owned {
+                if let Some(n) = self.tree.node_mut(p) {
+                    n.perms = n.perms.with_owner(0);
+                }
+                self.domains.add_nodes(domid, -1);
+                self.domains.add_nodes(0, 1);
+            }
+        } else {
+            let Store { tree, domains, gen, watches, events, .. } = self;
+            let mut env = Env { tree, log: None, domains, gen, watches, events, who: Access::new(0) };
+            for p in tops {
+                let _ = env.remove_subtree(&p);
+            }
+        }
+        for p in granted {
+            if let Some(n) = self.tree.node_mut(&p) {
+                n.perms = n.perms.without_grant(domid);
+            }
+        }
+    }
+
+    fn get_quota(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        let lookup = |q: &quota::Quotas, name: &[u8]| -> Result<u32, Errno> {
+            let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
+            q.get(name).ok_or(libc::EINVAL)
+        };
+        let v = match s.len() {
+            0 => {
+                let names: Vec<&str> = quota::NAMES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .filter(|n| self.domains.global.get(n).is_some_and(|v| v != 0))
+                    .collect();
+                return Ok(reply_str(&names.join(" ")));
+            }
+            1 => lookup(&self.domains.global, s[0])?,
+            2 => {
+                let domid = parse_domid(s[0])?;
+                lookup(&self.domains.get_mut(domid).quota, s[1])?
+            }
+            _ => return Err(libc::EINVAL),
+        };
+        Ok(reply_str(&v.to_string()))
+    }
+
+    fn set_quota(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let s = strings(payload);
+        let (target, name, value) = match s.len() {
+            2 => (None, s[0], s[1]),
+            3 => (Some(parse_domid(s[0])?), s[1], s[2]),
+            _ => return Err(libc::EINVAL),
+        };
+        if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(libc::EINVAL);
+        }
+        let value = u32::try_from(atoi(value)).map_err(|_| libc::EINVAL)?;
+        let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
+        let q = match target {
+            None => &mut self.domains.global,
+            Some(d) => &mut self.domains.get_mut(d).quota,
+        };
+        if !q.set(name, value) {
+            return Err(libc::EINVAL);
+        }
+        Ok(ok_reply())
+    }
+}

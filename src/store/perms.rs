@@ -1,0 +1,196 @@
+//! Node permissions and the access rule (the C daemon's `perm_for_conn`).
+//!
+//! A permission list is `[owner-and-default, explicit...]`: the first entry names the owner and
+//! gives everybody else's default rights; later entries grant rights to one domain each. A
+//! requester gets:
+//! - everything (read, write, owner) if it is privileged (domain 0), owns the node, or has
+//!   SET_TARGET on the owner;
+//! - otherwise the rights of the first explicit entry naming itself or its target;
+//! - otherwise the default rights of the first entry.
+
+use std::sync::Arc;
+
+use crate::wire::perms::Perm;
+
+use super::Errno;
+
+/// An immutable, shareable permission list (nodes created together share one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Perms(Arc<[Perm]>);
+
+impl Perms {
+    /// Owned by `domid`, nobody else has rights ("n<domid>").
+    pub fn owned_by(domid: u32) -> Perms {
+        Perms(Arc::from([Perm { domid, read: false, write: false }]))
+    }
+
+    pub fn from_vec(v: Vec<Perm>) -> Perms {
+        debug_assert!(!v.is_empty());
+        Perms(Arc::from(v))
+    }
+
+    pub fn entries(&self) -> &[Perm] {
+        &self.0
+    }
+
+    pub fn owner(&self) -> u32 {
+        self.0[0].domid
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The same list with another owner (the rights of the first entry stay).
+    pub fn with_owner(&self, domid: u32) -> Perms {
+        if self.owner() == domid {
+            return self.clone();
+        }
+        let mut v = self.0.to_vec();
+        v[0].domid = domid;
+        Perms::from_vec(v)
+    }
+
+    /// The same list without explicit entries for `domid` (the owner entry stays).
+    pub fn without_grant(&self, domid: u32) -> Perms {
+        if !self.0[1..].iter().any(|e| e.domid == domid) {
+            return self.clone();
+        }
+        let mut v = vec![self.0[0]];
+        v.extend(self.0[1..].iter().filter(|e| e.domid != domid));
+        Perms::from_vec(v)
+    }
+
+    /// Parses SET_PERMS strings ("b0", "r5", ...). At least one entry; any malformed one is
+    /// EINVAL. A domid is plain decimal that fits in 32 bits; a leading zero ("r010") is
+    /// refused too, because the C daemon reads such ids as octal (domain 8), so accepting it
+    /// would grant rights to a different domain than the C daemon would.
+    pub fn parse<'a>(strings: impl IntoIterator<Item = &'a [u8]>) -> Result<Perms, Errno> {
+        let v = strings
+            .into_iter()
+            .map(|s| match s.get(1..) {
+                Some([b'0', _, ..]) => Err(libc::EINVAL),
+                _ => Perm::parse(s).ok_or(libc::EINVAL),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.is_empty() {
+            return Err(libc::EINVAL);
+        }
+        Ok(Perms::from_vec(v))
+    }
+
+    /// Appends the GET_PERMS form: every entry followed by a NUL.
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        for p in self.0.iter() {
+            out.push(p.letter());
+            out.extend_from_slice(p.domid.to_string().as_bytes());
+            out.push(0);
+        }
+    }
+}
+
+/// Who is asking: fixed per connection, except `target`, which SET_TARGET may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Access {
+    pub domid: u32,
+    pub privileged: bool,
+    pub target: Option<u32>,
+}
+
+impl Access {
+    pub fn new(domid: u32) -> Access {
+        Access { domid, privileged: domid == 0, target: None }
+    }
+
+    fn is(&self, domid: u32) -> bool {
+        domid == self.domid || self.target == Some(domid)
+    }
+}
+
+/// The rights a requester has on one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rights {
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+/// What an operation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    Read,
+    Write,
+    /// SET_PERMS: write access and ownership.
+    WriteOwner,
+}
+
+impl Rights {
+    const ALL: Rights = Rights { read: true, write: true, owner: true };
+
+    /// All of what `need` asks for.
+    pub fn allow(self, need: Need) -> bool {
+        match need {
+            Need::Read => self.read,
+            Need::Write => self.write,
+            Need::WriteOwner => self.write && self.owner,
+        }
+    }
+
+    /// Any of what `need` asks for: the test the C daemon applies to the nearest existing
+    /// ancestor when deciding whether a missing node may be reported as ENOENT.
+    pub fn overlap(self, need: Need) -> bool {
+        match need {
+            Need::Read => self.read,
+            Need::Write => self.write,
+            Need::WriteOwner => self.write || self.owner,
+        }
+    }
+}
+
+/// The access rule (see the module comment).
+pub(crate) fn rights(who: &Access, perms: &Perms) -> Rights {
+    let e = perms.entries();
+    if who.privileged || who.is(e[0].domid) {
+        return Rights::ALL;
+    }
+    let p = e[1..].iter().find(|p| who.is(p.domid)).unwrap_or(&e[0]);
+    Rights { read: p.read, write: p.write, owner: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perms(s: &[&str]) -> Perms {
+        Perms::parse(s.iter().map(|s| s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn rule() {
+        let p = perms(&["r5", "b7", "n8", "w9"]);
+        let r = |domid, target| rights(&Access { domid, privileged: false, target }, &p);
+        assert_eq!(r(5, None), Rights::ALL);
+        assert_eq!(r(7, None), Rights { read: true, write: true, owner: false });
+        assert_eq!(r(8, None), Rights { read: false, write: false, owner: false });
+        assert_eq!(r(9, None), Rights { read: false, write: true, owner: false });
+        assert_eq!(r(3, None), Rights { read: true, write: false, owner: false });
+        // A domain with a target acts with the target's rights too.
+        assert_eq!(r(3, Some(5)), Rights::ALL);
+        assert!(r(3, Some(7)).write);
+        assert_eq!(rights(&Access::new(0), &p), Rights::ALL);
+    }
+
+    #[test]
+    fn wire_forms() {
+        let mut out = Vec::new();
+        perms(&["w0", "r1"]).write_wire(&mut out);
+        assert_eq!(out, b"w0\0r1\0");
+        assert!(Perms::parse([&b"x1"[..]]).is_err());
+        assert!(Perms::parse(std::iter::empty()).is_err());
+        for bad in ["r010", "n00", "b0x10", "r+5", "r 5", "r-1", "r4294967296", "r"] {
+            assert_eq!(Perms::parse([bad.as_bytes()]), Err(libc::EINVAL), "{bad}");
+        }
+        assert_eq!(perms(&["n0", "r4294967295"]).entries()[1].domid, u32::MAX);
+        assert_eq!(perms(&["b3", "r1"]).with_owner(4).entries()[0].to_bytes(), b"b4");
+    }
+}

@@ -1,0 +1,116 @@
+//! Starting and stopping the daemon: socket path selection, signals, errors.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn sigterm_and_sigint_stop_it_cleanly_and_remove_the_socket() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut d = Daemon::start("signal");
+        let mut c = d.connect();
+        c.write("/x", b"1");
+        d.signal(sig);
+        let st = d.wait(Duration::from_secs(5));
+        assert!(st.success(), "signal {sig}: {st}");
+        assert!(!d.socket.exists(), "socket left behind after signal {sig}");
+        assert!(c.is_closed(Duration::from_secs(2)));
+    }
+}
+
+/// Runs the daemon expecting it to fail at start; returns its stderr.
+fn failing_start(env: &[(&str, &std::path::Path)], args: &[&str]) -> String {
+    let mut cmd = Command::new(daemon_bin());
+    cmd.args(args).env_remove("XENSTORED_PATH").env_remove("XENSTORED_RUNDIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    err
+}
+
+#[test]
+fn a_socket_path_served_by_another_daemon_is_refused() {
+    let d = Daemon::start("taken");
+    let err = failing_start(&[("XENSTORED_PATH", &d.socket)], &[]);
+    assert!(err.contains(d.socket.to_str().unwrap()) && err.contains("already"), "{err}");
+    // The first daemon is unharmed.
+    assert!(d.connect().read("/").is_ok());
+}
+
+#[test]
+fn an_unusable_path_is_one_clear_error() {
+    let dir = TempDir::new("unusable");
+    let file = dir.0.join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    // A directory that cannot be created (its parent is a file).
+    let err = failing_start(&[("XENSTORED_PATH", &file.join("socket"))], &[]);
+    assert!(err.starts_with("xenstored: "), "{err}");
+    // Something that is not a socket is not deleted.
+    let err = failing_start(&[("XENSTORED_PATH", &file)], &[]);
+    assert!(err.contains("not a socket"), "{err}");
+    assert!(file.exists());
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
+    let dir = TempDir::new("stale");
+    let rundir = dir.0.join("run/xenstored");
+    std::fs::create_dir_all(&rundir).unwrap();
+    let sock = rundir.join("socket");
+    drop(UnixListener::bind(&sock).unwrap()); // left behind, nobody answers
+    let mut child = Command::new(daemon_bin())
+        .env_remove("XENSTORED_PATH")
+        .env("XENSTORED_RUNDIR", &rundir)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_socket(&sock, &mut child);
+    let mut c = Client::connect(&sock);
+    c.write("/stale", b"ok");
+    assert_eq!(c.read("/stale").unwrap(), b"ok");
+    // SAFETY: kill() on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(!sock.exists());
+}
+
+#[test]
+fn the_rundir_is_created_when_missing() {
+    let dir = TempDir::new("mkdir");
+    let rundir = dir.0.join("a/b");
+    let mut child = Command::new(daemon_bin())
+        .env_remove("XENSTORED_PATH")
+        .env("XENSTORED_RUNDIR", &rundir)
+        .args(["-N", "-D", "--entry-nb=1000", "-Q", "outstanding=20", "-w", "watch-event=5"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_socket(&rundir.join("socket"), &mut child);
+    // The engine's initial tree is there, as the C daemon's.
+    let mut c = Client::connect(&rundir.join("socket"));
+    assert!(c.read("/tool/xenstored").is_ok());
+    // SAFETY: kill() on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn help_and_bad_options() {
+    let out = Command::new(daemon_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for opt in ["--entry-nb", "--quota", "--no-fork", "XENSTORED_PATH"] {
+        assert!(text.contains(opt), "--help lacks {opt}");
+    }
+    let err = failing_start(&[], &["--entry-nb", "lots"]);
+    assert!(err.contains("entry-nb") || err.contains("-E"), "{err}");
+}
