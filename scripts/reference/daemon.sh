@@ -19,7 +19,8 @@
 #
 # Environment:
 #   XS_DAEMON_ARGS     extra arguments for the daemon
-#   XS_DAEMON_VERBOSE  1: C xenstored logs every message (-V) to RUNDIR/daemon.log
+#   XS_DAEMON_VERBOSE  1: C xenstored logs every message (-V) to RUNDIR/daemon.log,
+#                      oxenstored logs at debug level to RUNDIR/xenstored.log
 #   XS_DAEMON_TIMEOUT  seconds to wait for the socket (default 10)
 #   XS_OURS_BIN        our daemon binary
 #   XS_OX_NO_NAMESPACE 1: run oxenstored on the host's /var/run/xenstored even
@@ -124,7 +125,7 @@ persistent = false
 xenstored-kva = $rundir/xsd_kva
 xenstored-port = $rundir/xsd_port
 xenstored-log-file = $rundir/xenstored.log
-xenstored-log-level = info
+xenstored-log-level = $([ "${XS_DAEMON_VERBOSE:-0}" = 1 ] && echo debug || echo info)
 access-log-file = $rundir/access.log
 EOF
         local ox=(env LD_LIBRARY_PATH="$REF_LIB" LD_PRELOAD="$REF_STUBS"
@@ -174,6 +175,9 @@ abort_start() {
 start() {
     local kind=$1 rundir pid rc
     rundir=$(realpath -m "$2")
+    # sun_path holds 108 bytes including the NUL.
+    [ ${#rundir} -le $((107 - 7)) ] ||
+        ref_die "RUNDIR too long for a Unix socket path ($rundir/socket > 107 bytes)"
     mkdir -p "$rundir"
     if [ -f "$rundir/daemon.pid" ] && pid_alive "$(cat "$rundir/daemon.pid")"; then
         ref_die "a daemon is already running in $rundir (pid $(cat "$rundir/daemon.pid"))"

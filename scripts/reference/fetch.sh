@@ -15,10 +15,17 @@ PACKAGES=(
 )
 STAMP=$REF_DIR/.fetched
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${PACKAGES[*]}" ] \
-        && [ -x "$REF_BIN/xenstored" ]; then
-    exit 0
-fi
+fetched() {
+    [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${PACKAGES[*]}" ] && [ -x "$REF_BIN/xenstored" ]
+}
+fetched && exit 0
+
+# Tests start daemons in parallel, and each start may land here: one fetches,
+# the others wait for it and then find the work done.
+mkdir -p "$REF_DIR"
+exec 8>"$REF_DIR/.fetch.lock"
+flock 8
+fetched && exit 0
 
 command -v apt-get >/dev/null || ref_die "apt-get not found: a Debian 12 host is required"
 mkdir -p "$REF_DIR/debs"

@@ -346,7 +346,10 @@ typedef FILE *(*fopen_fn)(const char *, const char *);
 
 static mode_t open_mode(int flags, va_list ap)
 {
-    return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+    /* O_TMPFILE contains O_DIRECTORY's bit: test all of it. */
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE)
+        return (mode_t)va_arg(ap, int);
+    return 0;
 }
 
 #define OPEN_WRAPPER(name)                                                   \

@@ -25,6 +25,8 @@
 #                    but for the release-target line of docs/daemon-differences.md)
 #   XS_CONF_RANDOM_SECONDS  length of the test-xenstore -r run (default 2)
 #   XS_CONF_DIFF_LINES      diff lines shown per failure (default 80)
+#   XS_CONF_STEP_TIMEOUT    seconds before a hanging step is killed (default
+#                           10); after 2 such steps the rest is skipped
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -117,8 +119,8 @@ gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -o "$TOOLS/xsprobe" "$HE
 # such steps the rest of the combination is skipped, so a library or daemon
 # that hangs costs at most a minute or so instead of every step's timeout.
 # --foreground keeps the tools in the scenario's process group (see run_combo).
-STEP_TIMEOUT=${XS_CONF_STEP_TIMEOUT:-15}
-MAX_TIMEOUTS=3
+STEP_TIMEOUT=${XS_CONF_STEP_TIMEOUT:-10}
+MAX_TIMEOUTS=2
 timeouts=0
 
 # step CMD...: runs CMD under the timeout unless we gave up; returns its status.
@@ -273,7 +275,7 @@ run_combo() {
         unset XENSTORED_RUNDIR
         # A library the tools cannot even load would only produce a diff as
         # long as the scenario: say so once instead.
-        if ! xenstore-exists / >"$CUR/preflight.txt" 2>&1 &&
+        if ! step xenstore-exists / >"$CUR/preflight.txt" 2>&1 &&
             grep -qE 'symbol lookup error|error while loading shared libraries' "$CUR/preflight.txt"; then
             exit 3
         fi
@@ -311,7 +313,10 @@ run_combo() {
             [ "$(wc -l <"$CUR/diff.txt")" -gt "${XS_CONF_DIFF_LINES:-80}" ] &&
                 echo "... ($(wc -l <"$CUR/diff.txt") diff lines in all: $CUR/diff.txt)"
         fi
-        result FAIL "$label" "${died:+daemon died; }$( [ $rc -ne 0 ] && echo "transcript differs from expected/$ref.txt")"
+        local hung
+        hung=$(cat "$CUR/preflight.txt" "$CUR/transcript.txt" | grep -c '^\[timed out after')
+        [ "$hung" -gt 0 ] && hung="$hung step(s) timed out; " || hung=
+        result FAIL "$label" "${died:+daemon died; }$hung$( [ $rc -ne 0 ] && echo "transcript differs from expected/$ref.txt")"
     fi
 }
 
