@@ -30,8 +30,9 @@ grep -q 'test result: FAILED' /tmp/xs-cargo-test.log && exit 1
 echo "== C headers against Debian's"
 tests/headers/compat.py "$root/.reference/root"
 
-echo "== C tests"
-c-tests/run.sh
+echo "== C tests, against Debian's C xenstored and against ours"
+c-tests/run.sh --daemon cxenstored
+c-tests/run.sh --daemon ours
 
 echo "== conformance against Xen 4.17"
 tests/reference/conformance.sh
