@@ -193,3 +193,101 @@ fn c_xenstored_killed_while_waiting_for_events() {
 fn c_xenstored_killed_under_load() {
     killed_under_load(DaemonKind::C);
 }
+
+/// The C library's side of the same story, for comparison (and to check what the module
+/// comment says about it): Debian's libxenstore 4.17, loaded beside ours, with a thread in
+/// poll() on its xs_fileno when the C xenstored is killed. Its pipe is written only when an
+/// event is queued, so the poller is never woken; xs_read_watch does return.
+#[test]
+fn c_library_leaves_the_poller_asleep() {
+    support::case("kill/cxenstored/reference_library_poller", CASE_LIMIT, || {
+        use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".reference/root/usr/lib/x86_64-linux-gnu");
+        let lib = dir.join("libxenstore.so.4");
+        if !lib.exists() {
+            return format!("{SKIPPED}Debian's libxenstore is not unpacked in .reference (scripts/reference/fetch.sh)");
+        }
+        let Some(d) = daemon(DaemonKind::C, "reflib") else { return skipped() };
+        type Open = unsafe extern "C" fn(c_ulong) -> *mut c_void;
+        type Close = unsafe extern "C" fn(*mut c_void);
+        type Write = unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_void, c_uint) -> bool;
+        type Watch = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> bool;
+        type ReadWatch = unsafe extern "C" fn(*mut c_void, *mut c_uint) -> *mut *mut c_char;
+        type CheckWatch = unsafe extern "C" fn(*mut c_void) -> *mut *mut c_char;
+        type Fileno = unsafe extern "C" fn(*mut c_void) -> c_int;
+        // SAFETY: loading Debian's library by full path (its libxentoolcore first, from the
+        // same directory); the symbols are the 4.17 functions with the types declared above.
+        let (open, close, write, watch, read_watch, check_watch, fileno) = unsafe {
+            let tc = c(&dir.join("libxentoolcore.so.1").to_string_lossy());
+            assert!(!libc::dlopen(tc.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL).is_null());
+            let h = libc::dlopen(c(&lib.to_string_lossy()).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!h.is_null(), "dlopen {}", lib.display());
+            let sym = |n: &str| {
+                let p = libc::dlsym(h, c(n).as_ptr());
+                assert!(!p.is_null(), "{n}");
+                p
+            };
+            (
+                std::mem::transmute::<*mut c_void, Open>(sym("xs_open")),
+                std::mem::transmute::<*mut c_void, Close>(sym("xs_close")),
+                std::mem::transmute::<*mut c_void, Write>(sym("xs_write")),
+                std::mem::transmute::<*mut c_void, Watch>(sym("xs_watch")),
+                std::mem::transmute::<*mut c_void, ReadWatch>(sym("xs_read_watch")),
+                std::mem::transmute::<*mut c_void, CheckWatch>(sym("xs_check_watch")),
+                std::mem::transmute::<*mut c_void, Fileno>(sym("xs_fileno")),
+            )
+        };
+        // The C library finds the daemon only through the environment. Cases run one at a
+        // time and nothing else in this process reads it meanwhile.
+        std::env::set_var("XENSTORED_PATH", &d.socket);
+        // SAFETY: calls into the C library with a handle it returned and C strings.
+        let h = unsafe { open(0) } as usize;
+        std::env::remove_var("XENSTORED_PATH");
+        assert_ne!(h, 0, "the C library could not connect");
+        let fd = unsafe {
+            let h = h as *mut c_void;
+            assert!(write(h, 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0));
+            assert!(watch(h, c("/fk").as_ptr(), c("tok").as_ptr()));
+            let mut n = 0;
+            let ev = read_watch(h, &mut n);
+            assert!(!ev.is_null());
+            libc::free(ev.cast());
+            fileno(h)
+        };
+        assert!(fd >= 0);
+        let poller = std::thread::spawn(move || {
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: polling a descriptor the C library keeps open until xs_close.
+            unsafe { libc::poll(&mut p, 1, 1500) == 1 }
+        });
+        let reader = std::thread::spawn(move || {
+            let mut n = 0;
+            // SAFETY: as above.
+            let ev = unsafe { read_watch(h as *mut c_void, &mut n) };
+            (ev.is_null(), errno_now(), Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let kill_at = Instant::now();
+        d.signal(libc::SIGKILL);
+        let woken = poller.join().unwrap();
+        let (null, e, at) = run_for(Duration::from_secs(5), move || reader.join().unwrap())
+            .expect("the C library's xs_read_watch did not return after the daemon died");
+        assert!(!woken, "the C library's pipe woke the poller: the comparison in the docs is wrong");
+        assert!(null, "xs_read_watch returned an event");
+        // SAFETY: as above; no other thread uses the handle any more.
+        let (check_null, check_errno) = unsafe {
+            *libc::__errno_location() = 0;
+            let ev = check_watch(h as *mut c_void);
+            (ev.is_null(), errno_now())
+        };
+        run_for(Duration::from_secs(5), move || unsafe { close(h as *mut c_void) }).expect("the C library's xs_close hung");
+        drop(d);
+        format!(
+            "Debian's libxenstore 4.17: poller on xs_fileno NOT woken within 1.5 s of SIGKILL; xs_read_watch returned NULL ({}) after {:.1} ms; xs_check_watch {} ({})",
+            errname(e),
+            at.saturating_duration_since(kill_at).as_secs_f64() * 1000.0,
+            if check_null { "NULL" } else { "an event" },
+            errname(check_errno)
+        )
+    });
+}
