@@ -21,9 +21,13 @@
 #    them of that kind, which would bury a real one. So the library is rebuilt with nightly
 #    Rust's -Zsanitizer=thread, with the standard library rebuilt the same way (-Zbuild-std, so
 #    that every lock and atomic in the process is visible to TSan), the threaded C programs
-#    (threads, watches, stress) are compiled with -fsanitize=thread, and each is run against the
-#    daemon: any TSan report fails it. Needs the nightly toolchain with rust-src (the first build
-#    takes a few minutes; later runs reuse it); without it the step is reported as SKIP.
+#    (threads, watches, stress) are compiled with -fsanitize=thread and linked with LLVM's TSan
+#    runtime from that toolchain, and each is run against the daemon: any TSan report with a
+#    frame in the library fails it (a report about the test program's own variables, with no
+#    library frame in either stack, is shown as a note).
+#    A canary program that races with the library on purpose must be reported first, proving
+#    that TSan sees the library's accesses. Needs the nightly toolchain with rust-src (the first
+#    build takes several minutes; later runs reuse it); without it the step is reported as SKIP.
 #    --no-tsan skips it.
 #
 # Output: one line per program and tool, `PASS <tool>/<program>`, `FAIL ...` (with the tool's
@@ -169,35 +173,105 @@ else
         result FAIL tsan/build "the TSan build of the library failed (log: $work/logs/tsan-build.log)"
     else
         # The programs load it by its SONAME, from a directory of its own.
-        mkdir -p "$work/tsan/lib"
+        mkdir -p "$work/tsan/lib" "$work/tsan/obj"
         cp -f "$tsan_lib" "$work/tsan/lib/libxenstore.so.4"
         ln -sfn libxenstore.so.4 "$work/tsan/lib/libxenstore.so"
+        # One TSan runtime for the whole process, and it must be LLVM's: the library's code
+        # calls __tsan_memcpy and friends, which GCC's libtsan lacks. So the C code is
+        # instrumented by cc -fsanitize=thread but linked with the runtime shipped with nightly
+        # Rust, exported (-rdynamic) for the library to bind to.
+        rt=$(rustup run nightly rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/lib/librustc-nightly_rt.tsan.a
+        tsan_build() { # tsan_build NAME SOURCE...: builds $work/tsan/NAME
+            local name=$1 src objs=()
+            shift
+            for src in "$@"; do
+                objs+=("$work/tsan/obj/$name-$(basename "$src" .c).o")
+                cc -fsanitize=thread -g -O1 -D_GNU_SOURCE -Wall -I"$work/prefix/include" \
+                    -I"$root/c-tests" -c "$src" -o "${objs[-1]}" || return 1
+            done
+            cc -o "$work/tsan/$name" "${objs[@]}" -Wl,--whole-archive "$rt" -Wl,--no-whole-archive \
+                -rdynamic -L"$work/tsan/lib" -Wl,-rpath,"$work/tsan/lib" -lxenstore -lpthread -ldl -lm -lrt
+        }
+        tsan_env=(env XENSTORED_PATH="$socket" TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1")
+
+        # Canary: a program that races with the library on purpose (a thread scribbles on the
+        # buffer xs_write is reading). Unless TSan reports it, with a frame in the library,
+        # TSan is not seeing the library and a clean run below would prove nothing.
+        cat >"$work/tsan/canary.c" <<'CANARY'
+#include <pthread.h>
+#include <xenstore.h>
+static char buf[64] = "canary";
+static volatile int stop;
+static void *scribble(void *arg)
+{
+	(void)arg;
+	for (int i = 0; !stop; i++)
+		buf[1] = (char)('a' + i % 26);
+	return NULL;
+}
+int main(void)
+{
+	struct xs_handle *h = xs_open(0);
+	pthread_t t;
+
+	if (!h)
+		return 2;
+	pthread_create(&t, NULL, scribble, NULL);
+	for (int i = 0; i < 200; i++)
+		xs_write(h, XBT_NULL, "/tsan-canary", buf, 8);
+	stop = 1;
+	pthread_join(t, NULL);
+	xs_rm(h, XBT_NULL, "/tsan-canary");
+	xs_close(h);
+	return 0;
+}
+CANARY
+        log=$work/logs/tsan-canary
+        if ! tsan_build canary "$work/tsan/canary.c" >"$log.build.log" 2>&1; then
+            result FAIL tsan/canary "does not build (log: $log.build.log)"
+        else
+            timeout 120 "${tsan_env[@]}" "$work/tsan/canary" >"$log.out" 2>&1
+            if grep -q 'libxenstore.so.4' "$log.out" && grep -q '^WARNING: ThreadSanitizer: data race' "$log.out"; then
+                result PASS tsan/canary "a planted race with the library is reported, with the library's frames"
+            else
+                result FAIL tsan/canary "the planted race was not reported: TSan does not see the library (log: $log.out)"
+            fi
+        fi
+
         for t in "${tsan_programs[@]}"; do
             if [ -n "$only" ] && ! grep -qxF "$t" <(tr ' ' '\n' <<<"$only"); then continue; fi
             src=$root/c-tests/$t.c
             [ -f "$src" ] || src=$root/c-tests/$t/$t.c
-            exe=$work/tsan/$t
             log=$work/logs/tsan-$t
-            if ! cc -fsanitize=thread -g -O1 -D_GNU_SOURCE -Wall -I"$work/prefix/include" \
-                    -I"$root/c-tests" -o "$exe" "$src" "$root/c-tests/common/xst.c" \
-                    -L"$work/tsan/lib" -Wl,-rpath,"$work/tsan/lib" -lxenstore -lpthread \
-                    >"$log.build.log" 2>&1; then
+            if ! tsan_build "$t" "$src" "$root/c-tests/common/xst.c" >"$log.build.log" 2>&1; then
                 result FAIL "tsan/$t" "does not build (log: $log.build.log)"
                 continue
             fi
             start=$SECONDS
-            XENSTORED_PATH=$socket XST_STRESS_ROUNDS=200 XST_STRESS_EVENTS=500 \
-                TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1" \
-                timeout 300 "$exe" >"$log.out" 2>&1
+            XST_STRESS_ROUNDS=200 XST_STRESS_EVENTS=500 timeout 300 "${tsan_env[@]}" "$work/tsan/$t" \
+                >"$log.out" 2>&1
             rc=$?
             took=$((SECONDS - start))
-            races=$(grep -c '^WARNING: ThreadSanitizer' "$log.out")
-            if [ $rc = 0 ] && [ "$races" = 0 ]; then
-                result PASS "tsan/$t" "no ThreadSanitizer report, program checks passed (${took}s)"
-            elif [ "$races" != 0 ]; then
-                result FAIL "tsan/$t" "$races ThreadSanitizer reports, first: $(grep -m1 '^WARNING: ThreadSanitizer' "$log.out") (log: $log.out)"
-            else
+            # Reports with a frame in the library, and reports about the test program's own
+            # variables only (no library frame in either stack: not the library's business,
+            # shown as a note).
+            read -r lib_reports own_reports < <(awk '
+                /^WARNING: ThreadSanitizer/ { inrep = 1; lib = 0 }
+                inrep && /libxenstore\.so/ { lib = 1 }
+                inrep && /^SUMMARY: ThreadSanitizer/ { inrep = 0; if (lib) l++; else o++ }
+                END { print l + 0, o + 0 }' "$log.out")
+            own=
+            if [ "$own_reports" != 0 ]; then
+                own="; note: $own_reports report(s) about the test program's own variables, no library frame: $(grep -m1 '^SUMMARY: ThreadSanitizer' "$log.out" | sed 's/^SUMMARY: ThreadSanitizer: //; s|'"$root"'/||')"
+            fi
+            if [ $rc != 0 ] && [ $rc != 66 ]; then
                 result FAIL "tsan/$t" "exit $rc: $(grep -m1 'FAIL' "$log.out") (log: $log.out)"
+            elif [ "$lib_reports" != 0 ]; then
+                result FAIL "tsan/$t" "$lib_reports ThreadSanitizer report(s) involving the library (log: $log.out)$own"
+            elif grep -q '^FAIL' "$log.out"; then
+                result FAIL "tsan/$t" "program check failed: $(grep -m1 '^FAIL' "$log.out") (log: $log.out)"
+            else
+                result PASS "tsan/$t" "no ThreadSanitizer report involving the library, program checks passed (${took}s)$own"
             fi
         done
     fi
