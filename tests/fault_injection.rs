@@ -407,3 +407,136 @@ fn daemon_gone_before_the_request() {
         }
     });
 }
+
+/// Events that arrived before the connection died are still handed out, in order; only then
+/// do xs_read_watch and xs_check_watch fail (EINVAL), and the pipe stays readable throughout.
+#[test]
+fn events_queued_before_death_are_delivered() {
+    support::case("fault/events_then_close", CASE_LIMIT, || {
+        let before = Resources::now();
+        let srv = OneShot::start(|mut p, ctl| {
+            let w = p.recv().unwrap();
+            p.reply(&w, b"OK\0");
+            for i in 0..3 {
+                p.event(&format!("/w/{i}"), "tok");
+            }
+            ctl.signal();
+        });
+        let h = Shared::open(&srv.os_path(), 0);
+        // SAFETY: live handle, NUL-terminated strings; blocks are freed once read.
+        let got = unsafe {
+            assert!(xs_watch(h.p(), c("/w").as_ptr(), c("tok").as_ptr()));
+            srv.wait_signal(Duration::from_secs(5));
+            let fd = xs_fileno(h.p());
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while got.len() < 3 {
+                assert!(Instant::now() < deadline, "events not delivered");
+                let mut n = 0;
+                let ev = xs_read_watch(h.p(), &mut n);
+                got.push(event_strings(ev, n as usize)[0].clone());
+            }
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            assert_eq!(libc::poll(&mut p, 1, 5000), 1, "pipe not readable once the connection is gone");
+            let mut n = 0;
+            assert!(xs_read_watch(h.p(), &mut n).is_null());
+            assert_eq!(errno_now(), libc::EINVAL);
+            got
+        };
+        assert_eq!(got, ["/w/0", "/w/1", "/w/2"]);
+        let closed = expect_dead_then_close(h);
+        drop(srv);
+        before.expect_back("events_then_close");
+        format!("3 events queued before EOF handed out in order, then xs_read_watch EINVAL; {closed}")
+    });
+}
+
+/// A reply nobody asked for, while no request is in flight (the watch thread reads it): the
+/// stream cannot be trusted, so the connection dies and the watch reader and poller wake.
+#[test]
+fn unsolicited_reply_while_idle() {
+    support::case("fault/unsolicited_reply_idle", CASE_LIMIT, || {
+        let before = Resources::now();
+        let srv = OneShot::start(|mut p, ctl| {
+            let w = p.recv().unwrap();
+            p.reply(&w, b"OK\0");
+            ctl.signal();
+            ctl.wait_go();
+            ctl.signal();
+            p.send_raw(MsgType::XS_READ as u32, 77, 0, b"surprise\0");
+            ctl.hold();
+        });
+        let h = Shared::open(&srv.os_path(), 0);
+        // SAFETY: live handle, NUL-terminated strings.
+        assert!(unsafe { xs_watch(h.p(), c("/w").as_ptr(), c("tok").as_ptr()) });
+        srv.wait_signal(Duration::from_secs(5));
+        let waiters = Waiters::park(h, 0, "/unused");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(waiters.all_blocked());
+        srv.go();
+        let at = srv.wait_signal(Duration::from_secs(5));
+        let woken = waiters.expect_woken(at, &[]);
+        let closed = expect_dead_then_close(h);
+        drop(srv);
+        before.expect_back("unsolicited_reply_idle");
+        format!("{woken}; {closed}")
+    });
+}
+
+/// The daemon stops reading (its socket buffer fills, so writers block inside send()), then
+/// closes: the blocked writers, those queued behind them for the write lock and those waiting
+/// for replies all come back with errors, and no SIGPIPE is raised.
+#[test]
+fn daemon_stops_reading_then_closes() {
+    const WRITERS: usize = 80;
+    support::case("fault/peer_stops_reading_then_closes", CASE_LIMIT, || {
+        let before = Resources::now();
+        let srv = OneShot::start(|p, ctl| {
+            ctl.wait_go();
+            ctl.signal();
+            drop(p);
+        });
+        let h = Shared::open(&srv.os_path(), 0);
+        let value = vec![b'v'; 4000];
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let value = value.clone();
+                std::thread::spawn(move || {
+                    let path = c(&format!("/big{i}"));
+                    // SAFETY: live handle, NUL-terminated path, `value` outlives the call.
+                    let ok = unsafe { xs_write(h.p(), 0, path.as_ptr(), value.as_ptr().cast(), value.len() as u32) };
+                    Outcome { ok, errno: errno_now(), at: Instant::now() }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(writers.iter().all(|t| !t.is_finished()), "a write returned with nobody reading");
+        srv.go();
+        let at = srv.wait_signal(Duration::from_secs(5));
+        let mut slowest = Duration::ZERO;
+        let mut seen = Vec::new();
+        for (i, t) in writers.into_iter().enumerate() {
+            while !t.is_finished() {
+                assert!(at.elapsed() < WAKE_LIMIT, "writer {i} still blocked");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let o = t.join().unwrap();
+            assert!(!o.ok, "writer {i} succeeded");
+            assert!([libc::EPIPE, libc::ECONNRESET, libc::EBADF].contains(&o.errno), "writer {i}: {}", errname(o.errno));
+            slowest = slowest.max(o.at.saturating_duration_since(at));
+            if !seen.contains(&errname(o.errno)) {
+                seen.push(errname(o.errno));
+            }
+        }
+        // SAFETY: no other thread uses the handle any more.
+        unsafe { xs_close(h.p()) };
+        drop(srv);
+        before.expect_back("peer_stops_reading_then_closes");
+        format!(
+            "{WRITERS} threads writing 4000 bytes each (~{} KiB, more than the socket buffers hold) to a peer that never reads: all failed ({}) within {:.1} ms of its close",
+            WRITERS * 4016 / 1024,
+            seen.join("/"),
+            slowest.as_secs_f64() * 1000.0
+        )
+    });
+}
