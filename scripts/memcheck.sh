@@ -13,7 +13,8 @@
 #    invalid read or write, no use of uninitialised memory, no bad free and no definite or
 #    indirect leak. No suppression is used, except for the fork program, whose children
 #    inherit memory that belongs to the parent's watch thread (scripts/memcheck-fork.supp says
-#    why). The stress program runs with XST_STRESS_ROUNDS=100 XST_STRESS_EVENTS=300.
+#    why). The stress program runs with XST_STRESS_ROUNDS=100 XST_STRESS_EVENTS=300. First, a
+#    canary program with a planted over-read and leak of library blocks must be caught.
 #
 # 2. ThreadSanitizer, instead of helgrind. Helgrind (and DRD) only understand pthread locks; the
 #    library's locks are parking_lot's (atomics + futex), so helgrind flags every access they
@@ -125,6 +126,48 @@ say "valgrind memcheck, daemon: $daemon"
 vg=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
     --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
     --track-origins=yes --num-callers=40 --trace-children=no)
+# Canary: a program that leaks one xs_read result and reads one byte past another. Unless
+# valgrind reports both (the blocks come from the library), a clean run below proves nothing.
+mkdir -p "$work/canary"
+cat >"$work/canary/leak.c" <<'CANARY'
+#include <stdio.h>
+#include <stdlib.h>
+#include <xenstore.h>
+int main(void)
+{
+	struct xs_handle *h = xs_open(0);
+	unsigned int len;
+	char *v;
+
+	if (!h || !xs_write(h, XBT_NULL, "/memcheck-canary", "abc", 3))
+		return 2;
+	v = xs_read(h, XBT_NULL, "/memcheck-canary", &len);
+	if (!v)
+		return 2;
+	printf("%d\n", v[len + 1]); /* one past the NUL the library adds */
+	free(v);
+	v = xs_read(h, XBT_NULL, "/memcheck-canary", &len); /* never freed */
+	xs_rm(h, XBT_NULL, "/memcheck-canary");
+	v = NULL;
+	xs_close(h);
+	return 0;
+}
+CANARY
+log=$work/logs/memcheck-canary
+if ! cc -g -O0 -I"$work/prefix/include" -o "$work/canary/leak" "$work/canary/leak.c" \
+        -L"$work/prefix/lib" -Wl,-rpath,"$work/prefix/lib" -lxenstore >"$log.build.log" 2>&1; then
+    result FAIL memcheck/canary "does not build (log: $log.build.log)"
+else
+    XENSTORED_PATH=$socket timeout 120 "${vg[@]}" --log-file="$log.log" "$work/canary/leak" >"$log.out" 2>&1
+    rc=$?
+    if [ $rc = 99 ] && grep -q 'Invalid read of size 1' "$log.log" &&
+       grep -q 'definitely lost: 4 bytes in 1 blocks' "$log.log"; then
+        result PASS memcheck/canary "a planted over-read and a leaked xs_read block are both reported"
+    else
+        result FAIL memcheck/canary "valgrind missed the planted errors (exit $rc; log: $log.log)"
+    fi
+fi
+
 for t in "${programs[@]}"; do
     exe=$(program_path "$t")
     [ -n "$exe" ] || { result FAIL "memcheck/$t" "program not built"; continue; }
