@@ -1,7 +1,8 @@
 #!/bin/bash
 # Memory and thread checks of our libxenstore, through the C test programs (c-tests/).
 #
-#   scripts/memcheck.sh [--daemon ours|cxenstored|oxenstored] [--no-tsan] [--only "basic stress ..."]
+#   scripts/memcheck.sh [--daemon ours|cxenstored|oxenstored] [--no-tsan] [--rust-tsan]
+#                       [--only "basic stress ..."]
 #
 # 1. valgrind memcheck. Builds our library, installs it into build/memcheck/prefix
 #    (scripts/install.sh), configures and builds the C suite with CMake + pkg-config as
@@ -29,7 +30,10 @@
 #    A canary program that races with the library on purpose must be reported first, proving
 #    that TSan sees the library's accesses. Needs the nightly toolchain with rust-src (the first
 #    build takes several minutes; later runs reuse it); without it the step is reported as SKIP.
-#    --no-tsan skips it.
+#    --no-tsan skips it. --rust-tsan also runs the Rust fault and stress tests
+#    (tests/fault_*.rs, tests/stress_*.rs: many threads on one handle, connections dying under
+#    them) built the same way, daemon included; any TSan report fails (slow: another
+#    -Zbuild-std build the first time).
 #
 # Output: one line per program and tool, `PASS <tool>/<program>`, `FAIL ...` (with the tool's
 # summary and the log's path) or `SKIP ...`, then a last line `N passed, N failed`.
@@ -41,15 +45,17 @@ root=$(cd "$here/.." && pwd)
 work=${XS_MEMCHECK_WORK:-$root/build/memcheck}
 daemon=ours
 tsan=1
+rust_tsan=0
 only=
 
 while [ $# -gt 0 ]; do
     case $1 in
     --daemon) daemon=${2:?}; shift 2 ;;
     --no-tsan) tsan=0; shift ;;
+    --rust-tsan) rust_tsan=1; shift ;;
     --only) only=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [--daemon ours|cxenstored|oxenstored] [--no-tsan] [--only \"prog ...\"]" >&2; exit 64 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--daemon ours|cxenstored|oxenstored] [--no-tsan] [--rust-tsan] [--only \"prog ...\"]" >&2; exit 64 ;;
     esac
 done
 
@@ -317,6 +323,25 @@ CANARY
                 result PASS "tsan/$t" "no ThreadSanitizer report involving the library, program checks passed (${took}s)$own"
             fi
         done
+    fi
+fi
+
+if [ $tsan = 1 ] && [ $rust_tsan = 1 ] && [ -f "$tsan_lib" ]; then
+    log=$work/logs/tsan-rust-tests.log
+    echo "running the Rust fault and stress tests under TSan (log: $log)"
+    tests=()
+    for f in "$root"/tests/fault_*.rs "$root"/tests/stress_*.rs; do tests+=(--test "$(basename "$f" .rs)"); done
+    start=$SECONDS
+    (cd "$root" && RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR="$tsan_target" TSAN_OPTIONS="halt_on_error=0" \
+        timeout 1500 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --release \
+        "${tests[@]}" -- --nocapture) >"$log" 2>&1
+    rc=$?
+    reports=$(grep -c '^WARNING: ThreadSanitizer' "$log")
+    cases=$(grep -c '^PASS ' "$log")
+    if [ $rc = 0 ] && [ "$reports" = 0 ]; then
+        result PASS tsan/rust-fault-and-stress-tests "$cases cases passed, no ThreadSanitizer report ($((SECONDS - start))s)"
+    else
+        result FAIL tsan/rust-fault-and-stress-tests "exit $rc, $reports ThreadSanitizer reports, $(grep -c '^FAIL ' "$log") failed cases (log: $log)"
     fi
 fi
 
