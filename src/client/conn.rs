@@ -43,7 +43,6 @@
 //! thread, watch-queue readers and pollers) is woken, and later requests fail with EBADF (the C
 //! library closes its descriptor, so that is what it reports).
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -54,16 +53,35 @@ use super::sys;
 use super::transport::{Message, Transport};
 use super::watch::{WatchEvent, WatchQueue};
 use super::Errno;
-use crate::wire::{encode, MsgType};
+use crate::store::IdMap;
+use crate::wire::{Header, MsgType, HEADER_LEN};
 
 struct Slot {
     reply: Option<Message>,
     wake: Arc<Condvar>,
 }
 
+thread_local! {
+    /// What a requester waits on. A thread waits for one reply at a time, so one condvar per
+    /// thread serves all its requests, on any connection, without an allocation per request.
+    static WAKE: Arc<Condvar> = Arc::new(Condvar::new());
+}
+
+/// One whole message (header, then `parts` back to back) in a single buffer.
+fn encode_parts(ty: MsgType, req_id: u32, tx_id: u32, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    out.extend_from_slice(&Header::new(ty, req_id, tx_id, len as u32).to_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
 struct Core {
     next_req_id: u32,
-    slots: HashMap<u32, Slot>,
+    /// Keyed by req_id (small sequential numbers: no need for a flooding-proof hash).
+    slots: IdMap<u32, Slot>,
     /// Slots whose reply has not been read off the stream yet.
     awaiting: usize,
     /// Somebody (a requester or the watch thread) holds the reader role.
@@ -119,7 +137,7 @@ impl Conn {
             write: Mutex::new(()),
             core: Mutex::new(Core {
                 next_req_id: 1,
-                slots: HashMap::new(),
+                slots: IdMap::default(),
                 awaiting: 0,
                 reader_active: false,
                 dead: None,
@@ -134,10 +152,11 @@ impl Conn {
         }
     }
 
-    /// Sends one request and returns its reply, whatever its type.
-    pub fn request(&self, ty: MsgType, tx_id: u32, payload: &[u8]) -> Result<Message, Errno> {
+    /// Sends one request, whose payload is `parts` concatenated, and returns its reply,
+    /// whatever its type.
+    pub fn request(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Message, Errno> {
         let _serial = self.serial.as_ref().map(|s| s.lock());
-        let wake = Arc::new(Condvar::new());
+        let wake = WAKE.with(Arc::clone);
         let req_id = {
             let mut core = self.core.lock();
             if core.dead.is_some() {
@@ -156,7 +175,7 @@ impl Conn {
             }
             id
         };
-        let msg = encode(ty, req_id, tx_id, payload);
+        let msg = encode_parts(ty, req_id, tx_id, parts);
         let sent = {
             let _w = self.write.lock();
             self.transport.send(&msg)
@@ -397,9 +416,10 @@ impl Conn {
                 core.reader_active = true;
             }
             // A requester may have consumed what woke us between poll and taking the role.
-            let mut outcome = match sys::poll(stream, None, 0) {
-                Ok(r) => Ok(r.first || self.transport.pending()),
-                Err(e) => Err(e),
+            let mut outcome = if self.transport.pending() {
+                Ok(true)
+            } else {
+                sys::poll(stream, None, 0).map(|r| r.first)
             };
             // Read one message, then whatever else is already buffered.
             while outcome == Ok(true) {

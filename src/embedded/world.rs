@@ -34,6 +34,8 @@ pub(crate) struct World {
     to_pump: Vec<u32>,
     /// Rings that failed, to replace (their handles die) before returning.
     broken: Vec<u32>,
+    /// Scratch list of connections with output (kept for its capacity).
+    dirty: Vec<ConnId>,
 }
 
 impl World {
@@ -44,6 +46,7 @@ impl World {
             rings: IdMap::default(),
             to_pump: Vec::new(),
             broken: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -113,12 +116,13 @@ impl World {
     /// Delivers all queued output (`me` is the connection whose request is being served, if
     /// any), then follows up on introduced and released domains and broken rings.
     fn settle(&mut self, me: ConnId) {
+        let mut dirty = std::mem::take(&mut self.dirty);
         loop {
-            let dirty = self.store.take_dirty();
+            self.store.take_dirty_into(&mut dirty);
             if dirty.is_empty() && self.to_pump.is_empty() {
                 break;
             }
-            for c in dirty {
+            for c in dirty.drain(..) {
                 self.route_output(me, c);
             }
             while let Some(domid) = self.to_pump.pop() {
@@ -129,6 +133,7 @@ impl World {
                 }
             }
         }
+        self.dirty = dirty;
         for intro in self.store.take_introduced() {
             if intro.domid == 0 || intro.domid >= DOMID_FIRST_RESERVED {
                 continue;
