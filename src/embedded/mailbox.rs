@@ -52,8 +52,12 @@ impl Mailbox {
     pub fn put_other(&self, m: Message) {
         let mut inbox = self.inbox.lock();
         inbox.queue.push_back(m);
-        ring(&mut inbox, &self.doorbell);
+        let ring = !std::mem::replace(&mut inbox.rung, true);
         drop(inbox);
+        // Outside the lock: the woken thread's first move is to take it.
+        if ring {
+            signal(&self.doorbell);
+        }
         self.arrived.notify_one();
     }
 
@@ -61,8 +65,9 @@ impl Mailbox {
     pub fn kill(&self) {
         let mut inbox = self.inbox.lock();
         inbox.dead = true;
-        ring(&mut inbox, &self.doorbell);
+        inbox.rung = true;
         drop(inbox);
+        signal(&self.doorbell);
         self.arrived.notify_all();
     }
 
@@ -71,10 +76,12 @@ impl Mailbox {
         self.inbox.lock().dead
     }
 
-    /// The next message, waiting for one if needed. With `interrupt`, gives up (Ok(None)) once
-    /// that descriptor polls readable. After `kill`, queued messages still come out, then
-    /// EBADF (what the C library reports on a closed connection).
-    pub fn take(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
+    /// The next message. Messages are always whole here, so the watch thread (`watcher`) never
+    /// needs to wait: it gets Ok(None) when there is nothing (it calls only after the eventfd
+    /// polled readable, which may be a stale signal); other readers wait for one. After
+    /// `kill`, queued messages still come out, then EBADF (what the C library reports on a
+    /// closed connection).
+    pub fn take(&self, watcher: bool) -> Result<Option<Message>, Errno> {
         let mut inbox = self.inbox.lock();
         loop {
             if let Some(m) = inbox.queue.pop_front() {
@@ -87,17 +94,15 @@ impl Mailbox {
             if inbox.dead {
                 return Err(Errno(libc::EBADF));
             }
-            match interrupt {
-                None => self.arrived.wait(&mut inbox),
-                Some(stop) => {
-                    // Wait outside the lock for either the doorbell or the interrupt.
-                    drop(inbox);
-                    if poll2(self.doorbell.as_raw_fd(), stop)? {
-                        return Ok(None);
-                    }
-                    inbox = self.inbox.lock();
+            if watcher {
+                // A signal written after its message was taken (writers signal outside the
+                // lock): clear it, or the watch thread would wake for nothing again.
+                if !inbox.rung {
+                    drain(&self.doorbell);
                 }
+                return Ok(None);
             }
+            self.arrived.wait(&mut inbox);
         }
     }
 
@@ -113,15 +118,12 @@ impl Mailbox {
     }
 }
 
-/// Signals the eventfd unless it already is.
-fn ring(inbox: &mut Inbox, fd: &OwnedFd) {
-    if !inbox.rung {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live buffer to a descriptor we own. A failure (counter
-        // full) leaves it readable, which is all that matters.
-        unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-        inbox.rung = true;
-    }
+/// Makes the eventfd readable.
+fn signal(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer to a descriptor we own. A failure (counter
+    // full) leaves it readable, which is all that matters.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
 }
 
 fn drain(fd: &OwnedFd) {
@@ -138,25 +140,6 @@ fn eventfd() -> Result<OwnedFd, Errno> {
     }
     // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Waits until `a` or `stop` polls readable; true if `stop` did.
-fn poll2(a: RawFd, stop: RawFd) -> Result<bool, Errno> {
-    let mut fds = [
-        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
-    ];
-    loop {
-        // SAFETY: `fds` holds two initialised pollfd entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r >= 0 {
-            return Ok(fds[1].revents != 0);
-        }
-        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        if e != libc::EINTR {
-            return Err(Errno(e));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -180,13 +163,13 @@ mod tests {
         m.put_own(msg(1));
         assert!(m.pending());
         assert!(!readable(m.fd()), "a reply for the requester needs no wake-up");
-        assert_eq!(m.take(None).unwrap().unwrap().header.req_id, 1);
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 1);
         m.put_other(msg(2));
         m.put_other(msg(3));
         assert!(readable(m.fd()));
-        assert_eq!(m.take(None).unwrap().unwrap().header.req_id, 2);
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 2);
         assert!(readable(m.fd()), "still one waiting");
-        assert_eq!(m.take(None).unwrap().unwrap().header.req_id, 3);
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 3);
         assert!(!readable(m.fd()), "drained with the last message");
         assert!(!m.pending());
     }
@@ -197,8 +180,8 @@ mod tests {
         m.put_own(msg(1));
         let m2 = m.clone();
         let t = std::thread::spawn(move || {
-            let first = m2.take(None).unwrap().unwrap().header.req_id;
-            (first, m2.take(None))
+            let first = m2.take(false).unwrap().unwrap().header.req_id;
+            (first, m2.take(false))
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
         m.kill();
@@ -209,12 +192,14 @@ mod tests {
     }
 
     #[test]
-    fn interrupt_stops_a_wait() {
+    fn the_watch_thread_never_waits_and_stale_signals_are_cleared() {
         let m = Mailbox::new().unwrap();
-        let stop = eventfd().unwrap();
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: 8 bytes to our own eventfd.
-        unsafe { libc::write(stop.as_raw_fd(), one.as_ptr().cast(), 8) };
-        assert_eq!(m.take(Some(stop.as_raw_fd())), Ok(None));
+        assert_eq!(m.take(true), Ok(None));
+        signal(&m.doorbell); // as a writer whose message was already taken would
+        assert!(readable(m.fd()));
+        assert_eq!(m.take(true), Ok(None));
+        assert!(!readable(m.fd()), "the stale signal is gone");
+        m.put_other(msg(5));
+        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
     }
 }

@@ -112,14 +112,14 @@ fn only_other_handles_are_woken() {
     let me = w.connect_dom0(Arc::clone(&mine));
     let them = w.connect_dom0(Arc::clone(&theirs));
     w.request(them, &encode(MsgType::XS_WATCH, 1, 0, b"/p\0t\0")).unwrap();
-    assert!(theirs.take(None).unwrap().is_some() && theirs.take(None).unwrap().is_some());
+    assert!(theirs.take(false).unwrap().is_some() && theirs.take(false).unwrap().is_some());
     assert!(!readable(theirs.fd(), 0), "their own reply and initial event rang nothing");
     w.request(me, &encode(MsgType::XS_WRITE, 7, 0, b"/p\0v")).unwrap();
     assert!(!readable(mine.fd(), 0));
-    let reply = mine.take(None).unwrap().unwrap();
+    let reply = mine.take(false).unwrap().unwrap();
     assert_eq!((reply.header.req_id, reply.body.as_slice()), (7, &b"OK\0"[..]));
     assert!(readable(theirs.fd(), 0), "the watcher is woken");
-    assert_eq!(theirs.take(None).unwrap().unwrap().body, b"/p\0t\0");
+    assert_eq!(theirs.take(false).unwrap().unwrap().body, b"/p\0t\0");
     w.disconnect(them);
     assert_eq!(w.request(them, &encode(MsgType::XS_READ, 1, 0, b"/p\0")), Err(EBADF));
 }

@@ -26,8 +26,9 @@ impl Transport for EmbeddedTransport {
         self.embedded.world.lock().request(self.conn, msg)
     }
 
+    /// Only the watch thread passes `interrupt`; it never has to wait (see `Mailbox::take`).
     fn recv(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
-        self.mailbox.take(interrupt)
+        self.mailbox.take(interrupt.is_some())
     }
 
     fn pending(&self) -> bool {
