@@ -176,6 +176,9 @@ impl World {
             }
             Route::Ring(domid) => {
                 let Some(ring) = self.rings.get_mut(&domid) else { return };
+                // Usually nothing is left: a guest's own output already went into its ring
+                // while its request was served.
+                let mut queued = false;
                 while let Some(out) = self.store.pop_output(c) {
                     if let Err(e) = ring.respond(c, &out) {
                         if e.is_fatal() {
@@ -183,8 +186,9 @@ impl World {
                         }
                         break;
                     }
+                    queued = true;
                 }
-                if !self.to_pump.contains(&domid) {
+                if queued && !self.to_pump.contains(&domid) {
                     self.to_pump.push(domid);
                 }
             }
