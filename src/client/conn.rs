@@ -13,7 +13,9 @@
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
-//!   brings it back re-arms it). So replies never wake the watch thread: the requester reads
+//!   brings it back re-arms it), unless the transport never signals replies on its descriptor
+//!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
+//!   never wake the watch thread: the requester reads
 //!   its reply itself, with no thread hop and no spurious wake-up on the way. Should the
 //!   watch thread find a requester reading anyway (it woke just before a request began), it
 //!   parks until the requests are done. When it does read, it takes what is there, then gives
@@ -304,6 +306,10 @@ impl Conn {
     /// Arms or disarms the stream in the watch thread's epoll set (no-op without the thread).
     fn arm_stream(&self, core: &mut Core, armed: bool) {
         let Some(w) = self.watcher.get() else { return };
+        if !self.transport.signals_replies() {
+            // Replies never wake the watch thread: it stays armed (no epoll_ctl per request).
+            return;
+        }
         if core.stream_armed == armed || core.dead.is_some() {
             return;
         }
@@ -352,7 +358,7 @@ impl Conn {
         let attention = sys::eventfd()?;
         let epoll = sys::epoll_create()?;
         sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
-        let armed = core.awaiting == 0;
+        let armed = core.awaiting == 0 || !self.transport.signals_replies();
         sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });

@@ -39,6 +39,11 @@ impl Transport for EmbeddedTransport {
         self.mailbox.fd()
     }
 
+    /// Replies are put in the mailbox without touching its eventfd.
+    fn signals_replies(&self) -> bool {
+        false
+    }
+
     fn multiplexes(&self) -> bool {
         true
     }
