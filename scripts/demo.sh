@@ -9,13 +9,14 @@
 # XENSTORE_EMBEDDED=1: its xs_open() handle is domain 0 on a store inside the process, and
 # xs_embedded_open_domain(1) gives the guest a handle whose messages cross a real ring page.
 #
-# Environment: CC (default cc), CARGO_TARGET_DIR (where cargo builds).
+# Environment: CC (default cc, else gcc), CARGO_TARGET_DIR (where cargo builds).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$target" in /*) ;; *) target=$root/$target ;; esac
 cc=${CC:-cc}
+command -v "$cc" >/dev/null 2>&1 || [ -n "${CC:-}" ] || cc=gcc
 
 command -v cargo >/dev/null 2>&1 || { echo "$0: cargo not found (install a Rust toolchain)" >&2; exit 1; }
 command -v "$cc" >/dev/null 2>&1 || { echo "$0: no C compiler '$cc' (apt-get install gcc)" >&2; exit 1; }

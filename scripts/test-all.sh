@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian 12 machine: installs what the tests need,
-# builds, then runs the Rust tests, the C tests (CTest) and the conformance runs against the
-# real Xen 4.17 tools and daemons. Exit status is non-zero when anything fails.
+# builds, then runs the Rust tests, the C tests (CTest; against Debian's library, and in
+# embedded mode), the demo and the conformance runs against the real Xen 4.17 tools and
+# daemons. Exit status is non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,6 +27,12 @@ grep -q 'test result: FAILED' /tmp/xs-cargo-test.log && exit 1
 
 echo "== C tests"
 c-tests/run.sh
+
+echo "== C tests: our library embedded (XENSTORE_EMBEDDED=1) against our library with our daemon"
+c-tests/run.sh --daemon embedded
+
+echo "== the demo (toolstack and guest on the embedded store)"
+scripts/demo.sh
 
 echo "== conformance against Xen 4.17"
 tests/reference/conformance.sh
