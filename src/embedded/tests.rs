@@ -300,3 +300,23 @@ fn many_threads_share_guest_and_dom0_handles() {
     }
     assert_eq!(dom0.control(b"check", b"").unwrap(), b"OK\0");
 }
+
+#[test]
+fn a_corrupted_ring_fails_its_handles_and_is_replaced() {
+    let (e, dom0) = with_guest(14);
+    let g = e.open_domain(14, 0).unwrap();
+    g.write(0, b"x", b"1").unwrap();
+    // Scribble on the page as a misbehaving peer would: the store's end sees a producer
+    // index far ahead of its consumer.
+    let page = e.world.lock().ring_page(14).unwrap();
+    page.store(Field::ReqProd, 0xdead_0000, Ordering::Release);
+    assert_eq!(g.read(0, b"x"), Err(Errno(libc::EIO)));
+    assert!(g.is_dead());
+    assert_eq!(g.read(0, b"x"), Err(EBADF));
+    // The domain stays introduced; a fresh page serves new handles.
+    let fresh = e.world.lock().ring_page(14).unwrap();
+    assert!(!Arc::ptr_eq(&page, &fresh));
+    let g2 = e.open_domain(14, 0).unwrap();
+    assert_eq!(g2.read(0, b"x").unwrap(), b"1");
+    assert_eq!(dom0.read(0, b"/local/domain/14/x").unwrap(), b"1");
+}
