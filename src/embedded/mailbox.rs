@@ -5,8 +5,10 @@
 //! when a message arrives from *another* thread's request (`put_other`: a watch event) and the
 //! eventfd is not already signalled; the requester's own reply (`put_own`) never touches it,
 //! because the requester takes that reply itself right after its `send`, while the watch
-//! thread is not reading. The eventfd is drained when the last message is taken. So the common
-//! path (a request and its reply) makes no system call here.
+//! thread is not reading. It is written after the lock is released, so the woken thread does
+//! not find the lock still held; a signal that lands after its message was already taken is
+//! cleared by the watch thread's next `take`. The eventfd is drained when the last message is
+//! taken. So the common path (a request and its reply) makes no system call here.
 //!
 //! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
 //! reader that must wait, which only happens when two threads share a handle).
