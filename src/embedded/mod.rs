@@ -23,7 +23,8 @@
 //! ring and pumping both ends of the page), delivers the reply into the requester's mailbox
 //! and every event into the mailbox of its handle, releases the lock, and then reads its
 //! reply from its mailbox. Only events for *other* handles wake anybody (an eventfd write for
-//! that handle's watch thread, see `mailbox`).
+//! that handle's watch thread, see `mailbox`); replies never do, so a handle's watch thread
+//! need not be disarmed around its requests either (`Transport::signals_replies`).
 //!
 //! - `Embedded::world` (the store lock): the engine, the table of connections and mailboxes,
 //!   and every domain's ring (both ends). Taken by a handle's `send`, by opening and closing
