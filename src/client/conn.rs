@@ -15,8 +15,8 @@
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
 //!   brings it back re-arms it), unless the transport never signals replies on its descriptor
 //!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
-//!   never wake the watch thread: the requester reads
-//!   its reply itself, with no thread hop and no spurious wake-up on the way. Should the
+//!   never wake the watch thread: the requester reads its reply itself, with no thread hop and
+//!   no spurious wake-up on the way. Should the
 //!   watch thread find a requester reading anyway (it woke just before a request began), it
 //!   parks until the requests are done. When it does read, it takes what is there, then gives
 //!   the role back.
