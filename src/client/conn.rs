@@ -16,10 +16,9 @@
 //!   brings it back re-arms it), unless the transport never signals replies on its descriptor
 //!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
 //!   never wake the watch thread: the requester reads its reply itself, with no thread hop and
-//!   no spurious wake-up on the way. Should the
-//!   watch thread find a requester reading anyway (it woke just before a request began), it
-//!   parks until the requests are done. When it does read, it takes what is there, then gives
-//!   the role back.
+//!   no spurious wake-up on the way. Should the watch thread find a requester reading anyway
+//!   (it woke just before a request began), it parks until the requests are done. When it does
+//!   read, it takes what is there, then gives the role back.
 //!
 //! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
 //! the single reply is the requester's whatever its req_id.
