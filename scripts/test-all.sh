@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian 12 machine: installs what the tests need,
-# builds, then runs the Rust tests, the C tests (CTest) and the conformance runs against the
-# real Xen 4.17 tools and daemons. Exit status is non-zero when anything fails.
+# builds, then runs the Rust tests, the C tests (CTest; against Debian's library, and in
+# embedded mode), the demo and the conformance runs against the real Xen 4.17 tools and
+# daemons. Exit status is non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,6 +34,12 @@ tests/headers/compat.py "$root/.reference/root"
 echo "== C tests, against Debian's C xenstored and against ours"
 c-tests/run.sh --daemon cxenstored
 c-tests/run.sh --daemon ours
+
+echo "== C tests: our library embedded (XENSTORE_EMBEDDED=1) against our library with our daemon"
+c-tests/run.sh --daemon embedded
+
+echo "== the demo (toolstack and guest on the embedded store)"
+scripts/demo.sh
 
 echo "== conformance against Xen 4.17"
 tests/reference/conformance.sh

@@ -7,6 +7,7 @@
 //! - [`ring`]: the shared-page ring, client and server sides.
 //! - [`server`]: connections (socket, ring) served by the store.
 //! - [`client`]: a connection handle and its transports.
+//! - [`embedded`]: the in-process store behind `XENSTORE_EMBEDDED=1`, and simulated guests.
 //! - `ffi`: the exported `xs_*` C functions, a thin shell over [`client`].
 
 pub mod wire;
@@ -14,6 +15,7 @@ pub mod store;
 pub mod ring;
 pub mod server;
 pub mod client;
+pub mod embedded;
 pub mod ffi;
 
 #[cfg(test)]

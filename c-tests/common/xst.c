@@ -181,6 +181,13 @@ const char *xst_show(int slot, const void *data, unsigned int len)
 	return out;
 }
 
+bool xst_embedded(void)
+{
+	const char *v = getenv("XENSTORE_EMBEDDED");
+
+	return v && *v && strcmp(v, "0") != 0;
+}
+
 struct xs_handle *xst_open(unsigned long flags)
 {
 	struct xs_handle *h = xs_open(flags);

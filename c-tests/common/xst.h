@@ -51,6 +51,12 @@ const char *xst_res(bool ok);
  */
 const char *xst_show(int slot, const void *data, unsigned int len);
 
+/*
+ * Whether this run uses our library's embedded store (XENSTORE_EMBEDDED set to anything but
+ * "" or "0"): every xs_open() of the process then shares one in-process store, no daemon.
+ */
+bool xst_embedded(void);
+
 /* xs_open(flags) or xst_fatal(); says where it tried to connect on failure. */
 struct xs_handle *xst_open(unsigned long flags);
 /* Remove path, ignoring "not there"; fatal on any other failure. */

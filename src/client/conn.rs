@@ -13,11 +13,12 @@
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
-//!   brings it back re-arms it). So replies never wake the watch thread: the requester reads
-//!   its reply itself, with no thread hop and no spurious wake-up on the way. Should the
-//!   watch thread find a requester reading anyway (it woke just before a request began), it
-//!   parks until the requests are done. When it does read, it takes what is there, then gives
-//!   the role back.
+//!   brings it back re-arms it), unless the transport never signals replies on its descriptor
+//!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
+//!   never wake the watch thread: the requester reads its reply itself, with no thread hop and
+//!   no spurious wake-up on the way. Should the watch thread find a requester reading anyway
+//!   (it woke just before a request began), it parks until the requests are done. When it does
+//!   read, it takes what is there, then gives the role back.
 //!
 //! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
 //! the single reply is the requester's whatever its req_id.
@@ -43,7 +44,6 @@
 //! thread, watch-queue readers and pollers) is woken, and later requests fail with EBADF (the C
 //! library closes its descriptor, so that is what it reports).
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -54,16 +54,35 @@ use super::sys;
 use super::transport::{Message, Transport};
 use super::watch::{WatchEvent, WatchQueue};
 use super::Errno;
-use crate::wire::{encode, MsgType};
+use crate::store::IdMap;
+use crate::wire::{Header, MsgType, HEADER_LEN};
 
 struct Slot {
     reply: Option<Message>,
     wake: Arc<Condvar>,
 }
 
+thread_local! {
+    /// What a requester waits on. A thread waits for one reply at a time, so one condvar per
+    /// thread serves all its requests, on any connection, without an allocation per request.
+    static WAKE: Arc<Condvar> = Arc::new(Condvar::new());
+}
+
+/// One whole message (header, then `parts` back to back) in a single buffer.
+fn encode_parts(ty: MsgType, req_id: u32, tx_id: u32, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    out.extend_from_slice(&Header::new(ty, req_id, tx_id, len as u32).to_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
 struct Core {
     next_req_id: u32,
-    slots: HashMap<u32, Slot>,
+    /// Keyed by req_id (small sequential numbers: no need for a flooding-proof hash).
+    slots: IdMap<u32, Slot>,
     /// Slots whose reply has not been read off the stream yet.
     awaiting: usize,
     /// Somebody (a requester or the watch thread) holds the reader role.
@@ -119,7 +138,7 @@ impl Conn {
             write: Mutex::new(()),
             core: Mutex::new(Core {
                 next_req_id: 1,
-                slots: HashMap::new(),
+                slots: IdMap::default(),
                 awaiting: 0,
                 reader_active: false,
                 dead: None,
@@ -134,10 +153,11 @@ impl Conn {
         }
     }
 
-    /// Sends one request and returns its reply, whatever its type.
-    pub fn request(&self, ty: MsgType, tx_id: u32, payload: &[u8]) -> Result<Message, Errno> {
+    /// Sends one request, whose payload is `parts` concatenated, and returns its reply,
+    /// whatever its type.
+    pub fn request(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Message, Errno> {
         let _serial = self.serial.as_ref().map(|s| s.lock());
-        let wake = Arc::new(Condvar::new());
+        let wake = WAKE.with(Arc::clone);
         let req_id = {
             let mut core = self.core.lock();
             if core.dead.is_some() {
@@ -156,7 +176,7 @@ impl Conn {
             }
             id
         };
-        let msg = encode(ty, req_id, tx_id, payload);
+        let msg = encode_parts(ty, req_id, tx_id, parts);
         let sent = {
             let _w = self.write.lock();
             self.transport.send(&msg)
@@ -285,6 +305,10 @@ impl Conn {
     /// Arms or disarms the stream in the watch thread's epoll set (no-op without the thread).
     fn arm_stream(&self, core: &mut Core, armed: bool) {
         let Some(w) = self.watcher.get() else { return };
+        if !self.transport.signals_replies() {
+            // Replies never wake the watch thread: it stays armed (no epoll_ctl per request).
+            return;
+        }
         if core.stream_armed == armed || core.dead.is_some() {
             return;
         }
@@ -333,7 +357,7 @@ impl Conn {
         let attention = sys::eventfd()?;
         let epoll = sys::epoll_create()?;
         sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
-        let armed = core.awaiting == 0;
+        let armed = core.awaiting == 0 || !self.transport.signals_replies();
         sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
@@ -397,9 +421,10 @@ impl Conn {
                 core.reader_active = true;
             }
             // A requester may have consumed what woke us between poll and taking the role.
-            let mut outcome = match sys::poll(stream, None, 0) {
-                Ok(r) => Ok(r.first || self.transport.pending()),
-                Err(e) => Err(e),
+            let mut outcome = if self.transport.pending() {
+                Ok(true)
+            } else {
+                sys::poll(stream, None, 0).map(|r| r.first)
             };
             // Read one message, then whatever else is already buffered.
             while outcome == Ok(true) {

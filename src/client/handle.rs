@@ -54,11 +54,6 @@ fn no_nul(s: &[u8]) -> Result<&[u8], Errno> {
     }
 }
 
-/// A payload of NUL-terminated strings.
-fn strings(parts: &[&[u8]]) -> Vec<Vec<u8>> {
-    parts.iter().map(|p| [*p, b"\0"].concat()).collect()
-}
-
 /// The text of a reply up to its first NUL (how the C library reads replies as strings).
 fn c_text(body: &[u8]) -> &[u8] {
     &body[..body.iter().position(|&c| c == 0).unwrap_or(body.len())]
@@ -114,8 +109,7 @@ impl Handle {
                 return Err(Errno(libc::E2BIG));
             }
         }
-        let payload = parts.concat();
-        let reply = self.conn.request(ty, tx_id, &payload)?;
+        let reply = self.conn.request(ty, tx_id, parts)?;
         if reply.header.ty == MsgType::XS_ERROR as u32 {
             return Err(Errno(wire::errno_from_name(c_text(&reply.body))));
         }
@@ -128,16 +122,15 @@ impl Handle {
 
     /// One NUL-terminated string as the payload.
     fn single(&self, ty: MsgType, tx_id: u32, s: &[u8]) -> Result<Vec<u8>, Errno> {
-        let s = [no_nul(s)?, b"\0"].concat();
-        self.talk(ty, tx_id, &[&s])
+        self.talk(ty, tx_id, &[no_nul(s)?, b"\0"])
     }
 
     fn with_strings(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Vec<u8>, Errno> {
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(2 * parts.len());
         for p in parts {
-            no_nul(p)?;
+            refs.push(no_nul(p)?);
+            refs.push(b"\0");
         }
-        let owned = strings(parts);
-        let refs: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
         self.talk(ty, tx_id, &refs)
     }
 
@@ -199,8 +192,7 @@ impl Handle {
 
     /// Sets the value of `path`.
     pub fn write(&self, tx_id: u32, path: &[u8], data: &[u8]) -> Result<(), Errno> {
-        let p = [no_nul(path)?, b"\0"].concat();
-        self.talk(MsgType::XS_WRITE, tx_id, &[&p, data]).map(drop)
+        self.talk(MsgType::XS_WRITE, tx_id, &[no_nul(path)?, b"\0", data]).map(drop)
     }
 
     pub fn mkdir(&self, tx_id: u32, path: &[u8]) -> Result<(), Errno> {
@@ -390,8 +382,7 @@ impl Handle {
 
     /// A CONTROL command: `cmd`, NUL, then `data` as given. Returns the reply body.
     pub fn control(&self, cmd: &[u8], data: &[u8]) -> Result<Vec<u8>, Errno> {
-        let c = [no_nul(cmd)?, b"\0"].concat();
-        self.talk(MsgType::XS_CONTROL, 0, &[&c, data])
+        self.talk(MsgType::XS_CONTROL, 0, &[no_nul(cmd)?, b"\0", data])
     }
 
     /// Whether the connection has failed for good.

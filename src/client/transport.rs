@@ -51,6 +51,14 @@ pub trait Transport: Send + Sync {
     /// When false, the handle sends one request at a time.
     fn multiplexes(&self) -> bool;
 
+    /// Whether a reply to our own request makes `readable_fd` poll readable (true for
+    /// streams). A transport that answers inside `send` and signals its descriptor only for
+    /// messages caused by others returns false: the watch thread's wait then need not be
+    /// disarmed and re-armed around every request.
+    fn signals_replies(&self) -> bool {
+        true
+    }
+
     /// The connection is being abandoned (the peer vanished or broke the protocol): release
     /// what the peer holds for us and wake anything blocked on it. Not called by a forked
     /// child dropping its copy, so that the parent's connection survives.

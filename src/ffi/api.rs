@@ -7,7 +7,8 @@ use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 use super::{bytes, guard, guard_io, handle, malloc_array, malloc_string_array, malloc_text, put, static_text, text};
 use super::{into_raw, xs_handle, EINVAL};
-use crate::client::{paths, perms, Errno, Handle, Permission};
+use crate::client::{paths, perms, Errno, Permission};
+use crate::embedded;
 
 /// `struct xs_permissions`.
 pub type xs_permissions = Permission;
@@ -15,8 +16,9 @@ pub type xs_permissions = Permission;
 /// Transaction id type.
 pub type xs_transaction_t = u32;
 
+/// With XENSTORE_EMBEDDED=1, a handle on the process's embedded store (see `crate::embedded`).
 pub extern "C" fn xs_open(flags: c_ulong) -> *mut xs_handle {
-    guard(std::ptr::null_mut(), || Ok(into_raw(Handle::open(flags)?)))
+    guard(std::ptr::null_mut(), || Ok(into_raw(embedded::open_from_env(flags)?)))
 }
 
 pub unsafe extern "C" fn xs_close(h: *mut xs_handle) {
@@ -326,7 +328,7 @@ pub unsafe extern "C" fn xs_debug_command(
 pub extern "C" fn xs_suspend_evtchn_port(domid: c_int) -> c_int {
     guard(-1, || {
         let path = format!("/local/domain/{domid}/device/suspend/event-channel");
-        let value = Handle::open(0)?.read(0, path.as_bytes())?;
+        let value = embedded::open_from_env(0)?.read(0, path.as_bytes())?;
         Ok(if value.is_empty() { -1 } else { crate::client::cnum::atoi(&value) })
     })
 }
@@ -385,4 +387,11 @@ pub unsafe extern "C" fn xs_strings_to_perms(perms: *mut xs_permissions, num: c_
         }
         Ok(true)
     })
+}
+
+/// xenstore_embedded.h: a guest's handle on the embedded store, acting as `domid` through its
+/// ring. NULL with ENOENT when the domain is not introduced (or the embedded mode is off),
+/// EINVAL for domain 0.
+pub extern "C" fn xs_embedded_open_domain(domid: c_uint) -> *mut xs_handle {
+    guard(std::ptr::null_mut(), || Ok(into_raw(embedded::open_domain_from_env(domid, 0)?)))
 }

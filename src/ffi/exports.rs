@@ -50,5 +50,5 @@ entry_points!(
     xs_get_features_domain, xs_set_features_domain, xs_get_quota_names, xs_get_global_quota,
     xs_set_global_quota, xs_get_domain_quota, xs_set_domain_quota, xs_control_command,
     xs_debug_command, xs_suspend_evtchn_port, xs_daemon_rundir, xs_daemon_socket,
-    xs_daemon_socket_ro, xs_write_all, xs_strings_to_perms,
+    xs_daemon_socket_ro, xs_write_all, xs_strings_to_perms, xs_embedded_open_domain,
 );

@@ -293,6 +293,17 @@ impl Store {
         v
     }
 
+    /// As `take_dirty`, appending to `out`: a caller that keeps its vector allocates nothing
+    /// (the embedded transport calls this after every request).
+    pub fn take_dirty_into(&mut self, out: &mut Vec<ConnId>) {
+        for id in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.dirty = false;
+                out.push(id);
+            }
+        }
+    }
+
     /// Domains released since the last call.
     pub fn take_released(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.released)

@@ -379,6 +379,14 @@ fn dirty_lists_connections_with_new_output() {
     d.sort();
     assert_eq!(d, vec![a, b]);
     assert!(h.s.take_dirty().is_empty());
+    // The appending form: same list, dropped connections left out, nothing listed twice.
+    h.s.handle(a, &Header::parse(&hd).unwrap(), &msg[HEADER_LEN..]).unwrap();
+    h.s.disconnect(b);
+    let mut out = vec![ConnId(999)];
+    h.s.take_dirty_into(&mut out);
+    assert_eq!(out, vec![ConnId(999), a]);
+    h.s.take_dirty_into(&mut out);
+    assert_eq!(out.len(), 2);
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! The inbox of one embedded handle: whole messages the store left for it (its replies and
+//! its watch events), waiting for the handle's reader to take them with `recv`.
+//!
+//! Waking: the inbox's eventfd is what the handle's watch thread sleeps on. It is written only
+//! when a message arrives from *another* thread's request (`put_other`: a watch event) and the
+//! eventfd is not already signalled; the requester's own reply (`put_own`) never touches it,
+//! because the requester takes that reply itself right after its `send`, while the watch
+//! thread is not reading. It is written after the lock is released, so the woken thread does
+//! not find the lock still held; a signal that lands after its message was already taken is
+//! cleared by the watch thread's next `take`. The eventfd is drained when the last message is
+//! taken. So the common path (a request and its reply) makes no system call here.
+//!
+//! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
+//! reader that must wait, which only happens when two threads share a handle).
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::client::{Errno, Message};
+
+struct Inbox {
+    queue: VecDeque<Message>,
+    /// The eventfd has been written and not drained since.
+    rung: bool,
+    /// No more messages will come (the handle's domain was released, or the store gave up on
+    /// the connection).
+    dead: bool,
+}
+
+pub(crate) struct Mailbox {
+    inbox: Mutex<Inbox>,
+    arrived: Condvar,
+    doorbell: OwnedFd,
+}
+
+impl Mailbox {
+    pub fn new() -> Result<Mailbox, Errno> {
+        Ok(Mailbox {
+            inbox: Mutex::new(Inbox { queue: VecDeque::new(), rung: false, dead: false }),
+            arrived: Condvar::new(),
+            doorbell: eventfd()?,
+        })
+    }
+
+    /// A message for the handle whose request is being served in this very thread.
+    pub fn put_own(&self, m: Message) {
+        self.inbox.lock().queue.push_back(m);
+        self.arrived.notify_one();
+    }
+
+    /// A message caused by someone else: the handle's watch thread may be asleep.
+    pub fn put_other(&self, m: Message) {
+        let mut inbox = self.inbox.lock();
+        inbox.queue.push_back(m);
+        let ring = !std::mem::replace(&mut inbox.rung, true);
+        drop(inbox);
+        // Outside the lock: the woken thread's first move is to take it.
+        if ring {
+            signal(&self.doorbell);
+        }
+        self.arrived.notify_one();
+    }
+
+    /// Nothing more will arrive: wake the watch thread and any waiting reader, for good.
+    pub fn kill(&self) {
+        let mut inbox = self.inbox.lock();
+        inbox.dead = true;
+        inbox.rung = true;
+        drop(inbox);
+        signal(&self.doorbell);
+        self.arrived.notify_all();
+    }
+
+    #[cfg(test)]
+    pub fn is_dead(&self) -> bool {
+        self.inbox.lock().dead
+    }
+
+    /// The next message. Messages are always whole here, so the watch thread (`watcher`) never
+    /// needs to wait: it gets Ok(None) when there is nothing (it calls only after the eventfd
+    /// polled readable, which may be a stale signal); other readers wait for one. After
+    /// `kill`, queued messages still come out, then EBADF (what the C library reports on a
+    /// closed connection).
+    pub fn take(&self, watcher: bool) -> Result<Option<Message>, Errno> {
+        let mut inbox = self.inbox.lock();
+        loop {
+            if let Some(m) = inbox.queue.pop_front() {
+                if inbox.queue.is_empty() && inbox.rung && !inbox.dead {
+                    drain(&self.doorbell);
+                    inbox.rung = false;
+                }
+                return Ok(Some(m));
+            }
+            if inbox.dead {
+                return Err(Errno(libc::EBADF));
+            }
+            if watcher {
+                // A signal written after its message was taken (writers signal outside the
+                // lock): clear it, or the watch thread would wake for nothing again.
+                if !inbox.rung {
+                    drain(&self.doorbell);
+                }
+                return Ok(None);
+            }
+            self.arrived.wait(&mut inbox);
+        }
+    }
+
+    /// Whether `take` would return at once (a message, or the end).
+    pub fn pending(&self) -> bool {
+        let inbox = self.inbox.lock();
+        inbox.dead || !inbox.queue.is_empty()
+    }
+
+    /// Polls readable while messages from other threads wait, or once the mailbox is dead.
+    pub fn fd(&self) -> RawFd {
+        self.doorbell.as_raw_fd()
+    }
+}
+
+/// Makes the eventfd readable.
+fn signal(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer to a descriptor we own. A failure (counter
+    // full) leaves it readable, which is all that matters.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live buffer; the eventfd is non-blocking.
+    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+fn eventfd() -> Result<OwnedFd, Errno> {
+    // SAFETY: no pointers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EMFILE)));
+    }
+    // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Header, MsgType};
+
+    fn msg(n: u32) -> Message {
+        Message { header: Header::new(MsgType::XS_WATCH_EVENT, n, 0, 0), body: Vec::new() }
+    }
+
+    fn readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn own_messages_do_not_ring_and_others_do_once() {
+        let m = Mailbox::new().unwrap();
+        m.put_own(msg(1));
+        assert!(m.pending());
+        assert!(!readable(m.fd()), "a reply for the requester needs no wake-up");
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 1);
+        m.put_other(msg(2));
+        m.put_other(msg(3));
+        assert!(readable(m.fd()));
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 2);
+        assert!(readable(m.fd()), "still one waiting");
+        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 3);
+        assert!(!readable(m.fd()), "drained with the last message");
+        assert!(!m.pending());
+    }
+
+    #[test]
+    fn death_wakes_and_ends_after_the_queue() {
+        let m = std::sync::Arc::new(Mailbox::new().unwrap());
+        m.put_own(msg(1));
+        let m2 = m.clone();
+        let t = std::thread::spawn(move || {
+            let first = m2.take(false).unwrap().unwrap().header.req_id;
+            (first, m2.take(false))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        m.kill();
+        let (first, second) = t.join().unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(second, Err(Errno(libc::EBADF)));
+        assert!(readable(m.fd()) && m.pending() && m.is_dead());
+    }
+
+    #[test]
+    fn the_watch_thread_never_waits_and_stale_signals_are_cleared() {
+        let m = Mailbox::new().unwrap();
+        assert_eq!(m.take(true), Ok(None));
+        signal(&m.doorbell); // as a writer whose message was already taken would
+        assert!(readable(m.fd()));
+        assert_eq!(m.take(true), Ok(None));
+        assert!(!readable(m.fd()), "the stale signal is gone");
+        m.put_other(msg(5));
+        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
+    }
+}
