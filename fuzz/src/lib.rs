@@ -20,6 +20,7 @@
 //! Missing bytes read as zero, so every input decodes to something.
 
 pub mod dispatch;
+pub mod ring;
 pub mod seeds;
 
 /// The unprivileged domain the guest connection acts as.

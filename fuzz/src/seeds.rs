@@ -208,6 +208,71 @@ pub fn wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Builds `ring_reader` inputs (see src/ring.rs for the operation bytes).
+struct RingSeed(Vec<u8>);
+
+impl RingSeed {
+    fn new(idx: u32) -> RingSeed {
+        RingSeed([idx.to_le_bytes(); 4].concat())
+    }
+    fn op(mut self, bytes: &[u8]) -> RingSeed {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn set(self, field: u8, v: u32) -> RingSeed {
+        self.op(&[0, field]).op(&v.to_le_bytes())
+    }
+    /// A write of `len` bytes (< 65536) by the server (false) or the client (true).
+    fn write(self, client: bool, len: u16) -> RingSeed {
+        let l = len.to_le_bytes();
+        self.op(&[7, client as u8, 2, l[0], l[1], b'v', 1, 0, 0, 0])
+    }
+    const SERVER_READ: &'static [u8] = &[5];
+    const CLIENT_READ: &'static [u8] = &[6];
+    const SERVER_FLUSH: &'static [u8] = &[9];
+    const CLIENT_FLUSH: &'static [u8] = &[10];
+    const CHECK_RECONNECT: &'static [u8] = &[11];
+    const REQUEST_RECONNECT: &'static [u8] = &[12];
+}
+
+/// (name, bytes) of every `ring_reader` seed.
+pub fn ring_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use RingSeed as R;
+    let round_trip = |r: RingSeed| {
+        r.write(true, 10).op(R::SERVER_READ).write(false, 3).op(R::CLIENT_READ)
+    };
+    let mut pump = R::new(0).write(true, 3000);
+    for _ in 0..4 {
+        pump = pump.op(R::SERVER_READ).op(R::CLIENT_FLUSH);
+    }
+    pump = pump.write(false, 4096);
+    for _ in 0..6 {
+        pump = pump.op(R::CLIENT_READ).op(R::SERVER_FLUSH);
+    }
+    vec![
+        ("round-trip", round_trip(R::new(0)).0),
+        ("larger-than-ring", pump.0),
+        ("index-wrap", round_trip(R::new(0xFFFF_FF80)).write(true, 300).op(&[14]).0),
+        ("bad-req-index-then-reset", round_trip(
+            R::new(0).set(1, 5000).op(R::SERVER_READ).op(R::CHECK_RECONNECT).op(R::REQUEST_RECONNECT)
+                .op(R::CHECK_RECONNECT).op(R::CLIENT_FLUSH),
+        ).0),
+        ("bad-rsp-index", R::new(0).op(&[1, 1, 0x4c, 0x04]).op(R::CLIENT_READ).write(true, 5).0),
+        ("consumer-ahead", R::new(0).set(0, 10).op(R::SERVER_READ).0),
+        ("over-long-header", R::new(0).op(&[4, 0, 2, 1, 1, 0]).op(R::SERVER_READ).op(R::CLIENT_READ).0),
+        ("huge-header-to-client", R::new(7).op(&[4, 1, 15, 2, 0xff, 0xff, 0xff, 0xff, 0]).op(R::CLIENT_READ).0),
+        ("scribble-mid-message", R::new(0).write(true, 100).op(&[13, 0, 5, 0, 4, b'x', b'y', b'z', b'w'])
+            .op(R::SERVER_READ).0),
+        ("error-field", R::new(0).set(6, 3).op(R::SERVER_READ).op(R::CLIENT_READ).write(false, 4).0),
+        ("no-features", R::new(0).set(4, 0).set(6, 1).op(R::CLIENT_READ).op(R::REQUEST_RECONNECT)
+            .write(true, 8).0),
+        ("split-header", R::new(0).op(&[3, 0, 10, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0]).op(R::SERVER_READ)
+            .op(&[3, 0, 9, 0, 0, 3, 0, 0, 0, b'a', b'b', 0]).op(R::SERVER_READ).0),
+        ("reconnect-mid-write", R::new(0).write(true, 2000).op(R::REQUEST_RECONNECT).op(R::CLIENT_FLUSH)
+            .op(R::CHECK_RECONNECT).op(R::CLIENT_FLUSH).op(R::SERVER_READ).op(R::CLIENT_FLUSH).op(&[14]).0),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +296,23 @@ mod tests {
             crate::dispatch::Harness::run(&bytes);
             write_corpus("dispatch", name, &bytes);
         }
+    }
+
+    #[test]
+    fn ring_seeds_pass_and_reach_every_outcome() {
+        let mut total = crate::ring::Stats::default();
+        for (name, bytes) in ring_seeds() {
+            let st = crate::ring::Harness::run(&bytes);
+            total.messages += st.messages;
+            total.bad_index += st.bad_index;
+            total.protocol += st.protocol;
+            total.resets += st.resets;
+            write_corpus("ring_reader", name, &bytes);
+        }
+        assert!(total.messages >= 8, "{total:?}");
+        assert!(total.bad_index >= 3, "{total:?}");
+        assert!(total.protocol >= 2, "{total:?}");
+        assert!(total.resets >= 2, "{total:?}");
     }
 
     #[test]
