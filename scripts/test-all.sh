@@ -48,3 +48,7 @@ echo "== C tests under valgrind memcheck"
 # ThreadSanitizer needs a nightly toolchain, which a fresh machine lacks: run it by hand with
 # scripts/memcheck.sh (see the README's reliability section).
 scripts/memcheck.sh --no-tsan
+
+echo "== fuzzing smoke run (each target over its corpus, then briefly beyond)"
+cargo test --release --manifest-path fuzz/Cargo.toml
+FUZZ_SECS=${FUZZ_SECS:-15} scripts/fuzz-smoke.sh
