@@ -182,9 +182,12 @@ for t in "${programs[@]}"; do
     # Children of fork report memory of the parent's watch thread (see the file); their own
     # logs are kept apart (%p) so the parent's is read on its own.
     [ "$t" = fork ] && supp=(--suppressions="$here/memcheck-fork.supp")
+    # Guest handles exist only on the embedded store: run that program there.
+    embedded=
+    [ "$t" = guest ] && embedded=1
     start=$SECONDS
     (cd "$(dirname "$exe")" &&
-        XENSTORED_PATH=$socket XST_TRANSCRIPT_DIR="$work/transcripts" \
+        XENSTORE_EMBEDDED=$embedded XENSTORED_PATH=$socket XST_TRANSCRIPT_DIR="$work/transcripts" \
         XST_STRESS_ROUNDS=100 XST_STRESS_EVENTS=300 \
         timeout 300 "${vg[@]}" "${supp[@]}" --log-file="$log.%p.log" "$exe") >"$log.out" 2>&1
     rc=$?
