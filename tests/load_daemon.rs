@@ -491,22 +491,31 @@ fn sampler(pid: u32, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> Vec<Sample> 
     out
 }
 
+/// Which property a failure breaks (the report has one row for each).
+#[derive(Clone, Copy, Debug)]
+enum Area {
+    Throughput,
+    Memory,
+    Durability,
+    Responsiveness,
+}
+
 /// The run's findings, as printed.
 struct Report {
     lines: Vec<(String, String)>,
-    failures: Vec<String>,
+    failures: Vec<(Area, String)>,
 }
 
 impl Report {
     fn put(&mut self, k: &str, v: impl ToString) {
         self.lines.push((k.to_string(), v.to_string()));
     }
-    fn fail(&mut self, f: impl Into<String>) {
-        self.failures.push(f.into());
+    fn fail(&mut self, area: Area, f: impl Into<String>) {
+        self.failures.push((area, f.into()));
     }
-    fn check(&mut self, ok: bool, f: impl FnOnce() -> String) {
+    fn check(&mut self, area: Area, ok: bool, f: impl FnOnce() -> String) {
         if !ok {
-            self.fail(f());
+            self.fail(area, f());
         }
     }
 }
@@ -600,11 +609,12 @@ fn run(plan: Plan) -> Report {
     rep.put("ops_per_s_min", lo);
     rep.put("ops_per_s_median", med);
     rep.put("ops_per_s_max", hi);
+    rep.put("samples", samples.len());
     rep.put("ops_per_s_intervals", samples.iter().map(|s| s.ops.to_string()).collect::<Vec<_>>().join(","));
-    rep.check(!steady.is_empty(), || "no throughput sample".into());
+    rep.check(Area::Throughput, !steady.is_empty(), || "no throughput sample".into());
     // Wall-clock throughput depends on what else the machine runs, so its band is wide: a
     // stall shows as a zero or a collapse to a tenth.
-    rep.check(lo > 0 && lo * 10 >= med, || format!("throughput fell to {lo}/s against a median of {med}/s"));
+    rep.check(Area::Throughput, lo > 0 && lo * 10 >= med, || format!("throughput fell to {lo}/s against a median of {med}/s"));
     // Requests per CPU-second of the daemon do not depend on how much CPU it was given: that
     // band is narrow, and shows whether serving gets costlier as the run goes on (queues
     // filling up, memory fragmenting). Seconds in which it ran under 0.1 s are too coarse.
@@ -622,7 +632,7 @@ fn run(plan: Plan) -> Report {
     rep.put("ops_per_cpu_s_min", elo);
     rep.put("ops_per_cpu_s_median", emed);
     rep.put("ops_per_cpu_s_max", ehi);
-    rep.check(elo * 3 >= emed, || format!("serving got costlier: {elo} requests per daemon CPU-second against a median of {emed}"));
+    rep.check(Area::Throughput, elo * 3 >= emed, || format!("serving got costlier: {elo} requests per daemon CPU-second against a median of {emed}"));
 
     // Memory.
     let rss: Vec<u64> = samples.iter().map(|s| s.rss_kib).collect();
@@ -632,7 +642,7 @@ fn run(plan: Plan) -> Report {
     rep.put("rss_min_kib", rss_min);
     rep.put("rss_max_kib", rss_max);
     rep.put("rss_last_kib", rss.last().copied().unwrap_or(0));
-    rep.check(rss_max < rss_setup + 128 * 1024, || format!("daemon grew from {rss_setup} to {rss_max} KiB"));
+    rep.check(Area::Memory, rss_max < rss_setup + 128 * 1024, || format!("daemon grew from {rss_setup} to {rss_max} KiB"));
     // Bounded growth: once the per-connection bounds are reached the daemon stops growing, so
     // the second half of the run adds little to the first half's peak.
     if rss.len() >= 6 {
@@ -640,18 +650,18 @@ fn run(plan: Plan) -> Report {
         let first = rss[..half].iter().copied().max().unwrap();
         let second = rss[half..].iter().copied().max().unwrap();
         rep.put("rss_growth_second_half_kib", second.saturating_sub(first));
-        rep.check(second <= first + 16 * 1024, || format!("daemon still growing: peak {first} KiB, then {second} KiB"));
+        rep.check(Area::Memory, second <= first + 16 * 1024, || format!("daemon still growing: peak {first} KiB, then {second} KiB"));
     }
 
     // Every worker finished cleanly.
     for b in &busy {
         if let Some(e) = &b.error {
-            rep.fail(e.clone());
+            rep.fail(Area::Durability, e.clone());
         }
     }
     for d in &drops {
         if let Some(e) = &d.error {
-            rep.fail(e.clone());
+            rep.fail(Area::Responsiveness, e.clone());
         }
     }
     let sum = |f: fn(&Busy) -> u64| busy.iter().map(f).sum::<u64>();
@@ -678,10 +688,10 @@ fn run(plan: Plan) -> Report {
     rep.put("probe_max_ms", format!("{:.2}", percentile(&lat, 1.0) as f64 / 1000.0));
     rep.put("fresh_connect_max_ms", format!("{:.2}", percentile(&fresh, 1.0) as f64 / 1000.0));
     for f in &probe.failures {
-        rep.fail(format!("probe: {f}"));
+        rep.fail(Area::Responsiveness, format!("probe: {f}"));
     }
-    rep.check(lat.len() as u64 >= plan.secs * 5, || format!("only {} probes in {} s", lat.len(), plan.secs));
-    rep.check(percentile(&lat, 1.0) < 2_000_000, || "a probe READ took over 2 s".into());
+    rep.check(Area::Responsiveness, lat.len() as u64 >= plan.secs * 5, || format!("only {} probes in {} s", lat.len(), plan.secs));
+    rep.check(Area::Responsiveness, percentile(&lat, 1.0) < 2_000_000, || "a probe READ took over 2 s".into());
 
     // Every idle client is still served (all asked at once, then all answered).
     let mut answered = 0;
@@ -697,7 +707,7 @@ fn run(plan: Plan) -> Report {
         }
     }
     rep.put("idle_answered", format!("{answered}/{idle_n}"));
-    rep.check(answered == idle_n, || format!("only {answered} of {idle_n} idle clients answered"));
+    rep.check(Area::Responsiveness, answered == idle_n, || format!("only {answered} of {idle_n} idle clients answered"));
     drop(idle);
 
     // A sleeper that starts reading gets its replies, after whatever events were kept for it.
@@ -706,7 +716,7 @@ fn run(plan: Plan) -> Report {
         s.w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let recovered = sleeper_wakes(&mut s);
         rep.put("sleeper_events_kept", s.events);
-        rep.check(recovered == Ok(true), || format!("a sleeper that starts reading is not answered: {recovered:?}"));
+        rep.check(Area::Responsiveness, recovered == Ok(true), || format!("a sleeper that starts reading is not answered: {recovered:?}"));
     }
     drop(sleepers);
 
@@ -735,16 +745,16 @@ fn run(plan: Plan) -> Report {
     rep.put("values_verified", verified);
     rep.put("values_lost", lost.len());
     for l in lost.iter().take(10) {
-        rep.fail(format!("lost: {l}"));
+        rep.fail(Area::Durability, format!("lost: {l}"));
     }
 
     // The store's own invariants, and the daemon is still the one we started.
     let m = v.call(MsgType::XS_CONTROL, 0, &z("check"));
     let check_ok = matches!(&m, Ok(m) if m.is(MsgType::XS_CONTROL) && m.text() == "OK");
     rep.put("store_check", if check_ok { "OK" } else { "FAILED" });
-    rep.check(check_ok, || format!("CONTROL check: {:?}", m.map(|m| m.text())));
+    rep.check(Area::Durability, check_ok, || format!("CONTROL check: {:?}", m.map(|m| m.text())));
     let alive = daemon.child.as_mut().unwrap().try_wait().unwrap().is_none();
-    rep.check(alive, || "the daemon exited during the run".into());
+    rep.check(Area::Responsiveness, alive, || "the daemon exited during the run".into());
     rep.put("failures", rep.failures.len());
     rep
 }
@@ -755,8 +765,8 @@ fn report(name: &str, rep: &Report) {
     for (k, v) in &rep.lines {
         out.push_str(&format!("load: {k}={v}\n"));
     }
-    for f in &rep.failures {
-        out.push_str(&format!("load: failure={f}\n"));
+    for (area, f) in &rep.failures {
+        out.push_str(&format!("load: failure={area:?}: {f}\n"));
     }
     print!("{out}");
     if let Some(file) = std::env::var_os("XS_LOAD_SUMMARY") {
