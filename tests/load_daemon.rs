@@ -170,7 +170,7 @@ fn busy(t: usize, path: PathBuf, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> 
 
 fn busy_loop(t: usize, path: &Path, stop: &AtomicBool, ops: &AtomicU64, me: &mut Busy) -> Result<(), String> {
     let mut c = Pipe::connect(path).map_err(|e| format!("connect: {e}"))?;
-    if t % 10 == 0 {
+    if t.is_multiple_of(10) {
         // Some busy clients also watch their own subtree and so get events between replies.
         let m = c.call(MsgType::XS_WATCH, 0, &zz(&[&me.base, "own"]))?;
         expect(&m, MsgType::XS_WATCH, "watch")?;
@@ -180,8 +180,8 @@ fn busy_loop(t: usize, path: &Path, stop: &AtomicBool, ops: &AtomicU64, me: &mut
     let mut round = 0u64;
     while !stop.load(Relaxed) {
         round += 1;
-        if round % 4 == 0 {
-            transaction_round(&mut c, &base, &mut seq, round % 32 == 0, me)?;
+        if round.is_multiple_of(4) {
+            transaction_round(&mut c, &base, &mut seq, round.is_multiple_of(32), me)?;
             ops.fetch_add(6, Relaxed);
         } else {
             direct_round(&mut c, &base, &mut seq, me)?;
@@ -405,7 +405,7 @@ fn probe(path: PathBuf, stop: Arc<AtomicBool>) -> Probe {
                 }
             }
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             let t0 = Instant::now();
             let fresh = Pipe::connect(&path).map_err(|e| format!("fresh connect: {e}")).and_then(|mut f| {
                 let _ = f.w.set_read_timeout(Some(PROBE_TIMEOUT));
