@@ -12,11 +12,13 @@
 //! `Store::dropped_events`.
 //!
 //! Like the C daemon, an event identical (path and token) to one still queued is not queued
-//! twice (that is not a drop); special (`@...`) events are always queued.
+//! twice (that is not a drop); special (`@...`) events are always queued. The queued payloads
+//! are indexed by value, so that check costs one lookup however long the queue is (a client
+//! that never reads, watching nodes that are rewritten, meets it on every event); the index
+//! holds a second copy of each payload, so a connection's event memory is at most about twice
+//! the byte cap.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 
 use super::perms::Access;
 use super::txn::Txn;
@@ -72,16 +74,9 @@ pub(crate) struct Outq {
     event_bytes: usize,
     /// Bytes of everything queued (replies and events).
     bytes: usize,
-    /// Hashes of queued non-special event payloads (count per hash) to find duplicates
-    /// without scanning the queue in the common case.
-    queued: HashMap<u64, u32>,
+    /// Payloads of the queued non-special events (each is queued at most once).
+    queued: HashSet<Box<[u8]>>,
     pub dropped: u64,
-}
-
-fn payload_hash(p: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    p.hash(&mut h);
-    h.finish()
 }
 
 impl Outq {
@@ -95,20 +90,15 @@ impl Outq {
     pub fn push_event(&mut self, msg: Vec<u8>, cap: EventCap) -> bool {
         let payload = &msg[HEADER_LEN..];
         let special = payload.first() == Some(&b'@');
-        if !special {
-            let h = payload_hash(payload);
-            if self.queued.contains_key(&h)
-                && self.q.iter().any(|(ev, m)| *ev && &m[HEADER_LEN..] == payload)
-            {
-                return false;
-            }
+        if !special && self.queued.contains(payload) {
+            return false;
         }
         if self.events >= cap.events || msg.len() > cap.bytes.saturating_sub(self.event_bytes) {
             self.dropped += 1;
             return false;
         }
         if !special {
-            *self.queued.entry(payload_hash(payload)).or_insert(0) += 1;
+            self.queued.insert(payload.into());
         }
         self.events += 1;
         self.event_bytes += msg.len();
@@ -125,13 +115,7 @@ impl Outq {
             self.event_bytes -= msg.len();
             let payload = &msg[HEADER_LEN..];
             if payload.first() != Some(&b'@') {
-                let h = payload_hash(payload);
-                if let Some(n) = self.queued.get_mut(&h) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.queued.remove(&h);
-                    }
-                }
+                self.queued.remove(payload);
             }
         }
         Some(msg)
@@ -224,5 +208,37 @@ mod tests {
         assert!(!q.push_event(ev("/e"), tiny));
         q.clear();
         assert_eq!(q.queued(), (0, 0));
+    }
+}
+
+#[cfg(test)]
+mod duplicate_cost {
+    use super::*;
+    use crate::wire::{encode, MsgType};
+    use std::time::{Duration, Instant};
+
+    /// A client that never reads, watching nodes that keep being rewritten: its queue sits at
+    /// the cap and nearly every new event duplicates a queued one. Finding that out used to
+    /// scan the queue (the daemon under load spent 85% of its time there); it must not depend
+    /// on the queue's length.
+    #[test]
+    fn duplicates_of_a_full_queue_cost_a_lookup() {
+        let cap = EventCap { events: 16 * 1024, bytes: usize::MAX };
+        let ev = |i: usize| encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("/load/b{i}/k\0sleeper\0").as_bytes());
+        let mut q = Outq::default();
+        for i in 0..cap.events {
+            assert!(q.push_event(ev(i), cap));
+        }
+        let dups: Vec<Vec<u8>> = (0..200_000).map(|i| ev((i * 7919) % cap.events)).collect();
+        let t = Instant::now();
+        for d in dups {
+            assert!(!q.push_event(d, cap));
+        }
+        let took = t.elapsed();
+        assert_eq!(q.dropped, 0, "duplicates are not drops");
+        assert!(took < Duration::from_secs(2), "200,000 duplicate checks took {took:?}");
+        // Popping keeps the index right: a popped event may be queued again.
+        let first = q.pop().unwrap();
+        assert!(q.push_event(first, cap));
     }
 }
