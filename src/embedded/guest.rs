@@ -85,11 +85,24 @@ impl DomainRing {
                 deliver(to, m);
             }
         }
-        pumped
+        pumped?;
+        // Both ends ran to a standstill in this thread, so every request the guest end queued
+        // was served whole and every message for the guest was taken. Anything left over
+        // means someone else wrote the page (a misbehaving guest kernel): the two queues no
+        // longer say whose message is whose, and a request left half-read would never be
+        // answered (its handle would wait for ever). The ring is given up instead.
+        let leftover = !senders.is_empty()
+            || !recipients.is_empty()
+            || server.in_request()
+            || server.pending() > 0
+            || client.pending() > 0;
+        if leftover {
+            return Err(RingError::Protocol);
+        }
+        Ok(())
     }
 
-    /// The page both ends use (for tests: it is a real ring page).
-    #[cfg(test)]
+    /// The page both ends use (a real ring page).
     pub fn page(&self) -> &Arc<RingPage> {
         self.client.page()
     }
