@@ -197,11 +197,16 @@ pub fn poke_data(page: &RingPage, req: bool, idx: u32, bytes: &[u8]) {
     }
 }
 
-/// Appends `bytes` to the request ring as a guest kernel would (data, then `req_prod`).
-pub fn guest_send(page: &RingPage, bytes: &[u8]) {
+/// Appends what fits of `bytes` to the request ring as a guest kernel would (data, then
+/// `req_prod`); returns how many bytes went in.
+pub fn guest_send(page: &RingPage, bytes: &[u8]) -> usize {
     let prod = page.load(Field::ReqProd, Ordering::Acquire);
-    poke_data(page, true, prod, bytes);
-    page.store(Field::ReqProd, prod.wrapping_add(bytes.len() as u32), Ordering::Release);
+    let cons = page.load(Field::ReqCons, Ordering::Acquire);
+    let free = RING_SIZE.saturating_sub(prod.wrapping_sub(cons)) as usize;
+    let n = bytes.len().min(free);
+    poke_data(page, true, prod, &bytes[..n]);
+    page.store(Field::ReqProd, prod.wrapping_add(n as u32), Ordering::Release);
+    n
 }
 
 /// A whole message as it travels (any type number, any header length).
@@ -264,6 +269,22 @@ impl RingConn {
         let page = Arc::new(RingPage::new());
         let server = ServerRing::new(Arc::clone(&page), || ());
         RingConn { page, server, conn: store.connect(domid), domid, failed: None, served: 0, resets: 0 }
+    }
+
+    /// A well-behaved kernel's round trip: sends `bytes` (in pieces if the ring is short of
+    /// room), serving and reading meanwhile, until `want` whole messages came back.
+    pub fn call(&mut self, store: &mut Store, bytes: &[u8], partial: &mut Vec<u8>, want: usize) -> Vec<Message> {
+        let mut sent = 0;
+        let mut got = Vec::new();
+        for _ in 0..10_000 {
+            sent += guest_send(&self.page, &bytes[sent..]);
+            assert!(self.service(store), "ring failed: {:?}", self.failed);
+            got.extend(guest_take(&self.page, partial));
+            if sent == bytes.len() && got.len() >= want {
+                return got;
+            }
+        }
+        panic!("no answer after 10000 rounds: {} of {} sent, {} messages", sent, bytes.len(), got.len());
     }
 
     /// One wake-up: reset if asked, move queued output into the ring, serve whole requests
