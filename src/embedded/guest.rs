@@ -80,18 +80,22 @@ impl DomainRing {
             Ok(())
         };
         let pumped = ring::pump(client, server, &mut serve, received);
+        let mut stray = false;
         for m in received.drain(..) {
-            if let Some(to) = recipients.pop_front() {
-                deliver(to, m);
+            match recipients.pop_front() {
+                Some(to) => deliver(to, m),
+                None => stray = true,
             }
         }
         pumped?;
         // Both ends ran to a standstill in this thread, so every request the guest end queued
-        // was served whole and every message for the guest was taken. Anything left over
-        // means someone else wrote the page (a misbehaving guest kernel): the two queues no
+        // was served whole and every message for the guest was taken, each by the connection
+        // it was written for. Anything left over (or a message nobody was owed) means someone
+        // else wrote the page (a misbehaving guest kernel): the two queues no
         // longer say whose message is whose, and a request left half-read would never be
         // answered (its handle would wait for ever). The ring is given up instead.
-        let leftover = !senders.is_empty()
+        let leftover = stray
+            || !senders.is_empty()
             || !recipients.is_empty()
             || server.in_request()
             || server.pending() > 0

@@ -364,3 +364,21 @@ fn a_notified_request_from_no_handle_fails_the_ring() {
     assert!(!Arc::ptr_eq(&page, &e.domain_page(16).unwrap()), "a fresh page");
     assert_eq!(e.notify_domain(17), Err(ENOENT));
 }
+
+/// A message in `rsp` that the store never wrote (the guest kernel forged it): the ring is
+/// given up rather than handing it to some handle.
+#[test]
+fn a_message_the_store_never_wrote_fails_the_ring() {
+    let (e, _dom0) = with_guest(18);
+    let g = e.open_domain(18, 0).unwrap();
+    g.write(0, b"x", b"1").unwrap();
+    let page = e.domain_page(18).unwrap();
+    let forged = encode(MsgType::XS_READ, 77, 0, b"forged");
+    let prod = page.load(Field::RspProd, Ordering::Acquire);
+    page.write_data(crate::ring::Ring::Rsp, prod, &forged);
+    page.store(Field::RspProd, prod.wrapping_add(forged.len() as u32), Ordering::Release);
+    e.notify_domain(18).unwrap();
+    assert_eq!(g.read(0, b"x"), Err(EBADF));
+    assert!(!Arc::ptr_eq(&page, &e.domain_page(18).unwrap()));
+    assert_eq!(e.open_domain(18, 0).unwrap().read(0, b"x").unwrap(), b"1");
+}
