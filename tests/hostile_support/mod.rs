@@ -116,6 +116,7 @@ impl Host {
     /// Domain 0 and every handle in `others` still get served: a write and a read-back each.
     /// Returns the number of round trips made.
     pub fn assert_served(&self, others: &[&Handle], tag: &str) -> usize {
+        let tag = &node_name(tag);
         let p = format!("/hostile/served/{tag}");
         self.dom0.write(0, p.as_bytes(), tag.as_bytes()).unwrap();
         assert_eq!(self.dom0.read(0, p.as_bytes()).unwrap(), tag.as_bytes(), "dom0 after {tag}");
@@ -139,6 +140,11 @@ impl Host {
         };
         (field("nodes "), field("watches "), field("transactions "))
     }
+}
+
+/// `s` made a valid node name (anything but letters and digits becomes '-').
+pub fn node_name(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
 /// Grants `reader` read access to `p` (domain 0 owning it).
