@@ -91,9 +91,9 @@ impl DomainRing {
         // Both ends ran to a standstill in this thread, so every request the guest end queued
         // was served whole and every message for the guest was taken, each by the connection
         // it was written for. Anything left over (or a message nobody was owed) means someone
-        // else wrote the page (a misbehaving guest kernel): the two queues no
-        // longer say whose message is whose, and a request left half-read would never be
-        // answered (its handle would wait for ever). The ring is given up instead.
+        // else wrote the page (a misbehaving guest kernel): the two queues no longer say whose
+        // message is whose, and a request left half-read would never be answered (its handle
+        // would wait for ever). The ring is given up instead.
         let leftover = stray
             || !senders.is_empty()
             || !recipients.is_empty()
