@@ -80,16 +80,33 @@ impl DomainRing {
             Ok(())
         };
         let pumped = ring::pump(client, server, &mut serve, received);
+        let mut stray = false;
         for m in received.drain(..) {
-            if let Some(to) = recipients.pop_front() {
-                deliver(to, m);
+            match recipients.pop_front() {
+                Some(to) => deliver(to, m),
+                None => stray = true,
             }
         }
-        pumped
+        pumped?;
+        // Both ends ran to a standstill in this thread, so every request the guest end queued
+        // was served whole and every message for the guest was taken, each by the connection
+        // it was written for. Anything left over (or a message nobody was owed) means someone
+        // else wrote the page (a misbehaving guest kernel): the two queues no longer say whose
+        // message is whose, and a request left half-read would never be answered (its handle
+        // would wait for ever). The ring is given up instead.
+        let leftover = stray
+            || !senders.is_empty()
+            || !recipients.is_empty()
+            || server.in_request()
+            || server.pending() > 0
+            || client.pending() > 0;
+        if leftover {
+            return Err(RingError::Protocol);
+        }
+        Ok(())
     }
 
-    /// The page both ends use (for tests: it is a real ring page).
-    #[cfg(test)]
+    /// The page both ends use (a real ring page).
     pub fn page(&self) -> &Arc<RingPage> {
         self.client.page()
     }

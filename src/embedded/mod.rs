@@ -16,6 +16,13 @@
 //! handles then fail with EBADF (blocked readers and the watch pipe are woken). Without the
 //! embedded mode there is no in-process store, hence no introduced domain: ENOENT.
 //!
+//! A misbehaving guest kernel can be played with [`Embedded::domain_page`] (write the page
+//! directly) and [`Embedded::notify_domain`] (its event channel kick). Both ends of a ring are
+//! pumped to a standstill under the store lock, so after every pump nothing may be left half
+//! way; if something is (bad indexes, a bad header, bytes nobody's handle wrote, a reset that
+//! swallowed a request), the ring is given up: the domain's handles fail (the requester with
+//! EIO, the others with EBADF, none is left waiting) and a fresh page serves new handles.
+//!
 //! # Threads and locks
 //!
 //! No thread of its own: a request is served in the thread that makes it. It takes the store
@@ -54,6 +61,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::client::{Errno, Handle};
+use crate::ring::RingPage;
 use crate::store::{Config, Store};
 use mailbox::Mailbox;
 use transport::EmbeddedTransport;
@@ -104,6 +112,20 @@ impl Embedded {
     /// The (mfn, event channel port) domain `domid` was introduced with, while it has a ring.
     pub fn domain_ring(&self, domid: u32) -> Option<(u64, u32)> {
         self.world.lock().ring_of(domid)
+    }
+
+    /// The ring page of domain `domid`, while it has one: what its kernel maps. Writing it
+    /// directly plays a misbehaving guest kernel; [`Embedded::notify_domain`] then stands for
+    /// its event channel notification. A page the store gives up on is replaced by a fresh
+    /// one (ask again), and the domain's handles fail.
+    pub fn domain_page(&self, domid: u32) -> Option<Arc<RingPage>> {
+        self.world.lock().ring_page(domid)
+    }
+
+    /// The guest's event channel notification: the store's end of domain `domid`'s ring looks
+    /// at the page now, in this thread. ENOENT unless the domain has a ring.
+    pub fn notify_domain(&self, domid: u32) -> Result<(), Errno> {
+        self.world.lock().notify(domid)
     }
 }
 

@@ -320,3 +320,65 @@ fn a_corrupted_ring_fails_its_handles_and_is_replaced() {
     assert_eq!(g2.read(0, b"x").unwrap(), b"1");
     assert_eq!(dom0.read(0, b"/local/domain/14/x").unwrap(), b"1");
 }
+
+/// A guest kernel that writes part of a header and falls silent: the next request of a handle
+/// is framed behind those bytes. It must fail (and the domain's handles with it) instead of
+/// leaving its handle waiting for ever; domain 0 is not disturbed.
+#[test]
+fn a_half_written_request_fails_the_ring_instead_of_hanging() {
+    let (e, dom0) = with_guest(15);
+    let g = e.open_domain(15, 0).unwrap();
+    g.write(0, b"x", b"1").unwrap();
+    let page = e.domain_page(15).unwrap();
+    let prod = page.load(Field::ReqProd, Ordering::Acquire);
+    page.store(Field::ReqProd, prod.wrapping_add(7), Ordering::Release);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..3 {
+            let _ = tx.send(g.read(0, b"x"));
+        }
+    });
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(rx.recv_timeout(Duration::from_secs(5)).expect("a guest request hung"));
+    }
+    assert!(got[0].is_err(), "{got:?}");
+    assert_eq!(&got[1..], &[Err(EBADF), Err(EBADF)]);
+    assert_eq!(dom0.read(0, b"/local/domain/15/x").unwrap(), b"1");
+    assert_eq!(e.open_domain(15, 0).unwrap().read(0, b"x").unwrap(), b"1");
+}
+
+/// Bytes nobody's handle wrote, announced by the guest kernel's notification: the ring is
+/// given up at once, before any handle uses it.
+#[test]
+fn a_notified_request_from_no_handle_fails_the_ring() {
+    let (e, _dom0) = with_guest(16);
+    let g = e.open_domain(16, 0).unwrap();
+    let page = e.domain_page(16).unwrap();
+    let msg = encode(MsgType::XS_READ, 1, 0, b"x\0");
+    let prod = page.load(Field::ReqProd, Ordering::Acquire);
+    page.write_data(crate::ring::Ring::Req, prod, &msg);
+    page.store(Field::ReqProd, prod.wrapping_add(msg.len() as u32), Ordering::Release);
+    e.notify_domain(16).unwrap();
+    assert_eq!(g.read(0, b"x"), Err(EBADF));
+    assert!(!Arc::ptr_eq(&page, &e.domain_page(16).unwrap()), "a fresh page");
+    assert_eq!(e.notify_domain(17), Err(ENOENT));
+}
+
+/// A message in `rsp` that the store never wrote (the guest kernel forged it): the ring is
+/// given up rather than handing it to some handle.
+#[test]
+fn a_message_the_store_never_wrote_fails_the_ring() {
+    let (e, _dom0) = with_guest(18);
+    let g = e.open_domain(18, 0).unwrap();
+    g.write(0, b"x", b"1").unwrap();
+    let page = e.domain_page(18).unwrap();
+    let forged = encode(MsgType::XS_READ, 77, 0, b"forged");
+    let prod = page.load(Field::RspProd, Ordering::Acquire);
+    page.write_data(crate::ring::Ring::Rsp, prod, &forged);
+    page.store(Field::RspProd, prod.wrapping_add(forged.len() as u32), Ordering::Release);
+    e.notify_domain(18).unwrap();
+    assert_eq!(g.read(0, b"x"), Err(EBADF));
+    assert!(!Arc::ptr_eq(&page, &e.domain_page(18).unwrap()));
+    assert_eq!(e.open_domain(18, 0).unwrap().read(0, b"x").unwrap(), b"1");
+}

@@ -219,9 +219,23 @@ impl World {
         self.rings.get(&domid).map(|r| (r.mfn, r.port))
     }
 
-    #[cfg(test)]
+    /// The page of a domain's ring, if it has one.
     pub fn ring_page(&self, domid: u32) -> Option<Arc<ring::RingPage>> {
         self.rings.get(&domid).map(|r| Arc::clone(r.page()))
+    }
+
+    /// What the guest's event channel notification does: the store looks at the page now
+    /// (and gives the ring up, failing its handles, if the page makes no sense). ENOENT
+    /// unless the domain has a ring.
+    pub fn notify(&mut self, domid: u32) -> Result<(), Errno> {
+        let ring = self.rings.get_mut(&domid).ok_or(Errno(libc::ENOENT))?;
+        let ends = &self.ends;
+        let me = ConnId(u64::MAX);
+        if ring.pump(&mut self.store, |to, m| deliver(ends, me, to, m)).is_err() {
+            self.broken.push(domid);
+        }
+        self.settle(me);
+        Ok(())
     }
 }
 

@@ -1,11 +1,17 @@
 //! The invariant checker (CONTROL check, and tests): the live tree is well formed, the
-//! per-domain accounting matches what is really there, and the watch index matches the
-//! connections' watch lists.
+//! per-domain accounting matches what is really there, the watch index matches the
+//! connections' watch lists, every owner is a possible domain, each connection's queued
+//! events are within the configured bounds, and SET_TARGET relations agree between the
+//! domain table and the connections and name introduced domains.
+//!
+//! Quotas themselves are not checked here: domain 0 may create nodes owned by a guest, or
+//! lower a quota below what is in use, without that being an inconsistency.
 
 use std::collections::HashMap;
 
 use super::tree;
 use super::Store;
+use crate::wire::DOMID_FIRST_RESERVED;
 
 impl Store {
     /// Everything that does not hold, one line each (empty when all is well).
@@ -44,8 +50,25 @@ impl Store {
                 problems.push(format!("indexed watch {p} of connection {} is not listed", e.conn.0));
             }
         }
+        let cap = Self::event_cap(&self.cfg);
+        let mut ids: Vec<_> = self.conns.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let c = &self.conns[&id];
+            let (n, bytes) = (c.out.queued_events(), c.out.queued_event_bytes());
+            if n > cap.events || bytes > cap.bytes {
+                problems.push(format!("connection {}: {n} events / {bytes} bytes queued, bounds {} / {}", id.0, cap.events, cap.bytes));
+            }
+            let want = self.domains.get(c.access.domid).and_then(|d| d.target);
+            if c.access.target != want {
+                problems.push(format!("connection {}: target {:?}, its domain's is {want:?}", id.0, c.access.target));
+            }
+        }
         for id in self.domains.ids() {
             let Some(d) = self.domains.get(id) else { continue };
+            if let Some(t) = d.target.filter(|&t| !self.domains.is_introduced(t)) {
+                problems.push(format!("domain {id}: target {t} is not introduced"));
+            }
             let w = watches.get(&id).copied().unwrap_or(0);
             if d.watches != w {
                 problems.push(format!("domain {id}: accounted {} watches, has {w}", d.watches));
@@ -66,6 +89,8 @@ impl Store {
             *owners.entry(n.perms.owner()).or_default() += 1;
             if n.perms.len() == 0 {
                 out.push(format!("{p}: empty permission list"));
+            } else if n.perms.owner() >= DOMID_FIRST_RESERVED {
+                out.push(format!("{p}: owner {} is not a domain", n.perms.owner()));
             }
             if n.gen > gen || n.seq > gen {
                 out.push(format!("{p}: generation from the future"));
@@ -87,6 +112,9 @@ impl Store {
         });
         for s in &self.specials {
             *owners.entry(s.perms.owner()).or_default() += 1;
+            if s.perms.owner() >= DOMID_FIRST_RESERVED {
+                out.push(format!("{}: owner {} is not a domain", s.name, s.perms.owner()));
+            }
         }
         owners
     }
@@ -108,5 +136,57 @@ impl Store {
             }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::perms::Perms;
+    use super::super::{Config, Store};
+    use crate::wire::{encode, perms::Perm, MsgType};
+
+    fn store() -> Store {
+        Store::new(Config { max_queued_events: 2, ..Config::default() })
+    }
+
+    #[test]
+    fn owners_must_be_domains() {
+        let mut s = store();
+        assert_eq!(s.check(), Vec::<String>::new());
+        let bad = Perms::from_vec(vec![Perm { domid: 0x7FF5, read: false, write: false }]);
+        s.tree.node_mut("/tool").unwrap().perms = bad.clone();
+        s.specials[0].perms = bad;
+        let p = s.check();
+        assert!(p.iter().any(|l| l.starts_with("/tool: owner 32757")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("@releaseDomain: owner 32757")), "{p:?}");
+    }
+
+    #[test]
+    fn queued_events_within_bounds() {
+        let mut s = store();
+        let c = s.connect(3);
+        let wide = super::super::conn::EventCap { events: 100, bytes: usize::MAX };
+        for i in 0..3 {
+            let ev = encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("/e{i}\0t\0").as_bytes());
+            assert!(s.conns.get_mut(&c).unwrap().out.push_event(ev, wide));
+        }
+        let p = s.check();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("3 events"), "{p:?}");
+        while s.pop_output(c).is_some() {}
+        assert!(s.check().is_empty());
+    }
+
+    #[test]
+    fn targets_agree_and_are_introduced() {
+        let mut s = store();
+        let c = s.connect(3);
+        s.conns.get_mut(&c).unwrap().access.target = Some(4);
+        assert!(s.check().iter().any(|l| l.contains("target Some(4), its domain's is None")));
+        s.domains.get_mut(3).target = Some(4);
+        let p = s.check();
+        assert_eq!(p, vec!["domain 3: target 4 is not introduced".to_string()]);
+        s.domains.get_mut(4).introduced = true;
+        assert!(s.check().is_empty());
     }
 }
