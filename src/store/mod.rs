@@ -38,6 +38,7 @@
 //! control (CONTROL), check (invariants).
 
 mod check;
+mod children;
 mod conn;
 mod control;
 mod dispatch;

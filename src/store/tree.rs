@@ -4,7 +4,7 @@
 //! - A node is immutable once shared: `Arc<Node>`. A node holds its name and value (packed,
 //!   see namevalue.rs), permissions (a shared list, see perms.rs), generation, creation
 //!   sequence number and, if it has any, its children as a vector of `Arc<Node>` sorted by
-//!   name (binary search for lookups). Leaves carry no child vector at all. The layout is kept
+//!   name (see children.rs). Leaves carry no child vector at all. The layout is kept
 //!   small on purpose (56 bytes, tested): stores of many small nodes are dominated by it.
 //!   The C daemon's listing order, creation order, is kept in `seq` and restored when listing.
 //! - A tree is just its root `Arc<Node>`. Snapshotting a tree (TRANSACTION_START) clones that
@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use super::children::{Children, Named};
 use super::namevalue::NameValue;
 use super::path;
 use super::perms::Perms;
@@ -35,16 +36,14 @@ pub(crate) struct Node {
     /// Counter value at creation: orders siblings as the C daemon lists them.
     pub seq: u64,
     /// None for a node without children.
-    dir: Option<Box<Dir>>,
+    dir: Option<Box<Children<Node>>>,
     nv: NameValue,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Dir {
-    /// Sorted by name, no duplicates.
-    kids: Vec<Arc<Node>>,
-    /// Sum over children of (name length + 1), as the node-size quota counts them.
-    child_bytes: usize,
+impl Named for Node {
+    fn name_bytes(&self) -> &[u8] {
+        self.nv.name()
+    }
 }
 
 impl Node {
@@ -67,26 +66,20 @@ impl Node {
 
     /// Sum over children of (name length + 1).
     pub fn child_bytes(&self) -> usize {
-        self.dir.as_ref().map_or(0, |d| d.child_bytes)
+        self.dir.as_ref().map_or(0, |d| d.bytes())
     }
 
     /// The children, sorted by name.
     pub fn children(&self) -> &[Arc<Node>] {
-        self.dir.as_ref().map_or(&[][..], |d| &d.kids[..])
-    }
-
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        self.children().binary_search_by(|c| c.nv.name().cmp(name.as_bytes()))
+        self.dir.as_ref().map_or(&[][..], |d| d.as_slice())
     }
 
     pub fn child(&self, name: &str) -> Option<&Arc<Node>> {
-        self.find(name).ok().map(|i| &self.children()[i])
+        self.dir.as_ref()?.get(name.as_bytes())
     }
 
     fn child_mut(&mut self, name: &str) -> Option<&mut Node> {
-        let i = self.find(name).ok()?;
-        let d = self.dir.as_mut()?;
-        Some(Arc::make_mut(&mut d.kids[i]))
+        Some(Arc::make_mut(self.dir.as_mut()?.get_mut(name.as_bytes())?))
     }
 
     /// Children in listing (creation) order.
@@ -106,35 +99,14 @@ impl Node {
     }
 
     fn insert_child(&mut self, child: Arc<Node>) {
-        let at = self.find(child.name());
-        let d = self.dir.get_or_insert_with(Box::default);
-        d.child_bytes += child.nv.name().len() + 1;
-        match at {
-            Ok(i) => {
-                d.child_bytes -= d.kids[i].nv.name().len() + 1;
-                d.kids[i] = child;
-            }
-            Err(i) => {
-                if d.kids.len() == d.kids.capacity() {
-                    // Grow by an eighth rather than doubling: wide directories keep little
-                    // slack, and the shift an insertion makes costs more than this copy.
-                    let extra = (d.kids.len() / 8).max(4);
-                    d.kids.reserve_exact(extra);
-                }
-                d.kids.insert(i, child);
-            }
-        }
+        self.dir.get_or_insert_with(Box::default).insert(child);
     }
 
     fn remove_child(&mut self, name: &str) -> Option<Arc<Node>> {
-        let i = self.find(name).ok()?;
         let d = self.dir.as_mut()?;
-        let old = d.kids.remove(i);
-        d.child_bytes -= old.nv.name().len() + 1;
-        if d.kids.is_empty() {
+        let old = d.remove(name.as_bytes())?;
+        if d.is_empty() {
             self.dir = None;
-        } else if d.kids.capacity() > 2 * d.kids.len() + 8 {
-            d.kids.shrink_to(d.kids.len() + d.kids.len() / 8 + 4);
         }
         Some(old)
     }
