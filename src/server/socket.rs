@@ -7,7 +7,6 @@
 //! write each touched client's output with gathered writes. Flow control is described in the
 //! parent module. Socket clients act as domain 0, as with the C daemon.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,7 +17,7 @@ use super::framing::{InBuf, OutQueue};
 use super::shared::{Session, SharedStore, Transport};
 use super::sys::{Epoll, EventFd, NoSigPipe, Ready, HANGUP, READABLE, WRITABLE};
 use super::Engine;
-use crate::store::{ConnId, Store};
+use crate::store::{ConnId, IdMap, Store};
 
 /// Tunables of the socket transport.
 #[derive(Debug, Clone)]
@@ -97,7 +96,7 @@ pub struct SocketServer<E: Engine = Store> {
     cfg: ServerConfig,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    by_id: HashMap<ConnId, usize>,
+    by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
     /// Connections to revisit without waiting for readiness (just unpaused).
     again: Vec<usize>,
@@ -135,7 +134,7 @@ impl<E: Engine> SocketServer<E> {
             cfg,
             conns: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
             touched: Vec::new(),
             again: Vec::new(),
             pending_out: 0,
@@ -284,6 +283,12 @@ impl<E: Engine> SocketServer<E> {
                     Ok(n) => {
                         c.inbuf.extend(&self.scratch[..n]);
                         got += n;
+                        // A short read emptied the socket: asking again would only fail with
+                        // EAGAIN (a wasted system call per request). Epoll is level-triggered,
+                        // so anything arriving later is reported again.
+                        if n < want {
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
