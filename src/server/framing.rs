@@ -128,7 +128,8 @@ impl OutQueue {
                 *slot = IoSlice::new(&m.data[from..]);
                 k += 1;
             }
-            let n = match dst.write_vectored(&iov[..k]) {
+            let sent = if k == 1 { dst.write(&iov[0]) } else { dst.write_vectored(&iov[..k]) };
+            let n = match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -167,7 +168,7 @@ impl OutQueue {
         let mut i = 0;
         self.msgs.retain(|m| {
             let keep = (i == 0 && head_started)
-                || m.queued.map_or(true, |t| now.saturating_duration_since(t) <= timeout);
+                || m.queued.is_none_or(|t| now.saturating_duration_since(t) <= timeout);
             i += 1;
             if !keep {
                 dropped += 1;

@@ -155,8 +155,24 @@ impl AsFd for TermSignals {
 pub struct NoSigPipe<'a>(pub BorrowedFd<'a>);
 
 impl io::Write for NoSigPipe<'_> {
+    /// One buffer: plain send(2), which spares the kernel copying in a message header and
+    /// an iovec array (most writes are a single reply or event).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[io::IoSlice::new(buf)])
+        // SAFETY: `buf` is a live slice for the duration of the call; the kernel only reads
+        // `buf.len()` bytes from it.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {

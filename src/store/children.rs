@@ -183,7 +183,7 @@ mod tests {
                 _ => format!("dev{}", r % 50),
             }
             .into_bytes();
-            if (x >> 20) % 3 == 0 {
+            if (x >> 20).is_multiple_of(3) {
                 assert_eq!(c.remove(&name).map(|n| n.1), model.remove(&name));
             } else {
                 c.insert(Arc::new(N(name.clone(), step)));

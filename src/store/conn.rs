@@ -11,12 +11,11 @@
 //! Like the C daemon, an event identical (path and token) to one still queued is not queued
 //! twice; special (`@...`) events are always queued.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 
 use super::perms::Access;
 use super::txn::Txn;
+use super::IdMap;
 use crate::wire::HEADER_LEN;
 
 pub(crate) struct Conn {
@@ -60,14 +59,18 @@ pub(crate) struct Outq {
     events: usize,
     /// Hashes of queued non-special event payloads (count per hash) to find duplicates
     /// without scanning the queue in the common case.
-    queued: HashMap<u64, u32>,
+    queued: IdMap<u64, u32>,
     pub dropped: u64,
 }
 
+/// FNV-1a: cheap for the short payloads of events (this runs once per event and watcher).
+/// Collisions only cost a scan of the queue.
 fn payload_hash(p: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    p.hash(&mut h);
-    h.finish()
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in p {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 impl Outq {
@@ -79,20 +82,19 @@ impl Outq {
     pub fn push_event(&mut self, msg: Vec<u8>, cap: usize) -> bool {
         let payload = &msg[HEADER_LEN..];
         let special = payload.first() == Some(&b'@');
-        if !special {
-            let h = payload_hash(payload);
-            if self.queued.contains_key(&h)
-                && self.q.iter().any(|(ev, m)| *ev && &m[HEADER_LEN..] == payload)
-            {
-                return false;
-            }
+        let h = if special { 0 } else { payload_hash(payload) };
+        if !special
+            && self.queued.contains_key(&h)
+            && self.q.iter().any(|(ev, m)| *ev && &m[HEADER_LEN..] == payload)
+        {
+            return false;
         }
         if self.events >= cap {
             self.dropped += 1;
             return false;
         }
         if !special {
-            *self.queued.entry(payload_hash(payload)).or_insert(0) += 1;
+            *self.queued.entry(h).or_insert(0) += 1;
         }
         self.events += 1;
         self.q.push_back((true, msg));

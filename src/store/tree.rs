@@ -328,14 +328,14 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let name = format!("k{}", (x >> 33) % 500);
             let p = format!("/d/{name}");
-            if (x >> 20) % 4 == 0 {
+            if (x >> 20).is_multiple_of(4) {
                 let existed = model.remove(&name).is_some();
                 gen += 1;
                 assert_eq!(t.remove(&p, gen).is_some(), existed);
-            } else if model.contains_key(&name) {
+            } else if let Some(old) = model.get_mut(&name) {
                 let v = format!("v{step}");
                 t.node_mut(&p).unwrap().set_value(v.as_bytes());
-                model.insert(name, v);
+                *old = v;
             } else {
                 let v = format!("value-{step}-{}", "x".repeat(step % 40));
                 if t.get("/d").is_none() {
