@@ -307,8 +307,11 @@ impl<E: Engine> SocketServer<E> {
 
     /// Handles requests, pulls output, writes, closes: everything the touched clients need.
     fn serve_touched(&mut self) {
+        // Those touched by readiness (requesters); connections only receiving output follow.
+        let requesters;
         {
             let mut s = self.transport.lock();
+            requesters = self.touched.len();
             for &idx in &self.touched {
                 let Some(c) = self.conns[idx].as_mut() else { continue };
                 handle_requests(&mut s, c, &self.cfg);
@@ -334,8 +337,13 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
         }
+        // Watchers first, requesters last: by the time a writer has its reply, the events its
+        // request caused are already in the watchers' sockets, and a writer that waits for
+        // its reply does not compete for the processor with this loop meanwhile.
+        let mut order = std::mem::take(&mut self.touched);
+        order.rotate_left(requesters);
         let mut gone = Vec::new();
-        for idx in std::mem::take(&mut self.touched) {
+        for idx in order {
             let Some(c) = self.conns[idx].as_mut() else { continue };
             c.touched = false;
             if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
