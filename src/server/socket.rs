@@ -646,6 +646,31 @@ mod tests {
     }
 
     #[test]
+    fn events_are_in_the_watchers_sockets_before_the_writer_has_its_reply() {
+        let r = start("evfirst", ServerConfig::default());
+        let mut watchers: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&r.path).unwrap()).collect();
+        for w in &mut watchers {
+            w.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+            assert_eq!(read_msg(w).1, b"OK\0");
+        }
+        let mut writer = UnixStream::connect(&r.path).unwrap();
+        for round in 0..20u32 {
+            let p = format!("/r{round}");
+            writer.write_all(&encode(MsgType::XS_WRITE, round, 0, p.as_bytes())).unwrap();
+            assert_eq!(read_msg(&mut writer).0.req_id, round);
+            for w in &mut watchers {
+                w.set_nonblocking(true).unwrap();
+                let mut h = [0u8; HEADER_LEN];
+                w.read_exact(&mut h).expect("event already there when the writer got its reply");
+                w.set_nonblocking(false).unwrap();
+                let mut body = vec![0; Header::parse(&h).unwrap().len as usize];
+                w.read_exact(&mut body).unwrap();
+                assert_eq!(body, p.as_bytes());
+            }
+        }
+    }
+
+    #[test]
     fn activity_on_another_transport_wakes_the_server() {
         let r = start("bell", ServerConfig::default());
         let mut watcher = UnixStream::connect(&r.path).unwrap();
