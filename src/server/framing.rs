@@ -120,15 +120,20 @@ impl OutQueue {
     /// stops quietly at `WouldBlock`; other errors are returned.
     pub fn write_to(&mut self, dst: &mut impl Write) -> io::Result<usize> {
         let mut total = 0;
-        while !self.msgs.is_empty() {
-            let mut iov = [IoSlice::new(&[]); IOV_BATCH];
-            let mut k = 0;
-            for (slot, m) in iov.iter_mut().zip(self.msgs.iter()) {
-                let from = if k == 0 { self.head_off } else { 0 };
-                *slot = IoSlice::new(&m.data[from..]);
-                k += 1;
-            }
-            let sent = if k == 1 { dst.write(&iov[0]) } else { dst.write_vectored(&iov[..k]) };
+        while let Some(head) = self.msgs.front() {
+            let sent = if self.msgs.len() == 1 {
+                // The common case (one reply or event): no gather list to build.
+                dst.write(&head.data[self.head_off..])
+            } else {
+                let mut iov = [IoSlice::new(&[]); IOV_BATCH];
+                let mut k = 0;
+                for (slot, m) in iov.iter_mut().zip(self.msgs.iter()) {
+                    let from = if k == 0 { self.head_off } else { 0 };
+                    *slot = IoSlice::new(&m.data[from..]);
+                    k += 1;
+                }
+                dst.write_vectored(&iov[..k])
+            };
             let n = match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
