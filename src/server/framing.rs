@@ -74,8 +74,9 @@ impl InBuf {
 
 struct OutMsg {
     data: Vec<u8>,
-    queued: Instant,
-    event: bool,
+    /// When a watch event was queued (None for replies, which never expire: reading the
+    /// clock for them would be wasted).
+    queued: Option<Instant>,
 }
 
 /// Whole messages waiting for the peer, in the order they must arrive.
@@ -111,27 +112,35 @@ impl OutQueue {
             && u32::from_ne_bytes([data[0], data[1], data[2], data[3]])
                 == MsgType::XS_WATCH_EVENT as u32;
         self.bytes += data.len();
-        self.msgs.push_back(OutMsg { data, queued: Instant::now(), event });
+        let queued = if event { Some(Instant::now()) } else { None };
+        self.msgs.push_back(OutMsg { data, queued });
     }
 
     /// Writes as much as `dst` accepts, several messages per call. Returns the bytes written;
     /// stops quietly at `WouldBlock`; other errors are returned.
     pub fn write_to(&mut self, dst: &mut impl Write) -> io::Result<usize> {
         let mut total = 0;
-        while !self.msgs.is_empty() {
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(IOV_BATCH);
-            for (i, m) in self.msgs.iter().take(IOV_BATCH).enumerate() {
-                let from = if i == 0 { self.head_off } else { 0 };
-                iov.push(IoSlice::new(&m.data[from..]));
-            }
-            let n = match dst.write_vectored(&iov) {
+        while let Some(head) = self.msgs.front() {
+            let sent = if self.msgs.len() == 1 {
+                // The common case (one reply or event): no gather list to build.
+                dst.write(&head.data[self.head_off..])
+            } else {
+                let mut iov = [IoSlice::new(&[]); IOV_BATCH];
+                let mut k = 0;
+                for (slot, m) in iov.iter_mut().zip(self.msgs.iter()) {
+                    let from = if k == 0 { self.head_off } else { 0 };
+                    *slot = IoSlice::new(&m.data[from..]);
+                    k += 1;
+                }
+                dst.write_vectored(&iov[..k])
+            };
+            let n = match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            drop(iov);
             self.advance(n);
             total += n;
         }
@@ -164,8 +173,7 @@ impl OutQueue {
         let mut i = 0;
         self.msgs.retain(|m| {
             let keep = (i == 0 && head_started)
-                || !m.event
-                || now.saturating_duration_since(m.queued) <= timeout;
+                || m.queued.is_none_or(|t| now.saturating_duration_since(t) <= timeout);
             i += 1;
             if !keep {
                 dropped += 1;
@@ -179,7 +187,7 @@ impl OutQueue {
 
     /// When the oldest unsent watch event was queued, if any.
     pub fn oldest_event(&self) -> Option<Instant> {
-        self.msgs.iter().filter(|m| m.event).map(|m| m.queued).min()
+        self.msgs.iter().filter_map(|m| m.queued).min()
     }
 }
 

@@ -16,13 +16,12 @@
 //! is typical). A transport learns of its own connections' output via
 //! [`Session::take_dirty`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
 use super::Engine;
-use crate::store::{ConnId, Fatal, Store};
+use crate::store::{ConnId, Fatal, IdMap, Store};
 use crate::wire::Header;
 
 type WakeFn = Arc<dyn Fn() + Send + Sync>;
@@ -37,7 +36,7 @@ struct Slot {
 
 struct Inner<E> {
     store: E,
-    owner: HashMap<ConnId, usize>,
+    owner: IdMap<ConnId, usize>,
     slots: Vec<Slot>,
 }
 
@@ -49,7 +48,7 @@ pub struct SharedStore<E: Engine = Store> {
 impl<E: Engine> SharedStore<E> {
     pub fn new(store: E) -> Arc<SharedStore<E>> {
         Arc::new(SharedStore {
-            inner: Mutex::new(Inner { store, owner: HashMap::new(), slots: Vec::new() }),
+            inner: Mutex::new(Inner { store, owner: IdMap::default(), slots: Vec::new() }),
         })
     }
 

@@ -1,13 +1,29 @@
-//! The Unix-socket transport: one thread, one level-triggered epoll set, non-blocking sockets.
+//! The Unix-socket transport: one thread, one epoll set, non-blocking sockets.
 //!
 //! Each loop iteration: wait for readiness; accept every pending client; read what the ready
 //! clients sent (a bounded chunk each, for fairness) *outside* the store lock; then, in one
 //! store session, handle every whole request read so far and pull queued output (replies and
 //! watch events, including those another transport caused); then, outside the lock again,
-//! write each touched client's output with gathered writes. Flow control is described in the
-//! parent module. Socket clients act as domain 0, as with the C daemon.
+//! write each touched client's output with gathered writes, watchers first and requesters
+//! last (a writer gets its reply after the events it caused are in the watchers' sockets).
+//! Flow control is described in the parent module. Socket clients act as domain 0, as with
+//! the C daemon.
+//!
+//! Deferred consumption. Taking bytes off a Unix stream socket frees the sender's buffer
+//! space, and the kernel then wakes *every* task sleeping on the sender's socket, including a
+//! client blocked reading the reply to the very request being taken (a blocking read sleeps
+//! on the same queue as a blocked write). That spurious wake-up costs the client a context
+//! switch and this loop a preemption, once per request. So client sockets get a peek offset
+//! and requests are read with `MSG_PEEK`: the bytes stay in the socket until they are taken
+//! ("consumed") in bulk, after the reply went out: every `CONSUME_MSGS` requests or
+//! `CONSUME_BYTES` bytes, at once when the client is in the middle of a message (it is busy
+//! writing, and its writes may be waiting for room), when the connection is paused or
+//! closed, and after `DEFER_MAX` at the latest (so a client's writes never wait long for
+//! room we hold). Peeked bytes keep a socket readable, so client sockets are registered
+//! edge-triggered: a read that stops at its bound schedules another by itself (`reread`),
+//! and the end of stream is recognised from `PEER_SHUT` in the readiness report. Were the
+//! peek offset unavailable, reads simply take the bytes.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -16,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use super::framing::{InBuf, OutQueue};
 use super::shared::{Session, SharedStore, Transport};
-use super::sys::{Epoll, EventFd, NoSigPipe, Ready, HANGUP, READABLE, WRITABLE};
+use super::sys::{self, Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 use super::Engine;
-use crate::store::{ConnId, Store};
+use crate::store::{ConnId, IdMap, Store};
 
 /// Tunables of the socket transport.
 #[derive(Debug, Clone)]
@@ -58,6 +74,13 @@ const TOKEN_FIRST_CONN: u64 = 8;
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
 const TICK: Duration = Duration::from_secs(1);
 
+/// Deferred consumption (see the module comment): peeked bytes are taken off a client's
+/// socket once this many requests or bytes accumulate, when the client is mid-message, or
+/// after `DEFER_MAX` at the latest.
+const CONSUME_MSGS: u32 = 16;
+const CONSUME_BYTES: usize = 8 * 1024;
+const DEFER_MAX: Duration = Duration::from_millis(5);
+
 struct Conn {
     stream: UnixStream,
     id: ConnId,
@@ -73,6 +96,17 @@ struct Conn {
     interest: u32,
     /// Already in this iteration's `touched` list.
     touched: bool,
+    /// Reads peek (the socket has a peek offset); see the module comment.
+    peeking: bool,
+    /// Bytes peeked (and buffered or handled) but still in the socket.
+    unconsumed: usize,
+    /// Requests handled since the socket was last consumed.
+    deferred_msgs: u32,
+    /// When the oldest unconsumed bytes were peeked; set while listed in `deferred`.
+    deferred_at: Option<Instant>,
+    /// Read again without waiting for readiness (edge-triggered: a read stopped at its bound,
+    /// or the connection was paused when bytes arrived).
+    reread: bool,
 }
 
 /// Stops a running server from any thread.
@@ -97,10 +131,12 @@ pub struct SocketServer<E: Engine = Store> {
     cfg: ServerConfig,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    by_id: HashMap<ConnId, usize>,
+    by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
-    /// Connections to revisit without waiting for readiness (just unpaused).
+    /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
     again: Vec<usize>,
+    /// Connections with unconsumed bytes (`deferred_at` set), oldest first.
+    deferred: Vec<usize>,
     /// Connections with output queued (those registered for WRITABLE).
     pending_out: usize,
     scratch: Vec<u8>,
@@ -135,9 +171,10 @@ impl<E: Engine> SocketServer<E> {
             cfg,
             conns: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
             touched: Vec::new(),
             again: Vec::new(),
+            deferred: Vec::new(),
             pending_out: 0,
             last_tick: Instant::now(),
         })
@@ -165,6 +202,8 @@ impl<E: Engine> SocketServer<E> {
         loop {
             let timeout = if !self.again.is_empty() {
                 0
+            } else if !self.deferred.is_empty() {
+                DEFER_MAX.as_millis() as i32
             } else if self.needs_tick() {
                 TICK.as_millis() as i32
             } else {
@@ -173,7 +212,14 @@ impl<E: Engine> SocketServer<E> {
             ready.clear();
             self.epoll.wait(timeout, &mut ready)?;
             for idx in std::mem::take(&mut self.again) {
-                self.touch(idx);
+                match self.conn(idx) {
+                    Some(c) if c.reread => {
+                        c.reread = false;
+                        // Read to the end: whether the peer has shut down is not known here.
+                        self.on_ready(idx, READABLE | PEER_SHUT);
+                    }
+                    _ => self.touch(idx),
+                }
             }
             for &Ready { token, events } in &ready {
                 match token {
@@ -186,10 +232,35 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
             self.serve_touched();
-            if self.last_tick.elapsed() >= TICK {
+            let now = Instant::now();
+            if !self.deferred.is_empty() {
+                self.consume_aged(now);
+            }
+            if now.saturating_duration_since(self.last_tick) >= TICK {
                 self.tick();
             }
         }
+    }
+
+    /// Consumes what has waited in the sockets for `DEFER_MAX` (or was consumed meanwhile).
+    fn consume_aged(&mut self, now: Instant) {
+        let mut keep = 0;
+        for i in 0..self.deferred.len() {
+            let idx = self.deferred[i];
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
+            let aged = c.deferred_at.is_none_or(|t| now.saturating_duration_since(t) >= DEFER_MAX);
+            if aged || c.unconsumed == 0 {
+                consume(c, &mut self.scratch);
+                c.deferred_at = None;
+                if c.closing {
+                    self.again.push(idx);
+                }
+            } else {
+                self.deferred[keep] = idx;
+                keep += 1;
+            }
+        }
+        self.deferred.truncate(keep);
     }
 
     fn needs_tick(&self) -> bool {
@@ -248,7 +319,8 @@ impl<E: Engine> SocketServer<E> {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            if self.epoll.add(stream.as_fd(), READABLE, idx as u64 + TOKEN_FIRST_CONN).is_err() {
+            let peeking = sys::enable_peek_offset(stream.as_fd()).is_ok();
+            if self.epoll.add(stream.as_fd(), READABLE | PEER_SHUT | EDGE, idx as u64 + TOKEN_FIRST_CONN).is_err() {
                 self.free.push(idx);
                 self.transport.lock().disconnect(id);
                 continue;
@@ -263,6 +335,11 @@ impl<E: Engine> SocketServer<E> {
                 closing: false,
                 interest: READABLE,
                 touched: false,
+                peeking,
+                unconsumed: 0,
+                deferred_msgs: 0,
+                deferred_at: None,
+                reread: false,
             });
             self.by_id.insert(id, idx);
         }
@@ -274,9 +351,17 @@ impl<E: Engine> SocketServer<E> {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
         if events & READABLE != 0 && !c.paused && !c.closing {
             let mut got = 0;
-            while got < chunk {
+            loop {
+                if got >= chunk {
+                    // Fairness bound reached; edge-triggered, so come back by ourselves.
+                    c.reread = true;
+                    self.again.push(idx);
+                    break;
+                }
                 let want = (chunk - got).min(self.scratch.len());
-                match c.stream.read(&mut self.scratch[..want]) {
+                let buf = &mut self.scratch[..want];
+                let r = if c.peeking { sys::recv(c.stream.as_fd(), buf, true) } else { c.stream.read(buf) };
+                match r {
                     Ok(0) => {
                         c.closing = true;
                         break;
@@ -284,6 +369,16 @@ impl<E: Engine> SocketServer<E> {
                     Ok(n) => {
                         c.inbuf.extend(&self.scratch[..n]);
                         got += n;
+                        if c.peeking {
+                            c.unconsumed += n;
+                        }
+                        // A short read emptied the socket: asking again would only fail with
+                        // EAGAIN (a wasted system call per request). Bytes arriving later are
+                        // reported again; an end of stream that came with these bytes is not,
+                        // which PEER_SHUT tells.
+                        if n < want && events & PEER_SHUT == 0 {
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -302,11 +397,15 @@ impl<E: Engine> SocketServer<E> {
 
     /// Handles requests, pulls output, writes, closes: everything the touched clients need.
     fn serve_touched(&mut self) {
+        // Those touched by readiness (requesters); connections only receiving output follow.
+        let requesters;
         {
             let mut s = self.transport.lock();
+            requesters = self.touched.len();
             for &idx in &self.touched {
                 let Some(c) = self.conns[idx].as_mut() else { continue };
-                handle_requests(&mut s, c, &self.cfg);
+                let n = handle_requests(&mut s, c, &self.cfg);
+                c.deferred_msgs = c.deferred_msgs.saturating_add(n);
             }
             // Released domains concern ring transports only; do not let the notices pile up.
             s.take_released();
@@ -329,21 +428,48 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
         }
+        // Watchers first, requesters last: by the time a writer has its reply, the events its
+        // request caused are already in the watchers' sockets, and a writer that waits for
+        // its reply does not compete for the processor with this loop meanwhile.
+        let mut order = std::mem::take(&mut self.touched);
+        order.rotate_left(requesters);
         let mut gone = Vec::new();
-        for idx in std::mem::take(&mut self.touched) {
+        for idx in order {
             let Some(c) = self.conns[idx].as_mut() else { continue };
             c.touched = false;
             if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
                 c.closing = true;
+            }
+            if c.unconsumed > 0 && !c.closing {
+                // After the reply went out, so a client blocked waiting for it has been woken
+                // by it already and taking its request bytes wakes nobody (see the module
+                // comment). `paused`: its requests wait in `inbuf`, not in the socket.
+                let now_or_never = c.paused
+                    || !c.inbuf.is_empty()
+                    || c.unconsumed >= CONSUME_BYTES
+                    || c.deferred_msgs >= CONSUME_MSGS;
+                if now_or_never {
+                    consume(c, &mut self.scratch);
+                } else if c.deferred_at.is_none() {
+                    c.deferred_at = Some(Instant::now());
+                    self.deferred.push(idx);
+                }
             }
             if c.closing {
                 // End of stream: whatever fitted into the socket has been sent.
                 gone.push(idx);
                 continue;
             }
+            if c.out.is_empty() && c.backlog {
+                // The socket took everything and the engine holds more: no writability edge
+                // will come, so pull again next round.
+                self.again.push(idx);
+            }
             if c.paused && c.out.bytes() <= self.cfg.out_low {
                 c.paused = false;
-                // Requests may already be waiting in the buffer; do not wait for the socket.
+                // Requests may already be waiting in the buffer, and bytes may have arrived
+                // while paused (their edge was ignored): read and handle without waiting.
+                c.reread = true;
                 self.again.push(idx);
             }
             self.update_interest(idx);
@@ -367,7 +493,7 @@ impl<E: Engine> SocketServer<E> {
             return;
         }
         let was_pending = c.interest & WRITABLE != 0;
-        if self.epoll.modify(c.stream.as_fd(), want, idx as u64 + TOKEN_FIRST_CONN).is_err() {
+        if self.epoll.modify(c.stream.as_fd(), want | PEER_SHUT | EDGE, idx as u64 + TOKEN_FIRST_CONN).is_err() {
             c.closing = true;
             self.again.push(idx);
             return;
@@ -384,7 +510,9 @@ impl<E: Engine> SocketServer<E> {
     fn close(&mut self, idxs: &[usize]) {
         let mut ids = Vec::with_capacity(idxs.len());
         for &idx in idxs {
-            let Some(c) = self.conns[idx].take() else { continue };
+            let Some(mut c) = self.conns[idx].take() else { continue };
+            // Unread bytes would make the peer see a reset instead of the end of the stream.
+            consume(&mut c, &mut self.scratch);
             if c.interest & WRITABLE != 0 {
                 self.pending_out -= 1;
             }
@@ -442,6 +570,9 @@ impl<E: Engine> Drop for SocketServer<E> {
     /// The store may outlive the server (embedded use): its clients' transactions and watches
     /// must not.
     fn drop(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            consume(c, &mut self.scratch);
+        }
         let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
         let mut s = self.transport.lock();
         for id in ids {
@@ -451,7 +582,9 @@ impl<E: Engine> Drop for SocketServer<E> {
 }
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
-fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) {
+/// Returns how many were handled.
+fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) -> u32 {
+    let mut handled = 0;
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
             c.paused = true;
@@ -459,6 +592,7 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
         }
         match c.inbuf.next_message() {
             Ok(Some((hdr, payload))) => {
+                handled += 1;
                 if let Err(e) = s.handle(c.id, &hdr, payload) {
                     if cfg.verbose {
                         eprintln!("xenstored: closing client {}: {}", c.id.0, e.0);
@@ -466,7 +600,7 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
                     c.closing = true;
                     // Send what the engine queued before the failure, then close.
                     pull_output(s, c, usize::MAX);
-                    return;
+                    return handled;
                 }
                 pull_output(s, c, cfg.out_high);
             }
@@ -477,10 +611,28 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
                     eprintln!("xenstored: closing client {}: {:?}", c.id.0, e);
                 }
                 c.closing = true;
-                return;
+                return handled;
             }
         }
     }
+    handled
+}
+
+/// Takes the peeked bytes off the client's socket (they are buffered or handled already).
+fn consume(c: &mut Conn, scratch: &mut [u8]) {
+    while c.unconsumed > 0 {
+        let n = c.unconsumed.min(scratch.len());
+        match sys::recv(c.stream.as_fd(), &mut scratch[..n], false) {
+            Ok(k) if k > 0 => c.unconsumed -= k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Cannot happen (the bytes are there) short of a broken socket: give up on it.
+            _ => {
+                c.unconsumed = 0;
+                c.closing = true;
+            }
+        }
+    }
+    c.deferred_msgs = 0;
 }
 
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
@@ -630,6 +782,88 @@ mod tests {
         }
         let handled = r.shared.with_store(|s| s.handled);
         assert_eq!(handled, handled_at_stall + 50, "the hog's requests were not handled meanwhile");
+    }
+
+    #[test]
+    fn events_are_in_the_watchers_sockets_before_the_writer_has_its_reply() {
+        let r = start("evfirst", ServerConfig::default());
+        let mut watchers: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&r.path).unwrap()).collect();
+        for w in &mut watchers {
+            w.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+            assert_eq!(read_msg(w).1, b"OK\0");
+        }
+        let mut writer = UnixStream::connect(&r.path).unwrap();
+        for round in 0..20u32 {
+            let p = format!("/r{round}");
+            writer.write_all(&encode(MsgType::XS_WRITE, round, 0, p.as_bytes())).unwrap();
+            assert_eq!(read_msg(&mut writer).0.req_id, round);
+            for w in &mut watchers {
+                w.set_nonblocking(true).unwrap();
+                let mut h = [0u8; HEADER_LEN];
+                w.read_exact(&mut h).expect("event already there when the writer got its reply");
+                w.set_nonblocking(false).unwrap();
+                let mut body = vec![0; Header::parse(&h).unwrap().len as usize];
+                w.read_exact(&mut body).unwrap();
+                assert_eq!(body, p.as_bytes());
+            }
+        }
+    }
+
+    /// Bytes the peer has not taken off `s` yet (SIOCOUTQ).
+    fn unconsumed_by_peer(s: &UnixStream) -> i32 {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int through the pointer, which is live.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        assert_eq!(rc, 0);
+        n
+    }
+
+    #[test]
+    fn peeked_requests_are_taken_off_the_socket_soon() {
+        let r = start("consume", ServerConfig::default());
+        let mut c = UnixStream::connect(&r.path).unwrap();
+        c.write_all(&encode(MsgType::XS_READ, 1, 0, b"one")).unwrap();
+        assert_eq!(read_msg(&mut c).1, b"one");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while unconsumed_by_peer(&c) != 0 {
+            assert!(Instant::now() < deadline, "request bytes left in the socket");
+            thread::sleep(Duration::from_millis(2));
+        }
+        // Many requests at once are taken right after they are answered.
+        let mut all = Vec::new();
+        for i in 0..100u32 {
+            all.extend(encode(MsgType::XS_READ, i, 0, b"x"));
+        }
+        c.write_all(&all).unwrap();
+        for i in 0..100u32 {
+            assert_eq!(read_msg(&mut c).0.req_id, i);
+        }
+        assert_eq!(unconsumed_by_peer(&c), 0);
+    }
+
+    #[test]
+    fn a_client_writing_in_tiny_pieces_never_waits_for_room() {
+        // Every write is its own socket buffer, charged at far more than its size: written
+        // byte by byte, a few hundred requests exceed the sender's buffer unless the server
+        // takes them off the socket as it goes.
+        let r = start("tiny", ServerConfig::default());
+        let c = UnixStream::connect(&r.path).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let n = 400u32;
+        let writer = thread::spawn(move || {
+            for i in 0..n {
+                for b in encode(MsgType::XS_READ, i, 0, b"abc") {
+                    w.write_all(&[b]).unwrap();
+                }
+            }
+        });
+        let mut rd = c;
+        rd.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for i in 0..n {
+            assert_eq!(read_msg(&mut rd).0.req_id, i);
+        }
+        writer.join().unwrap();
     }
 
     #[test]

@@ -18,6 +18,12 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 pub const READABLE: u32 = libc::EPOLLIN as u32;
 pub const WRITABLE: u32 = libc::EPOLLOUT as u32;
 pub const HANGUP: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// The peer shut down its sending side (reported with the data still to read).
+pub const PEER_SHUT: u32 = libc::EPOLLRDHUP as u32;
+
+/// Edge-triggered registration (client sockets, see socket.rs: readiness is reported when
+/// new bytes arrive, not while peeked bytes sit in the socket).
+pub const EDGE: u32 = libc::EPOLLET as u32;
 
 /// One readiness report: the token given at registration and the ready bits.
 #[derive(Debug, Clone, Copy)]
@@ -155,8 +161,24 @@ impl AsFd for TermSignals {
 pub struct NoSigPipe<'a>(pub BorrowedFd<'a>);
 
 impl io::Write for NoSigPipe<'_> {
+    /// One buffer: plain send(2), which spares the kernel copying in a message header and
+    /// an iovec array (most writes are a single reply or event).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[io::IoSlice::new(buf)])
+        // SAFETY: `buf` is a live slice for the duration of the call; the kernel only reads
+        // `buf.len()` bytes from it.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -178,6 +200,36 @@ impl io::Write for NoSigPipe<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Makes `MSG_PEEK` reads of a stream socket start where the previous peek ended (and
+/// ordinary reads move that point back), so bytes can be looked at now and taken off the
+/// socket later.
+pub fn enable_peek_offset(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let off: libc::c_int = 0;
+    // SAFETY: passes a pointer to a live c_int and its size; the kernel only reads it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEEK_OFF,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// A non-blocking recv(2), peeking (leaving the bytes in the socket) or taking them.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `buf` is a live, writable slice; the kernel writes at most `buf.len()` bytes.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -228,6 +280,32 @@ mod tests {
         assert_eq!(w.write_vectored(&[io::IoSlice::new(b"ab"), io::IoSlice::new(b"c")]).unwrap(), 3);
         drop(b);
         assert_eq!(w.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn peeked_bytes_stay_until_taken() {
+        use std::io::Write;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        enable_peek_offset(b.as_fd()).unwrap();
+        a.write_all(b"hello").unwrap();
+        a.write_all(b"world").unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(recv(b.as_fd(), &mut buf[..3], true).unwrap(), 3);
+        assert_eq!(&buf[..3], b"hel");
+        // The next peek continues after the first.
+        let n = recv(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(&buf[..n], b"loworld");
+        assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        // Taking bytes takes them from the front.
+        assert_eq!(recv(b.as_fd(), &mut buf[..4], false).unwrap(), 4);
+        assert_eq!(&buf[..4], b"hell");
+        a.write_all(b"!").unwrap();
+        assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap(), 1);
+        assert_eq!(buf[0], b'!');
+        drop(a);
+        assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap(), 0, "end of stream once all is peeked");
+        let n = recv(b.as_fd(), &mut buf, false).unwrap();
+        assert_eq!(&buf[..n], b"oworld!");
     }
 
     #[test]

@@ -96,18 +96,19 @@ impl Store {
                 out.push(format!("{p}: generation from the future"));
             }
             let mut bytes = 0;
-            for (i, (h, c)) in n.children.iter().enumerate() {
-                bytes += c.name.len() + 1;
-                if c.name.is_empty() || !super::path::valid_chars(c.name.as_bytes()) || c.name.contains('/') {
-                    out.push(format!("{p}: bad child name {:?}", c.name));
+            let kids = n.children();
+            for (i, c) in kids.iter().enumerate() {
+                let name = c.name();
+                bytes += name.len() + 1;
+                if name.is_empty() || !super::path::valid_chars(name.as_bytes()) || name.contains('/') {
+                    out.push(format!("{p}: bad child name {name:?}"));
                 }
-                let prev = i.checked_sub(1).map(|j| &n.children[j]);
-                if prev.is_some_and(|(ph, pc)| (ph, &pc.name) >= (h, &c.name)) || *h != tree::name_hash(&c.name) {
+                if i > 0 && kids[i - 1].name() >= name {
                     out.push(format!("{p}: children out of order or duplicated"));
                 }
             }
-            if bytes != n.child_bytes {
-                out.push(format!("{p}: child size {} recorded, {bytes} real", n.child_bytes));
+            if bytes != n.child_bytes() {
+                out.push(format!("{p}: child size {} recorded, {bytes} real", n.child_bytes()));
             }
         });
         for s in &self.specials {

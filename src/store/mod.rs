@@ -39,10 +39,12 @@
 //! control (CONTROL), check (invariants).
 
 mod check;
+mod children;
 mod conn;
 mod control;
 mod dispatch;
 mod domain;
+mod namevalue;
 mod ops;
 mod path;
 mod perms;
@@ -56,7 +58,6 @@ mod tests;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use crate::wire::{Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
@@ -199,8 +200,8 @@ impl Store {
     pub fn new(config: Config) -> Store {
         let mut gen = 1;
         let n0 = Perms::owned_by(0);
-        let mut tree = Tree::new(Node::new("", Arc::from(&[][..]), n0.clone(), gen));
-        tree.insert_chain("/", &["tool", "xenstored"], &n0, Arc::from(&[][..]), &mut gen);
+        let mut tree = Tree::new(Node::new("", b"", n0.clone(), gen));
+        tree.insert_chain("/", &["tool", "xenstored"], &n0, b"", &mut gen);
         let specials = SPECIALS
             .iter()
             .map(|&name| {

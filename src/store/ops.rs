@@ -18,8 +18,6 @@
 //!
 //! Every operation either succeeds completely or changes nothing.
 
-use std::sync::Arc;
-
 use super::domain::Domains;
 use super::path;
 use super::perms::{rights, Access, Need, Perms};
@@ -103,9 +101,9 @@ impl<'a> Env<'a> {
     /// READ: `out` starts empty and becomes the whole reply message (one allocation).
     pub fn read(&mut self, p: &str, out: &mut Vec<u8>) -> Result<(), Errno> {
         let n = self.get_checked(p, Need::Read)?;
-        out.reserve_exact(crate::wire::HEADER_LEN + n.value.len());
+        out.reserve_exact(crate::wire::HEADER_LEN + n.value().len());
         out.resize(crate::wire::HEADER_LEN, 0);
-        out.extend_from_slice(&n.value);
+        out.extend_from_slice(n.value());
         Ok(())
     }
 
@@ -118,7 +116,7 @@ impl<'a> Env<'a> {
     /// extra NUL marks the end of the list.
     pub fn directory_part(&mut self, p: &str, off: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
         let n = self.get_checked(p, Need::Read)?;
-        let mut list = Vec::with_capacity(n.child_bytes);
+        let mut list = Vec::with_capacity(n.child_bytes());
         n.write_listing(&mut list);
         out.extend_from_slice(n.gen.to_string().as_bytes());
         out.push(0);
@@ -156,7 +154,7 @@ impl<'a> Env<'a> {
     pub fn write(&mut self, p: &str, value: &[u8]) -> Result<(), Errno> {
         let size_q = self.domains.quota(self.who.domid).node_size;
         let found = match self.get_checked(p, Need::Write) {
-            Ok(n) => Ok((n.perms.len(), n.child_bytes)),
+            Ok(n) => Ok((n.perms.len(), n.child_bytes())),
             Err(e) => Err(e),
         };
         match found {
@@ -169,7 +167,7 @@ impl<'a> Env<'a> {
                 }
                 let g = self.next_gen();
                 if let Some(n) = self.tree.node_mut(p) {
-                    n.value = Arc::from(value);
+                    n.set_value(value);
                     n.gen = g;
                 }
                 self.fire(p, Match::Subtree, EvPerms::Lookup, None);
@@ -196,7 +194,7 @@ impl<'a> Env<'a> {
         let (nodes_q, size_q) = (q.nodes, q.node_size);
         let (anc_depth, anc_perms, anc_vlen, anc_cb) = {
             let f = self.tree.find(p);
-            (f.anc_depth, f.anc.perms.clone(), f.anc.value.len(), f.anc.child_bytes)
+            (f.anc_depth, f.anc.perms.clone(), f.anc.value().len(), f.anc.child_bytes())
         };
         let names: Vec<&str> = path::components(p).skip(anc_depth).collect();
         let Some(first) = names.first() else { return Err(libc::EEXIST) };
@@ -229,7 +227,7 @@ impl<'a> Env<'a> {
             log.created = true;
         }
         self.add_nodes(perms.owner(), names.len() as i64);
-        self.tree.insert_chain(anc_path, &names, &perms, Arc::from(value), self.gen);
+        self.tree.insert_chain(anc_path, &names, &perms, value, self.gen);
         self.fire(p, Match::Subtree, EvPerms::Lookup, None);
         Ok(())
     }
@@ -265,8 +263,8 @@ impl<'a> Env<'a> {
             let top_parent = self.tree.get(parent_path).map(|n| n.perms.clone());
             let mut stack: Vec<(String, &Node, Option<Perms>)> = vec![(p.to_string(), top, top_parent)];
             while let Some((at, n, pp)) = stack.pop() {
-                for (_, c) in n.children.iter() {
-                    stack.push((path::child_path(&at, &c.name), c, Some(n.perms.clone())));
+                for c in n.children() {
+                    stack.push((path::child_path(&at, c.name()), c, Some(n.perms.clone())));
                 }
                 victims.push((at, n.perms.clone(), pp));
             }
@@ -298,7 +296,7 @@ impl<'a> Env<'a> {
         let size_q = self.domains.quota(self.who.domid).node_size;
         let (old, vlen, cb) = {
             let n = self.get_checked(p, Need::WriteOwner)?;
-            (n.perms.clone(), n.value.len(), n.child_bytes)
+            (n.perms.clone(), n.value().len(), n.child_bytes())
         };
         if self.unprivileged() {
             if perms.owner() != old.owner() {

@@ -14,19 +14,20 @@ use crate::wire::perms::Perm;
 
 use super::Errno;
 
-/// An immutable, shareable permission list (nodes created together share one).
+/// An immutable, shareable permission list (nodes created together share one). A thin
+/// pointer (one word), as every node holds one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Perms(Arc<[Perm]>);
+pub(crate) struct Perms(Arc<Box<[Perm]>>);
 
 impl Perms {
     /// Owned by `domid`, nobody else has rights ("n<domid>").
     pub fn owned_by(domid: u32) -> Perms {
-        Perms(Arc::from([Perm { domid, read: false, write: false }]))
+        Perms(Arc::new(Box::new([Perm { domid, read: false, write: false }])))
     }
 
     pub fn from_vec(v: Vec<Perm>) -> Perms {
         debug_assert!(!v.is_empty());
-        Perms(Arc::from(v))
+        Perms(Arc::new(v.into_boxed_slice()))
     }
 
     pub fn entries(&self) -> &[Perm] {

@@ -1,12 +1,12 @@
 //! The node tree, copy-on-write with structural sharing.
 //!
 //! Design:
-//! - A node is immutable once shared: `Arc<Node>`. A node owns its value, permissions,
-//!   generation, and its children as a vector of (hash of name, `Arc<Node>`) sorted by
-//!   (hash, name): binary search then compares integers stored inline and touches a child and
-//!   its name bytes only at the match, which keeps wide directories such as /local/domain
-//!   cheap. The C daemon's listing order,
-//!   creation order, is kept in `seq` and restored when listing.
+//! - A node is immutable once shared: `Arc<Node>`. A node holds its name and value (packed,
+//!   see namevalue.rs), permissions (a shared list, see perms.rs), generation, creation
+//!   sequence number and, if it has any, its children as a vector of `Arc<Node>` sorted by
+//!   name (see children.rs). Leaves carry no child vector at all. The layout is kept
+//!   small on purpose (56 bytes, tested): stores of many small nodes are dominated by it.
+//!   The C daemon's listing order, creation order, is kept in `seq` and restored when listing.
 //! - A tree is just its root `Arc<Node>`. Snapshotting a tree (TRANSACTION_START) clones that
 //!   one `Arc`: O(1), nothing is copied.
 //! - Writing uses `Arc::make_mut` down the path to the changed node ("path copying"): a node
@@ -23,84 +23,93 @@
 
 use std::sync::Arc;
 
+use super::children::{Children, Named};
+use super::namevalue::NameValue;
 use super::path;
 use super::perms::Perms;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
-    pub name: Arc<str>,
-    pub value: Arc<[u8]>,
     pub perms: Perms,
     /// Counter value of the last change of this node (value, perms or children set).
     pub gen: u64,
     /// Counter value at creation: orders siblings as the C daemon lists them.
     pub seq: u64,
-    /// Sum over children of (name length + 1), as the node-size quota counts them.
-    pub child_bytes: usize,
-    /// (name_hash(child name), child), sorted by (hash, name).
-    pub children: Vec<(u64, Arc<Node>)>,
+    /// None for a node without children.
+    dir: Option<Box<Children<Node>>>,
+    nv: NameValue,
+}
+
+impl Named for Node {
+    fn name_bytes(&self) -> &[u8] {
+        self.nv.name()
+    }
 }
 
 impl Node {
-    pub fn new(name: &str, value: Arc<[u8]>, perms: Perms, gen: u64) -> Node {
-        Node {
-            name: Arc::from(name),
-            value,
-            perms,
-            gen,
-            seq: gen,
-            child_bytes: 0,
-            children: Vec::new(),
-        }
+    pub fn new(name: &str, value: &[u8], perms: Perms, gen: u64) -> Node {
+        Node { perms, gen, seq: gen, dir: None, nv: NameValue::new(name.as_bytes(), value) }
     }
 
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        let h = name_hash(name);
-        self.children.binary_search_by(|(ch, c)| ch.cmp(&h).then_with(|| (*c.name).cmp(name)))
+    /// Names are valid path components, hence ASCII (the tree only receives `&str` names).
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(self.nv.name()).unwrap_or_default()
+    }
+
+    pub fn value(&self) -> &[u8] {
+        self.nv.value()
+    }
+
+    pub fn set_value(&mut self, value: &[u8]) {
+        self.nv.set_value(value)
+    }
+
+    /// Sum over children of (name length + 1).
+    pub fn child_bytes(&self) -> usize {
+        self.dir.as_ref().map_or(0, |d| d.bytes())
+    }
+
+    /// The children, sorted by name.
+    pub fn children(&self) -> &[Arc<Node>] {
+        self.dir.as_ref().map_or(&[][..], |d| d.as_slice())
     }
 
     pub fn child(&self, name: &str) -> Option<&Arc<Node>> {
-        self.find(name).ok().map(|i| &self.children[i].1)
+        self.dir.as_ref()?.get(name.as_bytes())
+    }
+
+    fn child_mut(&mut self, name: &str) -> Option<&mut Node> {
+        Some(Arc::make_mut(self.dir.as_mut()?.get_mut(name.as_bytes())?))
     }
 
     /// Children in listing (creation) order.
     pub fn listing(&self) -> Vec<&Node> {
-        let mut v: Vec<&Node> = self.children.iter().map(|(_, c)| &**c).collect();
+        let mut v: Vec<&Node> = self.children().iter().map(|c| &**c).collect();
         v.sort_unstable_by_key(|c| c.seq);
         v
     }
 
     /// Appends the DIRECTORY payload: child names in listing order, each NUL-terminated.
     pub fn write_listing(&self, out: &mut Vec<u8>) {
+        out.reserve(self.child_bytes());
         for c in self.listing() {
-            out.extend_from_slice(c.name.as_bytes());
+            out.extend_from_slice(c.nv.name());
             out.push(0);
         }
     }
 
     fn insert_child(&mut self, child: Arc<Node>) {
-        let i = match self.find(&child.name) {
-            Ok(i) => {
-                self.child_bytes -= self.children[i].1.name.len() + 1;
-                self.children.remove(i);
-                i
-            }
-            Err(i) => i,
-        };
-        self.child_bytes += child.name.len() + 1;
-        self.children.insert(i, (name_hash(&child.name), child));
+        self.dir.get_or_insert_with(Box::default).insert(child);
     }
-}
 
-/// FNV-1a: cheap for the short names paths are made of. Only orders siblings, so a
-/// guest choosing colliding names gains nothing but a name comparison.
-pub(crate) fn name_hash(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in name.as_bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    fn remove_child(&mut self, name: &str) -> Option<Arc<Node>> {
+        let d = self.dir.as_mut()?;
+        let old = d.remove(name.as_bytes())?;
+        if d.is_empty() {
+            self.dir = None;
+        }
+        Some(old)
     }
-    h
 }
 
 /// Result of a lookup that also reports how far the path exists.
@@ -156,8 +165,7 @@ impl Tree {
     pub fn node_mut(&mut self, p: &str) -> Option<&mut Node> {
         let mut cur = Arc::make_mut(&mut self.root);
         for c in path::components(p) {
-            let i = cur.find(c).ok()?;
-            cur = Arc::make_mut(&mut cur.children[i].1);
+            cur = cur.child_mut(c)?;
         }
         Some(cur)
     }
@@ -170,7 +178,7 @@ impl Tree {
         anc_path: &str,
         names: &[&str],
         perms: &Perms,
-        value: Arc<[u8]>,
+        value: &[u8],
         gen: &mut u64,
     ) -> bool {
         let Some((&first, _)) = names.split_first() else { return false };
@@ -180,10 +188,9 @@ impl Tree {
         // Generations top-down, so siblings' creation order (seq) follows creation time.
         let base = *gen;
         *gen += names.len() as u64 + 1;
-        let empty: Arc<[u8]> = Arc::from(&[][..]);
         let mut below: Option<Arc<Node>> = None;
         for (i, name) in names.iter().enumerate().rev() {
-            let v = if i + 1 == names.len() { value.clone() } else { empty.clone() };
+            let v = if i + 1 == names.len() { value } else { &[][..] };
             let mut n = Node::new(name, v, perms.clone(), base + 2 + i as u64);
             if let Some(c) = below.take() {
                 n.insert_child(c);
@@ -191,7 +198,7 @@ impl Tree {
             below = Some(Arc::new(n));
         }
         let Some(top) = below else { return false };
-        debug_assert_eq!(&*top.name, first);
+        debug_assert_eq!(top.name(), first);
         let parent = match self.node_mut(anc_path) {
             Some(p) => p,
             None => return false,
@@ -207,13 +214,11 @@ impl Tree {
         let parent_path = path::parent(p);
         let Some(parent) = self.node_mut(parent_path) else { return false };
         let leaf = Node {
-            name: node.name.clone(),
-            value: node.value.clone(),
             perms: node.perms.clone(),
             gen,
             seq: node.seq,
-            child_bytes: 0,
-            children: Vec::new(),
+            dir: None,
+            nv: node.nv.clone(),
         };
         parent.insert_child(Arc::new(leaf));
         parent.gen = parent_gen;
@@ -228,9 +233,7 @@ impl Tree {
         }
         let name = path::basename(p);
         let parent = self.node_mut(path::parent(p))?;
-        let i = parent.find(name).ok()?;
-        let (_, old) = parent.children.remove(i);
-        parent.child_bytes -= old.name.len() + 1;
+        let old = parent.remove_child(name)?;
         parent.gen = parent_gen;
         Some(old)
     }
@@ -241,8 +244,8 @@ pub(crate) fn preorder<'n>(node: &'n Node, at: &str, f: &mut dyn FnMut(&str, &'n
     let mut stack: Vec<(String, &'n Node)> = vec![(at.to_string(), node)];
     while let Some((p, n)) = stack.pop() {
         f(&p, n);
-        for (_, c) in n.children.iter().rev() {
-            stack.push((path::child_path(&p, &c.name), c));
+        for c in n.children().iter().rev() {
+            stack.push((path::child_path(&p, c.name()), c));
         }
     }
 }
@@ -252,19 +255,19 @@ mod tests {
     use super::*;
 
     fn tree() -> (Tree, u64) {
-        (Tree::new(Node::new("", Arc::from(&[][..]), Perms::owned_by(0), 1)), 1)
+        (Tree::new(Node::new("", b"", Perms::owned_by(0), 1)), 1)
     }
 
-    fn val(s: &str) -> Arc<[u8]> {
-        Arc::from(s.as_bytes())
+    fn val(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
     #[test]
     fn insert_lookup_remove() {
         let (mut t, mut gen) = tree();
         assert!(t.insert_chain("/", &["a", "b"], &Perms::owned_by(0), val("x"), &mut gen));
-        assert_eq!(&*t.get("/a/b").unwrap().value, b"x");
-        assert_eq!(t.get("/a").unwrap().child_bytes, 2);
+        assert_eq!(t.get("/a/b").unwrap().value(), b"x");
+        assert_eq!(t.get("/a").unwrap().child_bytes(), 2);
         let f = t.find("/a/b/c/d");
         assert!(f.node.is_none());
         assert_eq!(f.anc_depth, 2);
@@ -282,15 +285,15 @@ mod tests {
         t.insert_chain("/", &["a"], &Perms::owned_by(0), val("1"), &mut gen);
         t.insert_chain("/", &["b"], &Perms::owned_by(0), val("2"), &mut gen);
         let snap = t.clone();
-        t.node_mut("/a").unwrap().value = val("changed");
-        assert_eq!(&*snap.get("/a").unwrap().value, b"1");
-        assert_eq!(&*t.get("/a").unwrap().value, b"changed");
+        t.node_mut("/a").unwrap().set_value(val("changed"));
+        assert_eq!(snap.get("/a").unwrap().value(), b"1");
+        assert_eq!(t.get("/a").unwrap().value(), b"changed");
         // The untouched sibling is the very same allocation in both versions.
         assert!(Arc::ptr_eq(snap.root.child("b").unwrap(), t.root.child("b").unwrap()));
         // Without a snapshot, writes happen in place.
         drop(snap);
         let before = Arc::as_ptr(&t.root);
-        t.node_mut("/b").unwrap().value = val("3");
+        t.node_mut("/b").unwrap().set_value(val("3"));
         assert_eq!(before, Arc::as_ptr(&t.root));
     }
 
@@ -306,5 +309,77 @@ mod tests {
         let mut seen = Vec::new();
         preorder(t.root(), "/", &mut |p, _| seen.push(p.to_string()));
         assert_eq!(seen, ["/", "/aa", "/mm", "/zz"]);
+    }
+
+    #[test]
+    fn node_stays_small() {
+        // 56 bytes plus the Arc counts: one 80-byte malloc chunk per node with glibc.
+        assert_eq!(std::mem::size_of::<Node>(), 56);
+    }
+
+    #[test]
+    fn wide_directory_matches_a_model() {
+        use std::collections::BTreeMap;
+        let (mut t, mut gen) = tree();
+        let mut model: BTreeMap<String, String> = BTreeMap::new();
+        // A deterministic shuffle of inserts, overwrites and removals.
+        let mut x: u64 = 12345;
+        for step in 0..3000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let name = format!("k{}", (x >> 33) % 500);
+            let p = format!("/d/{name}");
+            if (x >> 20).is_multiple_of(4) {
+                let existed = model.remove(&name).is_some();
+                gen += 1;
+                assert_eq!(t.remove(&p, gen).is_some(), existed);
+            } else if let Some(old) = model.get_mut(&name) {
+                let v = format!("v{step}");
+                t.node_mut(&p).unwrap().set_value(v.as_bytes());
+                *old = v;
+            } else {
+                let v = format!("value-{step}-{}", "x".repeat(step % 40));
+                if t.get("/d").is_none() {
+                    assert!(t.insert_chain("/", &["d", &name], &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                } else {
+                    assert!(t.insert_chain("/d", &[&name], &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                }
+                model.insert(name, v);
+            }
+        }
+        let d = t.get("/d").unwrap();
+        let names: Vec<&str> = d.children().iter().map(|c| c.name()).collect();
+        let want: Vec<&str> = model.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, want, "children sorted by name, as the model");
+        for (k, v) in &model {
+            assert_eq!(t.get(&format!("/d/{k}")).unwrap().value(), v.as_bytes());
+        }
+        assert_eq!(d.child_bytes(), model.keys().map(|k| k.len() + 1).sum::<usize>());
+        // Listing follows creation order.
+        let seqs: Vec<u64> = d.listing().iter().map(|n| n.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        // Removing every child leaves a leaf again.
+        for k in model.keys() {
+            gen += 1;
+            assert!(t.remove(&format!("/d/{k}"), gen).is_some());
+        }
+        let d = t.get("/d").unwrap();
+        assert!(d.children().is_empty() && d.dir.is_none());
+        assert_eq!(d.child_bytes(), 0);
+    }
+
+    #[test]
+    fn rewriting_a_child_in_a_snapshot_shared_directory() {
+        let (mut t, mut gen) = tree();
+        t.insert_chain("/", &["d"], &Perms::owned_by(0), b"", &mut gen);
+        for i in 0..20 {
+            t.insert_chain("/d", &[&format!("n{i}")], &Perms::owned_by(0), b"0", &mut gen);
+        }
+        let snap = t.clone();
+        t.node_mut("/d/n7").unwrap().set_value(b"a value longer than the inline limit");
+        assert_eq!(snap.get("/d/n7").unwrap().value(), b"0");
+        assert_eq!(t.get("/d/n7").unwrap().value(), b"a value longer than the inline limit");
+        let (a, b) = (snap.get("/d").unwrap(), t.get("/d").unwrap());
+        assert!(Arc::ptr_eq(a.child("n8").unwrap(), b.child("n8").unwrap()));
+        assert!(!Arc::ptr_eq(a.child("n7").unwrap(), b.child("n7").unwrap()));
     }
 }

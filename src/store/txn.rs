@@ -131,7 +131,7 @@ pub(crate) fn replay(txn: &Txn, live: &mut Tree, domains: &mut Domains, gen: &mu
                 *gen += 1;
                 let g = *gen;
                 if let Some(n) = live.node_mut(p) {
-                    n.value = t.value.clone();
+                    n.set_value(t.value());
                     n.perms = t.perms.clone();
                     n.seq = t.seq;
                     n.gen = g;
