@@ -295,7 +295,8 @@ mod tests {
         // The next peek continues after the first.
         let n = recv(b.as_fd(), &mut buf, true).unwrap();
         assert_eq!(&buf[..n], b"loworld");
-        assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let e = recv(b.as_fd(), &mut buf, true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         // Taking bytes takes them from the front.
         assert_eq!(recv(b.as_fd(), &mut buf[..4], false).unwrap(), 4);
         assert_eq!(&buf[..4], b"hell");

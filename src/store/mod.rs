@@ -423,6 +423,9 @@ impl Store {
             },
         };
         let mut verdict: Option<(ConnId, bool)> = None;
+        // Watchers of one path mostly share the token and the path form (absolute or
+        // relative): encode such an event once and copy the bytes for the others.
+        let mut last: Option<(usize, &[u8], Vec<u8>)> = None;
         for e in hits {
             let Some(c) = conns.get_mut(&e.conn) else { continue };
             let allowed = match verdict {
@@ -436,8 +439,15 @@ impl Store {
             if !allowed {
                 continue;
             }
-            let shown = ev.path.get(e.prefix_len..).unwrap_or(&ev.path);
-            let Some(msg) = event_msg(shown, &e.token) else { continue };
+            let msg = match &last {
+                Some((p, t, m)) if *p == e.prefix_len && **t == *e.token => m.clone(),
+                _ => {
+                    let shown = ev.path.get(e.prefix_len..).unwrap_or(&ev.path);
+                    let Some(m) = event_msg(shown, &e.token) else { continue };
+                    last = Some((e.prefix_len, &e.token, m.clone()));
+                    m
+                }
+            };
             if c.out.push_event(msg, Self::event_cap(cfg)) {
                 Self::mark_dirty(dirty, e.conn, c);
             }

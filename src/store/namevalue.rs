@@ -58,7 +58,9 @@ impl NameValue {
                 buf[name_len..len].copy_from_slice(value);
                 *l = len as u8;
             }
-            NameValue::Heap { data, .. } if data.len() == len => data[name_len..].copy_from_slice(value),
+            NameValue::Heap { data, .. } if data.len() == len => {
+                data[name_len..].copy_from_slice(value)
+            }
             _ => {
                 let name = self.name().to_vec();
                 *self = NameValue::new(&name, value);
@@ -94,7 +96,8 @@ mod tests {
         assert!(matches!(nv, NameValue::Inline { .. }));
         assert_eq!((nv.name(), nv.value()), (&name[..], &b""[..]));
         // Grow the value byte by byte past the inline limit and back down again.
-        let mut values: Vec<Vec<u8>> = (0..40).map(|n| (0..n).map(|i| b'a' + i as u8 % 26).collect()).collect();
+        let mut values: Vec<Vec<u8>> =
+            (0..40).map(|n| (0..n).map(|i| b'a' + i as u8 % 26).collect()).collect();
         let down: Vec<Vec<u8>> = values.iter().rev().cloned().collect();
         values.extend(down);
         for v in &values {

@@ -339,9 +339,11 @@ mod tests {
             } else {
                 let v = format!("value-{step}-{}", "x".repeat(step % 40));
                 if t.get("/d").is_none() {
-                    assert!(t.insert_chain("/", &["d", &name], &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                    let names = ["d", name.as_str()];
+                    assert!(t.insert_chain("/", &names, &Perms::owned_by(0), v.as_bytes(), &mut gen));
                 } else {
-                    assert!(t.insert_chain("/d", &[&name], &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                    let names = [name.as_str()];
+                    assert!(t.insert_chain("/d", &names, &Perms::owned_by(0), v.as_bytes(), &mut gen));
                 }
                 model.insert(name, v);
             }
