@@ -130,6 +130,23 @@ pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
     }
 }
 
+/// One `recv` that does not wait (MSG_DONTWAIT): Ok(None) when nothing is there; Ok(Some(0)) is
+/// end of stream. EINTR is retried.
+pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        match last_errno() {
+            Errno(libc::EINTR) => continue,
+            Errno(libc::EAGAIN) => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}
+
 /// Tells the peer we are gone (both directions); errors are irrelevant here.
 pub fn shutdown(fd: RawFd) {
     // SAFETY: no pointers; a bad descriptor merely fails.
