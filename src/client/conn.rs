@@ -326,7 +326,8 @@ impl Conn {
         if core.stream_armed == armed || core.dead.is_some() {
             return;
         }
-        let r = sys::epoll_set(w.epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, false);
+        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        let r = sys::epoll_set(w.epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, false, edge);
         match r {
             Ok(()) => core.stream_armed = armed,
             // Events could no longer be noticed: better a dead connection than a silent one.
@@ -370,9 +371,10 @@ impl Conn {
         }
         let attention = sys::eventfd()?;
         let epoll = sys::epoll_create()?;
-        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
+        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true, false)?;
         let armed = core.awaiting == 0 || !self.transport.signals_replies();
-        sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
+        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        sys::epoll_set(epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, true, edge)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
         Ok(())

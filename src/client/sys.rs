@@ -243,10 +243,14 @@ pub fn epoll_create() -> Result<OwnedFd, Errno> {
     owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
 }
 
-/// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`, in
-/// nothing otherwise; `token` comes back from [`epoll_wait`].
-pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool) -> Result<(), Errno> {
-    let mut ev = libc::epoll_event { events: if readable { libc::EPOLLIN as u32 } else { 0 }, u64: token };
+/// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`
+/// (edge-triggered with `edge`), in nothing otherwise; `token` comes back from [`epoll_wait`].
+pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool, edge: bool) -> Result<(), Errno> {
+    let mut events = if readable { libc::EPOLLIN as u32 } else { 0 };
+    if edge {
+        events |= libc::EPOLLET as u32;
+    }
+    let mut ev = libc::epoll_event { events, u64: token };
     let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call.
     check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)

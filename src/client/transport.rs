@@ -73,6 +73,14 @@ pub trait Transport: Send + Sync {
         true
     }
 
+    /// Whether `readable_fd` is to be waited on edge-triggered: it signals afresh whenever a
+    /// message arrives after the reader found nothing left (`recv_available` Ok(None) or
+    /// `pending` false), and the transport never clears it, so a level-triggered wait would
+    /// not sleep again. The watch thread then reads after every signal until nothing is left.
+    fn edge_triggered(&self) -> bool {
+        false
+    }
+
     /// The connection is being abandoned (the peer vanished or broke the protocol): release
     /// what the peer holds for us and wake anything blocked on it. Not called by a forked
     /// child dropping its copy, so that the parent's connection survives.

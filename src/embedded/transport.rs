@@ -49,6 +49,11 @@ impl Transport for EmbeddedTransport {
         false
     }
 
+    /// The mailbox's eventfd is written once per batch and never read back.
+    fn edge_triggered(&self) -> bool {
+        true
+    }
+
     fn multiplexes(&self) -> bool {
         true
     }
