@@ -411,10 +411,10 @@ impl Conn {
                         return;
                     }
                 };
-                if ready.contains(&TOKEN_ATTENTION) {
+                if ready & 1 << TOKEN_ATTENTION != 0 {
                     sys::eventfd_drain(attention);
                 }
-                stream_ready = ready.contains(&TOKEN_STREAM);
+                stream_ready = ready & 1 << TOKEN_STREAM != 0;
             }
             // Take the reader role, waiting for a requester that holds it (it woke us just
             // before it began) to finish.

@@ -256,15 +256,15 @@ pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool, ed
     check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
 }
 
-/// Waits for readiness; returns the tokens that are ready (hang-ups and errors count). EINTR is
-/// retried.
-pub fn epoll_wait(ep: RawFd) -> Result<Vec<u64>, Errno> {
+/// Waits for readiness; returns the set of tokens that are ready (hang-ups and errors count),
+/// as a bit mask: bit `t` for token `t` (tokens must be below 64). EINTR is retried.
+pub fn epoll_wait(ep: RawFd) -> Result<u64, Errno> {
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
     loop {
         // SAFETY: `evs` has room for the 4 events we allow.
         let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as libc::c_int, -1) };
         if n >= 0 {
-            return Ok(evs[..n as usize].iter().map(|e| e.u64).collect());
+            return Ok(evs[..n as usize].iter().fold(0, |set, e| set | 1u64 << (e.u64 & 63)));
         }
         let e = last_errno();
         if e.0 != libc::EINTR {

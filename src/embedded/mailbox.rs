@@ -8,9 +8,10 @@
 //! (`rung`: one was written and the queue has not been emptied since, so whoever was woken
 //! has not finished taking yet). The requester's own reply (`put_own`) never touches it,
 //! because the requester takes that reply itself right after its `send`, while the watch
-//! thread is not reading. It is written after the lock is released, so the woken thread does
-//! not find the lock still held. A wake-up that lands after its message was already taken
-//! costs the watch thread one empty look. So the common path (a request and its reply) makes
+//! thread is not reading. It is written with no lock held (`put_other` only says whether to
+//! `ring`; the store rings once its own lock is released), so the woken thread finds no lock
+//! held and the store lock is not held for a system call. A wake-up that lands after its
+//! message was already taken costs the watch thread one empty look. So the common path (a request and its reply) makes
 //! no system call here, and an event costs one write.
 //!
 //! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
@@ -53,17 +54,22 @@ impl Mailbox {
         self.arrived.notify_one();
     }
 
-    /// A message caused by someone else: the handle's watch thread may be asleep.
-    pub fn put_other(&self, m: Message) {
+    /// A message caused by someone else: the handle's watch thread may be asleep. True when
+    /// it must be woken: the caller then calls `ring` once it holds no lock (so the woken
+    /// thread does not find one held, and the caller's lock is not held for a system call).
+    #[must_use = "a true result must be followed by ring()"]
+    pub fn put_other(&self, m: Message) -> bool {
         let mut inbox = self.inbox.lock();
         inbox.queue.push_back(m);
         let ring = !std::mem::replace(&mut inbox.rung, true);
         drop(inbox);
-        // Outside the lock: the woken thread's first move is to take it.
-        if ring {
-            signal(&self.doorbell);
-        }
         self.arrived.notify_one();
+        ring
+    }
+
+    /// Wakes the handle's watch thread (after `put_other` said so).
+    pub fn ring(&self) {
+        signal(&self.doorbell);
     }
 
     /// Nothing more will arrive: wake the watch thread and any waiting reader, for good.
@@ -173,17 +179,17 @@ mod tests {
         assert!(m.pending());
         assert_eq!(rings(&m), 0, "a reply for the requester needs no wake-up");
         assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 1);
-        m.put_other(msg(2));
-        m.put_other(msg(3));
-        assert_eq!(rings(&m), 1, "one wake-up for messages taken in one go");
+        assert!(m.put_other(msg(2)));
+        assert!(!m.put_other(msg(3)));
+        assert_eq!(rings(&m), 0, "the caller rings, not put_other");
+        m.ring();
+        assert_eq!(rings(&m), 1);
         assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 2);
-        m.put_other(msg(4));
-        assert_eq!(rings(&m), 0, "the woken reader has not emptied the queue yet");
+        assert!(!m.put_other(msg(4)), "the woken reader has not emptied the queue yet");
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 3);
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 4);
         assert!(!m.pending());
-        m.put_other(msg(5));
-        assert_eq!(rings(&m), 1, "emptied: the next arrival wakes again");
+        assert!(m.put_other(msg(5)), "emptied: the next arrival wakes again");
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
         assert_eq!(m.take(true), Ok(None), "a late look finds nothing and does not wait");
     }
@@ -221,8 +227,9 @@ mod tests {
             let mut woken = || libc::epoll_wait(ep, out.as_mut_ptr(), 2, 0);
             assert_eq!(woken(), 0);
             for round in 0..3 {
-                m.put_other(msg(round));
-                m.put_other(msg(round + 10));
+                assert!(m.put_other(msg(round)));
+                assert!(!m.put_other(msg(round + 10)));
+                m.ring();
                 assert_eq!(woken(), 1, "round {round}");
                 assert_eq!(woken(), 0, "round {round}: no second wake-up for the same batch");
                 while m.take(true).unwrap().is_some() {}

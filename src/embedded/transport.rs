@@ -23,7 +23,7 @@ impl EmbeddedTransport {
 
 impl Transport for EmbeddedTransport {
     fn send(&self, msg: &[u8]) -> Result<(), Errno> {
-        self.embedded.world.lock().request(self.conn, msg)
+        self.embedded.locked(|w| w.request(self.conn, msg))
     }
 
     /// Only the watch thread passes `interrupt`; it never has to wait (see `Mailbox::take`).
@@ -67,6 +67,6 @@ impl Transport for EmbeddedTransport {
 
 impl Drop for EmbeddedTransport {
     fn drop(&mut self) {
-        self.embedded.world.lock().disconnect(self.conn);
+        self.embedded.locked(|w| w.disconnect(self.conn));
     }
 }
