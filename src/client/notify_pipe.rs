@@ -43,9 +43,12 @@ impl PipeOp {
     pub fn apply(self) {
         match self {
             // One byte into a pipe holding a few at most, whose read end we hold: it cannot
-            // block or fail.
+            // block, and can only fail for want of memory, which passes. It must land, since
+            // a drain may be waiting for it.
             PipeOp::Fill(wr) => {
-                let _ = sys::write(wr, b"W");
+                while sys::write(wr, b"W") == Err(Errno(libc::ENOMEM)) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
             PipeOp::Drain(rd) => {
                 // Waits, if need be, for the byte of a fill decided earlier and not yet written.
