@@ -217,8 +217,8 @@ impl Transport for StreamTransport {
         }
     }
 
-    /// No poll first on a socket: a read that does not wait says by itself whether anything
-    /// came. The device may not honour non-blocking reads, so it is polled.
+    /// No poll first on a socket: a read that does not wait (MSG_DONTWAIT) says by itself
+    /// whether anything came. That flag is for sockets only, so the device is polled first.
     fn recv_available(&self, _interrupt: RawFd) -> Result<Option<Message>, Errno> {
         let mut rb = self.rbuf.lock();
         if let Some(m) = rb.take()? {

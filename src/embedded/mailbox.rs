@@ -10,7 +10,8 @@
 //! because the requester takes that reply itself right after its `send`, while the watch
 //! thread is not reading. It is written with no lock held (`put_other` only says whether to
 //! `ring`; the store rings once its own lock is released), so the woken thread finds no lock
-//! held and the store lock is not held for a system call. A wake-up that lands after its
+//! held and the store lock is not held for a system call. Only `kill` (rare) writes it
+//! itself, possibly under the store lock. A wake-up that lands after its
 //! message was already taken costs the watch thread one empty look. So the common path (a request and its reply) makes
 //! no system call here, and an event costs one write.
 //!
