@@ -11,9 +11,9 @@
 //! thread is not reading. It is written with no lock held (`put_other` only says whether to
 //! `ring`; the store rings once its own lock is released), so the woken thread finds no lock
 //! held and the store lock is not held for a system call. Only `kill` (rare) writes it
-//! itself, possibly under the store lock. A wake-up that lands after its
-//! message was already taken costs the watch thread one empty look. So the common path (a request and its reply) makes
-//! no system call here, and an event costs one write.
+//! itself, possibly under the store lock. A wake-up that lands after its message was already
+//! taken costs the watch thread one empty look. So the common path (a request and its reply)
+//! makes no system call here, and an event costs one write.
 //!
 //! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
 //! reader that must wait, which only happens when two threads share a handle).
