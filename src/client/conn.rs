@@ -17,8 +17,15 @@
 //!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
 //!   never wake the watch thread: the requester reads its reply itself, with no thread hop and
 //!   no spurious wake-up on the way. Should the watch thread find a requester reading anyway
-//!   (it woke just before a request began), it parks until the requests are done. When it does
-//!   read, it takes what is there, then gives the role back.
+//!   (it woke just before a request began), it parks until the requests are done, remembering
+//!   that the stream was readable. When it does read, it reads once without waiting
+//!   (`Transport::recv_available`: no poll first, since epoll_wait just said there is data,
+//!   and no read that could block, since a requester may have taken that data meanwhile),
+//!   queues every whole message that read brought, then gives the role back.
+//!
+//! Events are queued by whoever holds the reader role, after letting go of `core` (so a
+//! caller woken by the watch pipe never waits for it), and in the order they came, since
+//! only the role holder queues them.
 //!
 //! Transports that cannot match by req_id get one request at a time (the `serial` lock) and
 //! the single reply is the requester's whatever its req_id.
@@ -31,7 +38,8 @@
 //!   arming always matches `awaiting`). Never held across a blocking read or a send.
 //! - `write`: serialises `Transport::send`; taken with no lock held but `serial`, and nothing
 //!   is taken under it.
-//! - the watch queue's lock (see `watch`): may be taken under `core`, never the reverse.
+//! - the watch queue's lock (see `watch`): a leaf. Events are queued with `core` released;
+//!   only marking the queue dead happens under `core`. Never the reverse order.
 //!
 //! So the order is serial -> core -> watch queue, and serial -> write.
 //! Condvars: each slot's (waits on `core`: "your reply is here, or the reader role is free, or
@@ -101,7 +109,10 @@ struct Core {
 enum Dispatched {
     /// The reply of the reader's own request.
     Mine(Message),
-    /// Queued as an event or given to another requester.
+    /// A watch event, for the reader to queue once it has let go of the core lock (still
+    /// holding the reader role, so events are queued in the order they came).
+    Event(WatchEvent),
+    /// Given to another requester.
     Done,
 }
 
@@ -228,6 +239,10 @@ impl Conn {
             };
             match outcome {
                 Ok(Dispatched::Mine(m)) => mine = Some(m),
+                Ok(Dispatched::Event(ev)) => {
+                    drop(core);
+                    self.events.push(ev);
+                }
                 Ok(Dispatched::Done) => {}
                 Err(e) => {
                     core.reader_active = false;
@@ -240,12 +255,11 @@ impl Conn {
         }
     }
 
-    /// Routes one message: events to the queue, replies to their slot. `mine` is the reader's
-    /// own req_id (None for the watch thread).
+    /// Routes one message: replies to their slot, events back to the reader for the queue.
+    /// `mine` is the reader's own req_id (None for the watch thread).
     fn dispatch(&self, core: &mut Core, m: Message, mine: Option<u32>) -> Result<Dispatched, Errno> {
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
-            self.events.push(WatchEvent::from_payload(m.body));
-            return Ok(Dispatched::Done);
+            return Ok(Dispatched::Event(WatchEvent::from_payload(m.body)));
         }
         let waiting = |c: &Core, id: &u32| c.slots.get(id).is_some_and(|s| s.reply.is_none());
         let target = if waiting(core, &m.header.req_id) {
@@ -312,7 +326,8 @@ impl Conn {
         if core.stream_armed == armed || core.dead.is_some() {
             return;
         }
-        let r = sys::epoll_set(w.epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, false);
+        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        let r = sys::epoll_set(w.epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, false, edge);
         match r {
             Ok(()) => core.stream_armed = armed,
             // Events could no longer be noticed: better a dead connection than a silent one.
@@ -356,9 +371,10 @@ impl Conn {
         }
         let attention = sys::eventfd()?;
         let epoll = sys::epoll_create()?;
-        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true)?;
+        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true, false)?;
         let armed = core.awaiting == 0 || !self.transport.signals_replies();
-        sys::epoll_set(epoll.as_raw_fd(), self.transport.readable_fd(), TOKEN_STREAM, armed, true)?;
+        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        sys::epoll_set(epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, true, edge)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
         Ok(())
@@ -379,64 +395,64 @@ impl Conn {
     pub fn run_watch_thread(&self) {
         let Some(w) = self.watcher.get() else { return };
         let attention: RawFd = w.attention.as_raw_fd();
-        let stream = self.transport.readable_fd();
+        // The stream polled readable and has not been read since. Kept across a requester's
+        // turn at reading, so that a transport whose descriptor signals only once per arrival
+        // (`Transport::edge_triggered`) loses nothing.
+        let mut stream_ready = false;
         loop {
+            if !stream_ready {
+                if !self.wait_until_stream_is_ours() {
+                    return;
+                }
+                let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.abandon(e);
+                        return;
+                    }
+                };
+                if ready & 1 << TOKEN_ATTENTION != 0 {
+                    sys::eventfd_drain(attention);
+                }
+                stream_ready = ready & 1 << TOKEN_STREAM != 0;
+            }
+            // Take the reader role, waiting for a requester that holds it (it woke us just
+            // before it began) to finish.
             {
                 let mut core = self.core.lock();
                 loop {
                     if core.stopping || core.dead.is_some() {
                         return;
                     }
-                    if core.awaiting == 0 && !core.reader_active {
+                    if !stream_ready || core.awaiting == 0 && !core.reader_active {
                         break;
                     }
-                    core.watch_thread_parked = true;
-                    self.watch_thread.wait(&mut core);
-                    core.watch_thread_parked = false;
+                    self.park(&mut core);
                 }
-            }
-            let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.abandon(e);
-                    return;
-                }
-            };
-            if ready.contains(&TOKEN_ATTENTION) {
-                sys::eventfd_drain(attention);
-                continue;
-            }
-            if !ready.contains(&TOKEN_STREAM) {
-                continue;
-            }
-            {
-                let mut core = self.core.lock();
-                if core.stopping || core.dead.is_some() {
-                    return;
-                }
-                if core.awaiting > 0 || core.reader_active {
-                    // A requester is about to read this itself.
+                if !stream_ready {
                     continue;
                 }
                 core.reader_active = true;
             }
-            // A requester may have consumed what woke us between poll and taking the role.
-            let mut outcome = if self.transport.pending() {
-                Ok(true)
-            } else {
-                sys::poll(stream, None, 0).map(|r| r.first)
-            };
-            // Read one message, then whatever else is already buffered.
-            while outcome == Ok(true) {
-                outcome = match self.transport.recv(Some(attention)) {
-                    Ok(Some(m)) => {
-                        let mut core = self.core.lock();
-                        self.dispatch(&mut core, m, None).map(|_| self.transport.pending())
-                    }
-                    Ok(None) => Ok(false),
-                    Err(e) => Err(e),
+            stream_ready = false;
+            // What is there without waiting (one read at most), then whatever else that read
+            // brought: never a poll before the read, since epoll_wait just said there is data,
+            // and never a read that could block, since a requester may have taken it since.
+            let mut got = self.transport.recv_available(attention);
+            let outcome = loop {
+                let m = match got {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
                 };
-            }
+                let routed = self.dispatch(&mut self.core.lock(), m, None);
+                match routed {
+                    Ok(Dispatched::Event(ev)) => self.events.push(ev),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+                got = if self.transport.pending() { self.transport.recv(None) } else { Ok(None) };
+            };
             let mut core = self.core.lock();
             core.reader_active = false;
             if let Err(e) = outcome {
@@ -445,5 +461,26 @@ impl Conn {
             }
             self.hand_off(&mut core);
         }
+    }
+
+    /// Parks the watch thread until no request awaits its reply and nobody reads; false when
+    /// it must exit instead.
+    fn wait_until_stream_is_ours(&self) -> bool {
+        let mut core = self.core.lock();
+        loop {
+            if core.stopping || core.dead.is_some() {
+                return false;
+            }
+            if core.awaiting == 0 && !core.reader_active {
+                return true;
+            }
+            self.park(&mut core);
+        }
+    }
+
+    fn park(&self, core: &mut MutexGuard<'_, Core>) {
+        core.watch_thread_parked = true;
+        self.watch_thread.wait(core);
+        core.watch_thread_parked = false;
     }
 }

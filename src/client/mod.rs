@@ -14,6 +14,7 @@ pub mod conn;
 pub mod handle;
 pub mod paths;
 pub mod perms;
+mod notify_pipe;
 mod sys;
 pub mod transport;
 pub mod watch;

@@ -130,6 +130,23 @@ pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
     }
 }
 
+/// One `recv` that does not wait (MSG_DONTWAIT): Ok(None) when nothing is there; Ok(Some(0)) is
+/// end of stream. EINTR is retried.
+pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        match last_errno() {
+            Errno(libc::EINTR) => continue,
+            Errno(libc::EAGAIN) => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}
+
 /// Tells the peer we are gone (both directions); errors are irrelevant here.
 pub fn shutdown(fd: RawFd) {
     // SAFETY: no pointers; a bad descriptor merely fails.
@@ -226,24 +243,28 @@ pub fn epoll_create() -> Result<OwnedFd, Errno> {
     owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
 }
 
-/// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`, in
-/// nothing otherwise; `token` comes back from [`epoll_wait`].
-pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool) -> Result<(), Errno> {
-    let mut ev = libc::epoll_event { events: if readable { libc::EPOLLIN as u32 } else { 0 }, u64: token };
+/// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`
+/// (edge-triggered with `edge`), in nothing otherwise; `token` comes back from [`epoll_wait`].
+pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool, edge: bool) -> Result<(), Errno> {
+    let mut events = if readable { libc::EPOLLIN as u32 } else { 0 };
+    if edge {
+        events |= libc::EPOLLET as u32;
+    }
+    let mut ev = libc::epoll_event { events, u64: token };
     let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call.
     check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
 }
 
-/// Waits for readiness; returns the tokens that are ready (hang-ups and errors count). EINTR is
-/// retried.
-pub fn epoll_wait(ep: RawFd) -> Result<Vec<u64>, Errno> {
+/// Waits for readiness; returns the set of tokens that are ready (hang-ups and errors count),
+/// as a bit mask: bit `t` for token `t` (tokens must be below 64). EINTR is retried.
+pub fn epoll_wait(ep: RawFd) -> Result<u64, Errno> {
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
     loop {
         // SAFETY: `evs` has room for the 4 events we allow.
         let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as libc::c_int, -1) };
         if n >= 0 {
-            return Ok(evs[..n as usize].iter().map(|e| e.u64).collect());
+            return Ok(evs[..n as usize].iter().fold(0, |set, e| set | 1u64 << (e.u64 & 63)));
         }
         let e = last_errno();
         if e.0 != libc::EINTR {

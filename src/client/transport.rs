@@ -43,6 +43,20 @@ pub trait Transport: Send + Sync {
     /// Whether a whole message is already here, so `recv` will not wait.
     fn pending(&self) -> bool;
 
+    /// For the watch thread, once `readable_fd` polled readable: the next whole message if it
+    /// is here or can be read without waiting for the peer (reading at most once), else
+    /// Ok(None) (nothing came after all, or only part of a message: the rest will make
+    /// `readable_fd` poll readable again). Whole messages that the read brought beyond the
+    /// first are then reported by `pending`. The default polls, then reads with `recv`,
+    /// giving up (Ok(None)) if `interrupt` polls readable first.
+    fn recv_available(&self, interrupt: RawFd) -> Result<Option<Message>, Errno> {
+        if self.pending() || sys::poll(self.readable_fd(), None, 0)?.first {
+            self.recv(Some(interrupt))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A descriptor that polls readable once data for `recv` arrives or the peer goes away.
     /// Data already buffered by the transport is reported by `pending`, not here.
     fn readable_fd(&self) -> RawFd;
@@ -57,6 +71,14 @@ pub trait Transport: Send + Sync {
     /// disarmed and re-armed around every request.
     fn signals_replies(&self) -> bool {
         true
+    }
+
+    /// Whether `readable_fd` is to be waited on edge-triggered: it signals afresh whenever a
+    /// message arrives after the reader found nothing left (`recv_available` Ok(None) or
+    /// `pending` false), and the transport never clears it, so a level-triggered wait would
+    /// not sleep again. The watch thread then reads after every signal until nothing is left.
+    fn edge_triggered(&self) -> bool {
+        false
     }
 
     /// The connection is being abandoned (the peer vanished or broke the protocol): release
@@ -193,6 +215,33 @@ impl Transport for StreamTransport {
             }
             rb.end += n;
         }
+    }
+
+    /// No poll first on a socket: a read that does not wait (MSG_DONTWAIT) says by itself
+    /// whether anything came. That flag is for sockets only, so the device is polled first.
+    fn recv_available(&self, _interrupt: RawFd) -> Result<Option<Message>, Errno> {
+        let mut rb = self.rbuf.lock();
+        if let Some(m) = rb.take()? {
+            return Ok(Some(m));
+        }
+        let fd = self.fd.as_raw_fd();
+        let n = match self.kind {
+            StreamKind::Socket => match sys::recv_nowait(fd, rb.space())? {
+                Some(n) => n,
+                None => return Ok(None),
+            },
+            StreamKind::Device => {
+                if !sys::poll(fd, None, 0)?.first {
+                    return Ok(None);
+                }
+                sys::read(fd, rb.space())?
+            }
+        };
+        if n == 0 {
+            return Err(Errno(libc::EBADF));
+        }
+        rb.end += n;
+        rb.take()
     }
 
     fn pending(&self) -> bool {

@@ -1,20 +1,26 @@
 //! Fired watches waiting to be handed out, and the pipe that lets callers poll for them.
 //!
-//! Locking: one mutex guards the queue, the pipe and the dead flag; `arrived` is its condvar.
-//! It is a leaf lock except that the connection takes it while holding its own core lock
-//! (core -> queue, never the other way round).
+//! Locking: one mutex guards the queue, the dead flag and the pipe's state as decided;
+//! `arrived` is its condvar. It is a
+//! leaf lock: nothing is taken under it, and no system call is made under it (so a thread woken
+//! by the pipe never finds it held for the length of a write). The connection may take it under
+//! its core lock (core -> queue, never the reverse).
 //!
-//! Pipe invariant (kept under the lock): the pipe holds exactly one byte while the queue is
-//! non-empty or the connection is dead, and none otherwise. So a poller wakes when events wait,
-//! and also when nothing more will ever come; draining never blocks.
+//! Pipe invariant: the pipe holds exactly one byte while the queue is non-empty or the
+//! connection is dead, and none otherwise. So a poller wakes when events wait, and also when
+//! nothing more will ever come. Every change of the queue decides under the lock what the pipe
+//! needs and does it after unlocking (see `notify_pipe`, which keeps concurrent fills and
+//! drains in order): once no `push`, `pop`, `discard`, `set_dead` or `fileno` is under way, the
+//! pipe is right; and a `pop` that empties the queue returns with the byte gone. A drain may
+//! wait for the write of a fill decided just before it, never for anything longer.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::notify_pipe::{NotifyPipe, PipeOp};
 use super::paths::is_subpath;
-use super::sys;
 use super::Errno;
 
 /// One fired watch: the node that changed and the watch's token (and, from some stores, more
@@ -73,49 +79,45 @@ impl WatchEvent {
 
 struct State {
     queue: VecDeque<WatchEvent>,
-    /// (read end, write end), created by the first `fileno`.
-    pipe: Option<(OwnedFd, OwnedFd)>,
-    byte_in_pipe: bool,
     /// The connection is gone: no more events will come.
     dead: bool,
-}
-
-impl State {
-    /// Restores the pipe invariant after the queue or `dead` changed.
-    fn sync_pipe(&mut self) {
-        let Some((rd, wr)) = &self.pipe else { return };
-        let want = self.dead || !self.queue.is_empty();
-        if want && !self.byte_in_pipe {
-            // One byte into an empty pipe cannot block or fail short.
-            self.byte_in_pipe = sys::write(wr.as_raw_fd(), b"W") == Ok(1);
-        } else if !want && self.byte_in_pipe {
-            let mut b = [0u8; 1];
-            self.byte_in_pipe = sys::read(rd.as_raw_fd(), &mut b) != Ok(1);
-        }
-    }
+    /// The pipe holds its byte, as decided (see `notify_pipe`).
+    byte_in: bool,
 }
 
 /// The queue of fired watches of one connection.
 pub struct WatchQueue {
     state: Mutex<State>,
     arrived: Condvar,
+    pipe: NotifyPipe,
 }
 
 impl Default for WatchQueue {
     fn default() -> Self {
         WatchQueue {
-            state: Mutex::new(State { queue: VecDeque::new(), pipe: None, byte_in_pipe: false, dead: false }),
+            state: Mutex::new(State { queue: VecDeque::new(), dead: false, byte_in: false }),
             arrived: Condvar::new(),
+            pipe: NotifyPipe::new(),
         }
     }
 }
 
 impl WatchQueue {
+    /// Under the lock, after a change: what the pipe needs (to apply once unlocked).
+    fn settle(&self, st: &mut State) -> Option<PipeOp> {
+        let want = st.dead || !st.queue.is_empty();
+        self.pipe.decide(&mut st.byte_in, want)
+    }
+
     pub fn push(&self, ev: WatchEvent) {
         let mut st = self.state.lock();
         st.queue.push_back(ev);
-        st.sync_pipe();
+        let op = self.settle(&mut st);
         drop(st);
+        if let Some(op) = op {
+            op.apply();
+        }
+        // Costs nothing when nobody waits in `pop(true)`.
         self.arrived.notify_one();
     }
 
@@ -123,8 +125,11 @@ impl WatchQueue {
     pub fn set_dead(&self) {
         let mut st = self.state.lock();
         st.dead = true;
-        st.sync_pipe();
+        let op = self.settle(&mut st);
         drop(st);
+        if let Some(op) = op {
+            op.apply();
+        }
         self.arrived.notify_all();
     }
 
@@ -134,8 +139,13 @@ impl WatchQueue {
         let mut st = self.state.lock();
         loop {
             if let Some(ev) = st.queue.pop_front() {
-                st.sync_pipe();
-                if !st.queue.is_empty() {
+                let op = self.settle(&mut st);
+                let more = !st.queue.is_empty();
+                drop(st);
+                if let Some(op) = op {
+                    op.apply();
+                }
+                if more {
                     // Others may be waiting too; each wake-up takes one event.
                     self.arrived.notify_one();
                 }
@@ -154,19 +164,25 @@ impl WatchQueue {
     /// The read end of the notification pipe, created on first use.
     pub fn fileno(&self) -> Result<RawFd, Errno> {
         let mut st = self.state.lock();
-        if st.pipe.is_none() {
-            st.pipe = Some(sys::pipe_cloexec()?);
-            st.byte_in_pipe = false;
-            st.sync_pipe();
+        let fd = self.pipe.read_end()?;
+        // A new pipe starts empty: filled at once if events already wait.
+        let op = self.settle(&mut st);
+        drop(st);
+        if let Some(op) = op {
+            op.apply();
         }
-        Ok(st.pipe.as_ref().map(|(rd, _)| rd.as_raw_fd()).unwrap_or(-1))
+        Ok(fd)
     }
 
     /// Drops queued events of the watch (token, path or below it).
     pub fn discard(&self, path: &[u8], token: &[u8]) {
         let mut st = self.state.lock();
         st.queue.retain(|ev| !(ev.token() == token && is_subpath(path, ev.path())));
-        st.sync_pipe();
+        let op = self.settle(&mut st);
+        drop(st);
+        if let Some(op) = op {
+            op.apply();
+        }
     }
 
     /// How many events wait (for tests and diagnostics).
@@ -182,6 +198,7 @@ impl WatchQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::sys;
 
     fn pipe_readable(fd: RawFd) -> bool {
         sys::poll(fd, None, 0).unwrap().first
@@ -232,6 +249,47 @@ mod tests {
         q.discard(b"/a", b"u");
         assert!(q.is_empty());
         assert!(!pipe_readable(fd));
+    }
+
+    /// Producers and consumers racing (the watch thread and callers of xs_check_watch): however
+    /// fills and drains interleave, once everyone is done the pipe says what the queue holds.
+    #[test]
+    fn racing_pushes_and_pops_leave_the_pipe_right() {
+        use std::sync::Arc;
+        let q = Arc::new(WatchQueue::default());
+        let fd = q.fileno().unwrap();
+        for round in 0..10 {
+            let producers: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..2000 {
+                            q.push(WatchEvent::new(b"/p", b"t"));
+                        }
+                    })
+                })
+                .collect();
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        let mut got = 0;
+                        while got < 1500 {
+                            if q.pop(false).unwrap().is_some() {
+                                got += 1;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in producers.into_iter().chain(consumers) {
+                t.join().unwrap();
+            }
+            assert_eq!(q.len(), 1000);
+            assert!(pipe_readable(fd), "round {round}: events wait");
+            while q.pop(false).unwrap().is_some() {}
+            assert!(!pipe_readable(fd), "round {round}: drained with the last event");
+        }
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! The inbox of one embedded handle: whole messages the store left for it (its replies and
 //! its watch events), waiting for the handle's reader to take them with `recv`.
 //!
-//! Waking: the inbox's eventfd is what the handle's watch thread sleeps on. It is written only
-//! when a message arrives from *another* thread's request (`put_other`: a watch event) and the
-//! eventfd is not already signalled; the requester's own reply (`put_own`) never touches it,
+//! Waking: the inbox's eventfd is what the handle's watch thread sleeps on, and the watch
+//! thread registers it edge-triggered (`Transport::edge_triggered`): every write is a fresh
+//! wake-up, so nobody ever reads the eventfd back. It is written only when a message arrives
+//! from *another* thread's request (`put_other`: a watch event) and no wake-up is outstanding
+//! (`rung`: one was written and the queue has not been emptied since, so whoever was woken
+//! has not finished taking yet). The requester's own reply (`put_own`) never touches it,
 //! because the requester takes that reply itself right after its `send`, while the watch
-//! thread is not reading. It is written after the lock is released, so the woken thread does
-//! not find the lock still held; a signal that lands after its message was already taken is
-//! cleared by the watch thread's next `take`. The eventfd is drained when the last message is
-//! taken. So the common path (a request and its reply) makes no system call here.
+//! thread is not reading. It is written with no lock held (`put_other` only says whether to
+//! `ring`; the store rings once its own lock is released), so the woken thread finds no lock
+//! held and the store lock is not held for a system call. Only `kill` (rare) writes it
+//! itself, possibly under the store lock. A wake-up that lands after its message was already
+//! taken costs the watch thread one empty look. So the common path (a request and its reply)
+//! makes no system call here, and an event costs one write.
 //!
 //! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
 //! reader that must wait, which only happens when two threads share a handle).
@@ -22,7 +27,7 @@ use crate::client::{Errno, Message};
 
 struct Inbox {
     queue: VecDeque<Message>,
-    /// The eventfd has been written and not drained since.
+    /// The eventfd has been written and the queue not emptied since.
     rung: bool,
     /// No more messages will come (the handle's domain was released, or the store gave up on
     /// the connection).
@@ -50,17 +55,22 @@ impl Mailbox {
         self.arrived.notify_one();
     }
 
-    /// A message caused by someone else: the handle's watch thread may be asleep.
-    pub fn put_other(&self, m: Message) {
+    /// A message caused by someone else: the handle's watch thread may be asleep. True when
+    /// it must be woken: the caller then calls `ring` once it holds no lock (so the woken
+    /// thread does not find one held, and the caller's lock is not held for a system call).
+    #[must_use = "a true result must be followed by ring()"]
+    pub fn put_other(&self, m: Message) -> bool {
         let mut inbox = self.inbox.lock();
         inbox.queue.push_back(m);
         let ring = !std::mem::replace(&mut inbox.rung, true);
         drop(inbox);
-        // Outside the lock: the woken thread's first move is to take it.
-        if ring {
-            signal(&self.doorbell);
-        }
         self.arrived.notify_one();
+        ring
+    }
+
+    /// Wakes the handle's watch thread (after `put_other` said so).
+    pub fn ring(&self) {
+        signal(&self.doorbell);
     }
 
     /// Nothing more will arrive: wake the watch thread and any waiting reader, for good.
@@ -80,15 +90,15 @@ impl Mailbox {
 
     /// The next message. Messages are always whole here, so the watch thread (`watcher`) never
     /// needs to wait: it gets Ok(None) when there is nothing (it calls only after the eventfd
-    /// polled readable, which may be a stale signal); other readers wait for one. After
-    /// `kill`, queued messages still come out, then EBADF (what the C library reports on a
-    /// closed connection).
+    /// signalled, which may be a late signal for a message already taken); other readers wait
+    /// for one. After `kill`, queued messages still come out, then EBADF (what the C library
+    /// reports on a closed connection).
     pub fn take(&self, watcher: bool) -> Result<Option<Message>, Errno> {
         let mut inbox = self.inbox.lock();
         loop {
             if let Some(m) = inbox.queue.pop_front() {
-                if inbox.queue.is_empty() && inbox.rung && !inbox.dead {
-                    drain(&self.doorbell);
+                if inbox.queue.is_empty() && !inbox.dead {
+                    // The reader will stop here: the next arrival must wake it afresh.
                     inbox.rung = false;
                 }
                 return Ok(Some(m));
@@ -97,11 +107,6 @@ impl Mailbox {
                 return Err(Errno(libc::EBADF));
             }
             if watcher {
-                // A signal written after its message was taken (writers signal outside the
-                // lock): clear it, or the watch thread would wake for nothing again.
-                if !inbox.rung {
-                    drain(&self.doorbell);
-                }
                 return Ok(None);
             }
             self.arrived.wait(&mut inbox);
@@ -114,7 +119,9 @@ impl Mailbox {
         inbox.dead || !inbox.queue.is_empty()
     }
 
-    /// Polls readable while messages from other threads wait, or once the mailbox is dead.
+    /// Signalled (written) once per batch of messages from other threads, and when the mailbox
+    /// dies; meant to be waited on edge-triggered (it is never read back, so it stays readable
+    /// once signalled).
     pub fn fd(&self) -> RawFd {
         self.doorbell.as_raw_fd()
     }
@@ -126,12 +133,6 @@ fn signal(fd: &OwnedFd) {
     // SAFETY: writes 8 bytes from a live buffer to a descriptor we own. A failure (counter
     // full) leaves it readable, which is all that matters.
     unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-}
-
-fn drain(fd: &OwnedFd) {
-    let mut buf = [0u8; 8];
-    // SAFETY: reads at most 8 bytes into a live buffer; the eventfd is non-blocking.
-    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
 }
 
 fn eventfd() -> Result<OwnedFd, Errno> {
@@ -159,21 +160,39 @@ mod tests {
         unsafe { libc::poll(&mut p, 1, 0) == 1 }
     }
 
+    /// How many times the eventfd was written since last asked (reading it resets it, which
+    /// the mailbox never relies on).
+    fn rings(m: &Mailbox) -> u64 {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; the eventfd is non-blocking.
+        let n = unsafe { libc::read(m.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 8 {
+            u64::from_ne_bytes(buf)
+        } else {
+            0
+        }
+    }
+
     #[test]
-    fn own_messages_do_not_ring_and_others_do_once() {
+    fn own_messages_do_not_ring_and_others_do_once_per_batch() {
         let m = Mailbox::new().unwrap();
         m.put_own(msg(1));
         assert!(m.pending());
-        assert!(!readable(m.fd()), "a reply for the requester needs no wake-up");
+        assert_eq!(rings(&m), 0, "a reply for the requester needs no wake-up");
         assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 1);
-        m.put_other(msg(2));
-        m.put_other(msg(3));
-        assert!(readable(m.fd()));
+        assert!(m.put_other(msg(2)));
+        assert!(!m.put_other(msg(3)));
+        assert_eq!(rings(&m), 0, "the caller rings, not put_other");
+        m.ring();
+        assert_eq!(rings(&m), 1);
         assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 2);
-        assert!(readable(m.fd()), "still one waiting");
-        assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 3);
-        assert!(!readable(m.fd()), "drained with the last message");
+        assert!(!m.put_other(msg(4)), "the woken reader has not emptied the queue yet");
+        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 3);
+        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 4);
         assert!(!m.pending());
+        assert!(m.put_other(msg(5)), "emptied: the next arrival wakes again");
+        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
+        assert_eq!(m.take(true), Ok(None), "a late look finds nothing and does not wait");
     }
 
     #[test]
@@ -191,17 +210,34 @@ mod tests {
         assert_eq!(first, 1);
         assert_eq!(second, Err(Errno(libc::EBADF)));
         assert!(readable(m.fd()) && m.pending() && m.is_dead());
+        assert_eq!(m.take(true), Err(Errno(libc::EBADF)));
     }
 
+    /// Registered edge-triggered, as the watch thread does: each batch wakes a sleeper once,
+    /// with no read of the eventfd in between.
     #[test]
-    fn the_watch_thread_never_waits_and_stale_signals_are_cleared() {
-        let m = Mailbox::new().unwrap();
-        assert_eq!(m.take(true), Ok(None));
-        signal(&m.doorbell); // as a writer whose message was already taken would
-        assert!(readable(m.fd()));
-        assert_eq!(m.take(true), Ok(None));
-        assert!(!readable(m.fd()), "the stale signal is gone");
-        m.put_other(msg(5));
-        assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
+    fn edge_triggered_waiter_is_woken_once_per_batch() {
+        // SAFETY: plain epoll calls on descriptors we own; `ev` and `out` live across them.
+        unsafe {
+            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            assert!(ep >= 0);
+            let m = Mailbox::new().unwrap();
+            let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: 0 };
+            assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, m.fd(), &mut ev), 0);
+            let mut out = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            let mut woken = || libc::epoll_wait(ep, out.as_mut_ptr(), 2, 0);
+            assert_eq!(woken(), 0);
+            for round in 0..3 {
+                assert!(m.put_other(msg(round)));
+                assert!(!m.put_other(msg(round + 10)));
+                m.ring();
+                assert_eq!(woken(), 1, "round {round}");
+                assert_eq!(woken(), 0, "round {round}: no second wake-up for the same batch");
+                while m.take(true).unwrap().is_some() {}
+            }
+            m.kill();
+            assert_eq!(woken(), 1);
+            libc::close(ep);
+        }
     }
 }

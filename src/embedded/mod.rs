@@ -30,8 +30,9 @@
 //! ring and pumping both ends of the page), delivers the reply into the requester's mailbox
 //! and every event into the mailbox of its handle, releases the lock, and then reads its
 //! reply from its mailbox. Only events for *other* handles wake anybody (an eventfd write for
-//! that handle's watch thread, see `mailbox`); replies never do, so a handle's watch thread
-//! need not be disarmed around its requests either (`Transport::signals_replies`).
+//! that handle's watch thread, see `mailbox`, made once the store lock is released:
+//! `Embedded::locked`); replies never do, so a handle's watch thread need not be disarmed
+//! around its requests either (`Transport::signals_replies`).
 //!
 //! - `Embedded::world` (the store lock): the engine, the table of connections and mailboxes,
 //!   and every domain's ring (both ends). Taken by a handle's `send`, by opening and closing
@@ -56,6 +57,7 @@ mod mailbox;
 mod transport;
 mod world;
 
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -90,7 +92,7 @@ impl Embedded {
     /// A privileged handle (domain 0). `flags` as for [`Handle::open`].
     pub fn open(self: &Arc<Self>, flags: u64) -> Result<Handle, Errno> {
         let mailbox = Arc::new(Mailbox::new()?);
-        let conn = self.world.lock().connect_dom0(Arc::clone(&mailbox));
+        let conn = self.locked(|w| w.connect_dom0(Arc::clone(&mailbox)));
         let t = EmbeddedTransport::new(Arc::clone(self), conn, mailbox);
         Ok(Handle::with_transport(Box::new(t), flags))
     }
@@ -99,19 +101,38 @@ impl Embedded {
     /// the domain is introduced; EINVAL for domain 0.
     pub fn open_domain(self: &Arc<Self>, domid: u32, flags: u64) -> Result<Handle, Errno> {
         let mailbox = Arc::new(Mailbox::new()?);
-        let conn = self.world.lock().connect_guest(domid, Arc::clone(&mailbox))?;
+        let conn = self.locked(|w| w.connect_guest(domid, Arc::clone(&mailbox)))?;
         let t = EmbeddedTransport::new(Arc::clone(self), conn, mailbox);
         Ok(Handle::with_transport(Box::new(t), flags))
     }
 
     /// Runs `f` on the engine directly (inspection, set-up); events it causes are delivered.
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        self.world.lock().with_store(f)
+        self.locked(|w| w.with_store(f))
     }
 
     /// The (mfn, event channel port) domain `domid` was introduced with, while it has a ring.
     pub fn domain_ring(&self, domid: u32) -> Option<(u64, u32)> {
-        self.world.lock().ring_of(domid)
+        self.locked(|w| w.ring_of(domid))
+    }
+
+    /// Runs `f` under the store lock, then wakes (with the lock released) the watch threads of
+    /// the handles it gave a message to. Every use of the store lock goes through here.
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        thread_local! {
+            /// Reused from call to call, so ringing allocates nothing.
+            static BELLS: Cell<Vec<Arc<Mailbox>>> = const { Cell::new(Vec::new()) };
+        }
+        let mut w = self.world.lock();
+        let r = f(&mut w);
+        let mut bells = BELLS.take();
+        w.take_doorbells(&mut bells);
+        drop(w);
+        for b in bells.drain(..) {
+            b.ring();
+        }
+        BELLS.set(bells);
+        r
     }
 
     /// The ring page of domain `domid`, while it has one: what its kernel maps. Writing it

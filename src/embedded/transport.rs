@@ -23,12 +23,17 @@ impl EmbeddedTransport {
 
 impl Transport for EmbeddedTransport {
     fn send(&self, msg: &[u8]) -> Result<(), Errno> {
-        self.embedded.world.lock().request(self.conn, msg)
+        self.embedded.locked(|w| w.request(self.conn, msg))
     }
 
     /// Only the watch thread passes `interrupt`; it never has to wait (see `Mailbox::take`).
     fn recv(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
         self.mailbox.take(interrupt.is_some())
+    }
+
+    /// Messages here are always whole, so this never waits.
+    fn recv_available(&self, _interrupt: RawFd) -> Result<Option<Message>, Errno> {
+        self.mailbox.take(true)
     }
 
     fn pending(&self) -> bool {
@@ -44,6 +49,11 @@ impl Transport for EmbeddedTransport {
         false
     }
 
+    /// The mailbox's eventfd is written once per batch and never read back.
+    fn edge_triggered(&self) -> bool {
+        true
+    }
+
     fn multiplexes(&self) -> bool {
         true
     }
@@ -57,6 +67,6 @@ impl Transport for EmbeddedTransport {
 
 impl Drop for EmbeddedTransport {
     fn drop(&mut self) {
-        self.embedded.world.lock().disconnect(self.conn);
+        self.embedded.locked(|w| w.disconnect(self.conn));
     }
 }

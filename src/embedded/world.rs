@@ -36,6 +36,9 @@ pub(crate) struct World {
     broken: Vec<u32>,
     /// Scratch list of connections with output (kept for its capacity).
     dirty: Vec<ConnId>,
+    /// Mailboxes given a message that must wake their handle's watch thread: rung by the
+    /// caller once the store lock is released (`Embedded::locked`).
+    doorbells: Vec<Arc<Mailbox>>,
 }
 
 impl World {
@@ -47,7 +50,13 @@ impl World {
             to_pump: Vec::new(),
             broken: Vec::new(),
             dirty: Vec::new(),
+            doorbells: Vec::new(),
         }
+    }
+
+    /// Moves the mailboxes to ring into `out` (to ring after unlocking).
+    pub fn take_doorbells(&mut self, out: &mut Vec<Arc<Mailbox>>) {
+        out.append(&mut self.doorbells);
     }
 
     /// A privileged connection (domain 0) whose messages go to `mailbox`.
@@ -106,7 +115,8 @@ impl World {
             return Err(Errno(e.errno()));
         }
         let ends = &self.ends;
-        let pumped = ring.pump(&mut self.store, |to, m| deliver(ends, conn, to, m));
+        let bells = &mut self.doorbells;
+        let pumped = ring.pump(&mut self.store, |to, m| deliver(ends, bells, conn, to, m));
         pumped.map_err(|e| {
             self.broken.push(domid);
             Errno(e.errno())
@@ -127,8 +137,8 @@ impl World {
             }
             while let Some(domid) = self.to_pump.pop() {
                 let Some(ring) = self.rings.get_mut(&domid) else { continue };
-                let ends = &self.ends;
-                if ring.pump(&mut self.store, |to, m| deliver(ends, me, to, m)).is_err() {
+                let (ends, bells) = (&self.ends, &mut self.doorbells);
+                if ring.pump(&mut self.store, |to, m| deliver(ends, bells, me, to, m)).is_err() {
                     self.broken.push(domid);
                 }
             }
@@ -170,7 +180,7 @@ impl World {
             Route::Direct => {
                 while let Some(out) = self.store.pop_output(c) {
                     if let Some(m) = to_message(out) {
-                        put(&end.mailbox, c == me, m);
+                        put(&end.mailbox, &mut self.doorbells, c == me, m);
                     }
                 }
             }
@@ -240,17 +250,19 @@ impl World {
 }
 
 /// A message off a ring, to the handle of `to`.
-fn deliver(ends: &IdMap<ConnId, End>, me: ConnId, to: ConnId, m: ring::Message) {
+fn deliver(ends: &IdMap<ConnId, End>, bells: &mut Vec<Arc<Mailbox>>, me: ConnId, to: ConnId, m: ring::Message) {
     if let Some(end) = ends.get(&to) {
-        put(&end.mailbox, to == me, Message { header: m.header, body: m.payload });
+        put(&end.mailbox, bells, to == me, Message { header: m.header, body: m.payload });
     }
 }
 
-fn put(mailbox: &Mailbox, own: bool, m: Message) {
+/// Into the mailbox: the requester's own messages silently, others' with a wake-up to make
+/// once the store lock is released.
+fn put(mailbox: &Arc<Mailbox>, bells: &mut Vec<Arc<Mailbox>>, own: bool, m: Message) {
     if own {
         mailbox.put_own(m)
-    } else {
-        mailbox.put_other(m)
+    } else if mailbox.put_other(m) {
+        bells.push(Arc::clone(mailbox));
     }
 }
 
