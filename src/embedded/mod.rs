@@ -146,7 +146,7 @@ impl Embedded {
     /// The guest's event channel notification: the store's end of domain `domid`'s ring looks
     /// at the page now, in this thread. ENOENT unless the domain has a ring.
     pub fn notify_domain(&self, domid: u32) -> Result<(), Errno> {
-        self.world.lock().notify(domid)
+        self.locked(|w| w.notify(domid))
     }
 }
 

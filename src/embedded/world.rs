@@ -239,9 +239,9 @@ impl World {
     /// unless the domain has a ring.
     pub fn notify(&mut self, domid: u32) -> Result<(), Errno> {
         let ring = self.rings.get_mut(&domid).ok_or(Errno(libc::ENOENT))?;
-        let ends = &self.ends;
+        let (ends, bells) = (&self.ends, &mut self.doorbells);
         let me = ConnId(u64::MAX);
-        if ring.pump(&mut self.store, |to, m| deliver(ends, me, to, m)).is_err() {
+        if ring.pump(&mut self.store, |to, m| deliver(ends, bells, me, to, m)).is_err() {
             self.broken.push(domid);
         }
         self.settle(me);
