@@ -484,3 +484,115 @@ impl Conn {
         core.watch_thread_parked = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::thread::ThreadId;
+    use std::time::Duration;
+
+    /// An in-process transport whose descriptor is edge-triggered (like the embedded store's
+    /// mailbox): replies are queued inside `send`; an event can be made to arrive at the worst
+    /// moment, just after the requester reading its reply has looked for more.
+    struct EdgeDouble {
+        queue: Mutex<VecDeque<Message>>,
+        bell: OwnedFd,
+        /// When this thread next finds nothing pending, an event arrives right then.
+        inject_for: Mutex<Option<ThreadId>>,
+    }
+
+    impl EdgeDouble {
+        fn event() -> Message {
+            let body = b"/late\0tok\0".to_vec();
+            Message { header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, body.len() as u32), body }
+        }
+    }
+
+    impl Transport for Arc<EdgeDouble> {
+        fn send(&self, msg: &[u8]) -> Result<(), Errno> {
+            let h = Header::parse(msg.first_chunk::<HEADER_LEN>().unwrap()).unwrap();
+            let body = b"v".to_vec();
+            let reply = Message { header: Header::new(MsgType::XS_READ, h.req_id, 0, body.len() as u32), body };
+            self.queue.lock().push_back(reply);
+            Ok(())
+        }
+
+        fn recv(&self, _interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
+            loop {
+                if let Some(m) = self.queue.lock().pop_front() {
+                    return Ok(Some(m));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        fn recv_available(&self, _interrupt: RawFd) -> Result<Option<Message>, Errno> {
+            Ok(self.queue.lock().pop_front())
+        }
+
+        fn pending(&self) -> bool {
+            let mut q = self.queue.lock();
+            if !q.is_empty() {
+                return true;
+            }
+            let me = std::thread::current().id();
+            if self.inject_for.lock().take_if(|t| *t == me).is_some() {
+                // The event lands now, and its wake-up with it, while the caller still holds
+                // the reader role; the caller lingers so the watch thread sees that.
+                q.push_back(EdgeDouble::event());
+                drop(q);
+                sys::eventfd_signal(self.bell.as_raw_fd());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        }
+
+        fn readable_fd(&self) -> RawFd {
+            self.bell.as_raw_fd()
+        }
+
+        fn multiplexes(&self) -> bool {
+            true
+        }
+
+        fn signals_replies(&self) -> bool {
+            false
+        }
+
+        fn edge_triggered(&self) -> bool {
+            true
+        }
+
+        fn shutdown(&self) {}
+    }
+
+    /// With an edge-triggered descriptor there is no second signal: the watch thread must
+    /// remember a readiness it could not act on because a requester was reading.
+    #[test]
+    fn readiness_seen_while_a_requester_reads_is_kept() {
+        let double = Arc::new(EdgeDouble {
+            queue: Mutex::new(VecDeque::new()),
+            bell: sys::eventfd().unwrap(),
+            inject_for: Mutex::new(None),
+        });
+        let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
+        let fd = conn.events.fileno().unwrap();
+        conn.prepare_watch_thread().unwrap();
+        let thread = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.run_watch_thread())
+        };
+        // Let it fall asleep in epoll_wait: the request below does not wake it.
+        std::thread::sleep(Duration::from_millis(50));
+        *double.inject_for.lock() = Some(std::thread::current().id());
+        let reply = conn.request(MsgType::XS_READ, 0, &[b"/x\0"]).unwrap();
+        assert_eq!(reply.body, b"v");
+        assert!(double.inject_for.lock().is_none(), "the event was injected");
+        // Nobody requests anything any more: only the watch thread can queue the event.
+        assert!(sys::poll(fd, None, 5000).unwrap().first, "the event was lost");
+        assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/late");
+        conn.stop_watch_thread();
+        thread.join().unwrap();
+    }
+}
