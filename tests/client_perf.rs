@@ -29,7 +29,7 @@ fn ours() -> Lib {
 }
 
 fn debian() -> Option<Lib> {
-    let dir = "/tmp/ref/root/usr/lib/x86_64-linux-gnu";
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/.reference/root/usr/lib/x86_64-linux-gnu");
     if !std::path::Path::new(&format!("{dir}/libxenstore.so.4")).exists() {
         return None;
     }
