@@ -8,6 +8,7 @@
 //! or watch thread. Slow answers are waited for and arrive intact. Each case prints a
 //! `PASS fault/<case>: ...` or `FAIL ...` line (`cargo test --test fault_injection -- --nocapture`).
 
+mod case_runner;
 mod client_support;
 mod common;
 mod support;

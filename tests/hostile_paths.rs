@@ -6,6 +6,7 @@
 //!
 //! Prints one `PASS hostile/<case>: ...` line per case (`-- --nocapture`).
 
+mod case_runner;
 mod hostile_support;
 
 use std::time::Duration;

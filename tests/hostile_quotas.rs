@@ -7,6 +7,7 @@
 //!
 //! Prints one `PASS hostile/<case>: ...` line per case (`-- --nocapture`).
 
+mod case_runner;
 mod hostile_support;
 
 use std::sync::atomic::Ordering;

@@ -16,6 +16,7 @@
 //! After every attack the store's invariants are checked. One `PASS hostile/<case>: ...` line
 //! per case (`-- --nocapture`).
 
+mod case_runner;
 mod hostile_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

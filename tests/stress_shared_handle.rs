@@ -13,6 +13,7 @@
 //!
 //! Prints `PASS stress/shared_handle: ...` or `FAIL ...`.
 
+mod case_runner;
 mod client_support;
 mod common;
 mod support;

@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,35 +34,7 @@ pub const CASE_LIMIT: Duration = Duration::from_secs(25);
 /// Runs `body` as case `name` in its own thread; prints PASS with the details it returns, or
 /// FAIL (and fails the test) if it panics or overruns [`CASE_LIMIT`].
 pub fn case(name: &str, body: impl FnOnce() -> String + Send + 'static) {
-    let (tx, rx) = channel();
-    let start = Instant::now();
-    let worker = std::thread::Builder::new()
-        .name(format!("case {name}"))
-        .spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-            let _ = tx.send(r);
-        })
-        .unwrap();
-    match rx.recv_timeout(CASE_LIMIT) {
-        Ok(Ok(details)) => {
-            worker.join().unwrap();
-            println!("PASS {name}: {details} [{} ms]", start.elapsed().as_millis());
-        }
-        Ok(Err(panic)) => {
-            let _ = worker.join();
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            println!("FAIL {name}: {}", why.replace('\n', " | "));
-            panic!("{name} failed: {why}");
-        }
-        Err(_) => {
-            println!("FAIL {name}: no result within {} s (hang)", CASE_LIMIT.as_secs());
-            panic!("{name} hung");
-        }
-    }
+    crate::case_runner::run(name, CASE_LIMIT, body);
 }
 
 /// An embedded store with a domain-0 handle and `guests` introduced, each with its home

@@ -9,8 +9,9 @@
 //! - [`Resources`]: the process's open descriptors and threads, to compare before and after.
 //! - [`RealDaemon`]: our xenstored or Debian's C xenstored, to be stopped or killed.
 //!
-//! Needs `mod client_support;` (the client tests' scripted-server helpers) and `mod common;`
-//! (the daemon tests' helpers) declared next to `mod support;` in the test file.
+//! Needs `mod case_runner;`, `mod client_support;` (the client tests' scripted-server helpers)
+//! and `mod common;` (the daemon tests' helpers) declared next to `mod support;` in the test
+//! file.
 #![allow(dead_code)]
 
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -40,45 +41,12 @@ pub fn case(name: &str, deadline: Duration, body: impl FnOnce() -> String + Send
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     });
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (tx, rx) = channel();
-    let start = Instant::now();
-    let worker = std::thread::Builder::new()
-        .name(format!("case {name}"))
-        .spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-            let _ = tx.send(r);
-        })
-        .unwrap();
-    match rx.recv_timeout(deadline) {
-        Ok(Ok(details)) if details.starts_with(SKIPPED) => {
-            worker.join().unwrap();
-            println!("SKIP {name}: {}", &details[SKIPPED.len()..]);
-        }
-        Ok(Ok(details)) => {
-            worker.join().unwrap();
-            println!("PASS {name}: {details} [{} ms]", start.elapsed().as_millis());
-        }
-        Ok(Err(panic)) => {
-            let _ = worker.join();
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            println!("FAIL {name}: {}", why.replace('\n', " | "));
-            panic!("{name} failed: {why}");
-        }
-        Err(_) => {
-            // The worker is left behind: it is stuck, which is the failure being reported.
-            println!("FAIL {name}: no result within {} s (hang)", deadline.as_secs_f32());
-            panic!("{name} hung (deadline {deadline:?})");
-        }
-    }
+    crate::case_runner::run(name, deadline, body);
 }
 
-/// A case whose details start with this was skipped (it needs something this host lacks):
-/// [`case`] prints `SKIP <name>: <rest>` instead of PASS.
-pub const SKIPPED: &str = "SKIPPED: ";
+/// See [`crate::case_runner::SKIPPED`].
+#[allow(unused_imports)]
+pub use crate::case_runner::SKIPPED;
 
 /// Runs `f` on its own thread; Err if it has not finished after `limit`. The thread is left
 /// running in that case (the caller fails the case).
