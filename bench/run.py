@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Benchmarks: ours against the reference, alternating in one run, printing medians and ratios.
 
-  bench/run.py [--rounds N] [--scale F] [section ...]     sections: client daemon embedded
+  bench/run.py [--rounds N] [--scale F] [section ...]   sections: client daemon embedded floors
 
 client:   one xsbench binary, Debian's libxenstore vs ours (LD_LIBRARY_PATH), same C xenstored.
 daemon:   Debian's libxenstore as the client, our xenstored vs Debian's C xenstored and oxenstored.
 embedded: ours in-process (XENSTORE_EMBEDDED=1) vs Debian's libxenstore over a socket to the
           C xenstored.
+floors:   bench/floor.c, no xenstore code: what the kernel charges here for a socket round trip
+          and for handing an event to another thread that makes a pipe readable; the ceilings
+          that any design built on those mechanisms stays under.
 Each figure is the median operations per second over the rounds; the order of the contenders
 alternates every round so drift on a noisy machine hits both alike.
 """
@@ -17,6 +20,7 @@ REF_LIB = os.path.join(ROOT, ".reference/root/usr/lib/x86_64-linux-gnu")
 OUR_LIB = os.path.join(ROOT, "target/release")
 DAEMON = os.path.join(ROOT, "scripts/reference/daemon.sh")
 BIN = os.path.join(tempfile.gettempdir(), "xsbench-%d" % os.getuid())
+FLOOR_BIN = os.path.join(tempfile.gettempdir(), "xsfloor-%d" % os.getuid())
 
 
 def sh(*args, **kw):
@@ -27,6 +31,7 @@ def build():
     sh("gcc", "-O2", "-Wall", "-I", os.path.join(ROOT, "include"), "-o", BIN,
        os.path.join(ROOT, "bench/xsbench.c"), "-L", REF_LIB, "-Wl,-rpath-link," + REF_LIB,
        "-lxenstore", "-lpthread", "-ldl")
+    sh("gcc", "-O2", "-Wall", "-o", FLOOR_BIN, os.path.join(ROOT, "bench/floor.c"), "-lpthread")
 
 
 class Daemon:
@@ -173,12 +178,29 @@ def section_embedded(args):
                   flush=True)
 
 
+def section_floors(args):
+    n = int(100000 * args.scale)
+    print("\n## Mechanism floors on this machine (bench/floor.c, no xenstore code)")
+    print("| mechanism | round trips/s | what it bounds |\n|---|---|---|")
+    for mode, bounds in [
+            ("socket_rtt", "any request/reply over a Unix socket to a sleeping peer"),
+            ("hop_pipe", "events handed to a sleeping watch thread that fills the xs_fileno pipe"),
+            ("spin_pipe", "the same with a watch thread that spins instead of sleeping"),
+            ("direct_pipe", "the pipe filled by the writing thread itself (no second thread)")]:
+        rates = []
+        for _ in range(args.rounds):
+            p = subprocess.run([FLOOR_BIN, mode, str(n)], text=True, check=True,
+                               stdout=subprocess.PIPE, timeout=300)
+            rates.append(float(p.stdout.split()[-1]))
+        print("| %s | %.0f | %s |" % (mode, statistics.median(rates), bounds), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply operation counts")
-    ap.add_argument("sections", nargs="*", default=["client", "daemon", "embedded"])
+    ap.add_argument("sections", nargs="*", default=["client", "daemon", "embedded", "floors"])
     args = ap.parse_args()
     sh(os.path.join(ROOT, "scripts/reference/fetch.sh"), stdout=subprocess.DEVNULL)
     build()
@@ -186,7 +208,7 @@ def main():
                                                   time.strftime("%Y-%m-%d")))
     for sec in args.sections:
         {"client": section_client, "daemon": section_daemon,
-         "embedded": section_embedded}[sec](args)
+         "embedded": section_embedded, "floors": section_floors}[sec](args)
 
 
 if __name__ == "__main__":
