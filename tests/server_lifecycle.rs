@@ -66,19 +66,14 @@ fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
     std::fs::create_dir_all(&rundir).unwrap();
     let sock = rundir.join("socket");
     drop(UnixListener::bind(&sock).unwrap()); // left behind, nobody answers
-    let mut child = Command::new(daemon_bin())
-        .env_remove("XENSTORED_PATH")
-        .env("XENSTORED_RUNDIR", &rundir)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_socket(&sock, &mut child);
-    let mut c = Client::connect(&sock);
+    let mut cmd = Command::new(daemon_bin());
+    cmd.env_remove("XENSTORED_PATH").env("XENSTORED_RUNDIR", &rundir);
+    let mut d = Daemon::spawn(cmd, sock.clone(), dir);
+    let mut c = d.connect();
     c.write("/stale", b"ok");
     assert_eq!(c.read("/stale").unwrap(), b"ok");
-    // SAFETY: kill() on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    d.signal(libc::SIGTERM);
+    assert!(d.wait(Duration::from_secs(5)).success());
     assert!(!sock.exists());
 }
 
@@ -86,21 +81,24 @@ fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
 fn the_rundir_is_created_when_missing() {
     let dir = TempDir::new("mkdir");
     let rundir = dir.0.join("a/b");
-    let mut child = Command::new(daemon_bin())
-        .env_remove("XENSTORED_PATH")
-        .env("XENSTORED_RUNDIR", &rundir)
-        .args(["-N", "-D", "--entry-nb=1000", "-Q", "outstanding=20", "-w", "watch-event=5"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_socket(&rundir.join("socket"), &mut child);
+    let socket = rundir.join("socket");
+    let mut cmd = Command::new(daemon_bin());
+    cmd.env_remove("XENSTORED_PATH").env("XENSTORED_RUNDIR", &rundir).args([
+        "-N",
+        "-D",
+        "--entry-nb=1000",
+        "-Q",
+        "outstanding=20",
+        "-w",
+        "watch-event=5",
+    ]);
+    cmd.stderr(Stdio::null()); // its note that -D means nothing here
+    let mut d = Daemon::spawn(cmd, socket, dir);
     // The engine's initial tree is there, as the C daemon's.
-    let mut c = Client::connect(&rundir.join("socket"));
+    let mut c = d.connect();
     assert!(c.read("/tool/xenstored").is_ok());
-    // SAFETY: kill() on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    d.signal(libc::SIGTERM);
+    assert!(d.wait(Duration::from_secs(5)).success());
 }
 
 #[test]

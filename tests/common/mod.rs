@@ -70,16 +70,20 @@ impl Daemon {
     pub fn start_with(tag: &str, args: &[&str]) -> Daemon {
         let dir = TempDir::new(tag);
         let socket = dir.0.join("socket");
-        let mut child = Command::new(daemon_bin())
-            .args(args)
-            .env("XENSTORED_PATH", &socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn xenstored");
-        wait_for_socket(&socket, &mut child);
-        Daemon { child: Some(child), socket, dir }
+        let mut cmd = Command::new(daemon_bin());
+        cmd.args(args).env("XENSTORED_PATH", &socket);
+        Daemon::spawn(cmd, socket, dir)
+    }
+
+    /// Starts `cmd` (a xenstored command line, environment set by the caller) and waits until
+    /// it serves `socket`. From here on the daemon is stopped when the `Daemon` is dropped,
+    /// so a failing test never leaves one running (it would hold the test's output open).
+    pub fn spawn(mut cmd: Command, socket: PathBuf, dir: TempDir) -> Daemon {
+        // stderr is inherited unless the caller chose otherwise.
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("spawn xenstored");
+        let mut d = Daemon { child: Some(child), socket, dir };
+        wait_for_socket(&d.socket, d.child.as_mut().unwrap());
+        d
     }
 
     pub fn pid(&self) -> u32 {
