@@ -97,6 +97,11 @@ impl Handle {
         }
     }
 
+    /// The connection (the embedded store delivers watch events straight into its queue).
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
     /// Sends one request whose payload is `parts` concatenated and returns the reply body.
     /// Over-long payloads are refused here (E2BIG) and the connection stays usable. An error
     /// reply becomes its errno; a reply of another type kills the connection (EBADF), as in

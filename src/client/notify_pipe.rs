@@ -16,7 +16,9 @@
 //! leaving a stale one for its next poll.
 //!
 //! Locking: none of its own. `decide` is called under the watch queue's lock (the descriptors
-//! are created under it too); `apply` with no lock held, right after, by the same thread.
+//! are created under it too); `apply` by the same thread once it holds no lock: right after,
+//! or, for the embedded store's deliveries (`WatchQueue::push_quiet`), at the end of the store
+//! session that decided it, which waits for nothing either.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;

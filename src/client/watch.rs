@@ -85,6 +85,10 @@ struct State {
     byte_in: bool,
 }
 
+/// An event queued by [`WatchQueue::push_quiet`] whose wake-ups are still to be made.
+#[must_use = "pass it to WatchQueue::wake once no lock is held"]
+pub struct Queued(Option<PipeOp>);
+
 /// The queue of fired watches of one connection.
 pub struct WatchQueue {
     state: Mutex<State>,
@@ -110,11 +114,22 @@ impl WatchQueue {
     }
 
     pub fn push(&self, ev: WatchEvent) {
+        let queued = self.push_quiet(ev);
+        self.wake(queued);
+    }
+
+    /// Queues `ev` without a system call; the caller must then pass the result to `wake`,
+    /// as soon as it holds no lock. Lets a producer that holds a lock of its own (the embedded
+    /// store's) queue in that lock's order and make the pipe readable after releasing it.
+    pub fn push_quiet(&self, ev: WatchEvent) -> Queued {
         let mut st = self.state.lock();
         st.queue.push_back(ev);
-        let op = self.settle(&mut st);
-        drop(st);
-        if let Some(op) = op {
+        Queued(self.settle(&mut st))
+    }
+
+    /// Finishes a `push_quiet`: the pipe, then any thread blocked in `pop(true)`.
+    pub fn wake(&self, queued: Queued) {
+        if let Some(op) = queued.0 {
             op.apply();
         }
         // Costs nothing when nobody waits in `pop(true)`.

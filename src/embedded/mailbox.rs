@@ -1,10 +1,11 @@
-//! The inbox of one embedded handle: whole messages the store left for it (its replies and
-//! its watch events), waiting for the handle's reader to take them with `recv`.
+//! The inbox of one embedded handle: whole messages the store left for it (its replies; its
+//! watch events only until the handle exists, and none can fire before, see `delivery`),
+//! waiting for the handle's reader to take them with `recv`.
 //!
 //! Waking: the inbox's eventfd is what the handle's watch thread sleeps on, and the watch
 //! thread registers it edge-triggered (`Transport::edge_triggered`): every write is a fresh
 //! wake-up, so nobody ever reads the eventfd back. It is written only when a message arrives
-//! from *another* thread's request (`put_other`: a watch event) and no wake-up is outstanding
+//! from *another* thread's request (`put_other`) and no wake-up is outstanding
 //! (`rung`: one was written and the queue has not been emptied since, so whoever was woken
 //! has not finished taking yet). The requester's own reply (`put_own`) never touches it,
 //! because the requester takes that reply itself right after its `send`, while the watch
@@ -13,16 +14,18 @@
 //! held and the store lock is not held for a system call. Only `kill` (rare) writes it
 //! itself, possibly under the store lock. A wake-up that lands after its message was already
 //! taken costs the watch thread one empty look. So the common path (a request and its reply)
-//! makes no system call here, and an event costs one write.
+//! makes no system call here.
 //!
 //! Locking: one leaf mutex guards the queue and the flags; `arrived` is its condvar (for a
 //! reader that must wait, which only happens when two threads share a handle).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::client::conn::Conn;
 use crate::client::{Errno, Message};
 
 struct Inbox {
@@ -35,6 +38,9 @@ struct Inbox {
 }
 
 pub(crate) struct Mailbox {
+    /// The handle's connection, whose watch queue takes its events directly (see
+    /// `delivery`); set once the handle exists.
+    sink: OnceLock<Weak<Conn>>,
     inbox: Mutex<Inbox>,
     arrived: Condvar,
     doorbell: OwnedFd,
@@ -43,10 +49,21 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     pub fn new() -> Result<Mailbox, Errno> {
         Ok(Mailbox {
+            sink: OnceLock::new(),
             inbox: Mutex::new(Inbox { queue: VecDeque::new(), rung: false, dead: false }),
             arrived: Condvar::new(),
             doorbell: eventfd()?,
         })
+    }
+
+    /// From now on the events for this handle go straight into `conn`'s watch queue.
+    pub fn set_sink(&self, conn: &Arc<Conn>) {
+        let _ = self.sink.set(Arc::downgrade(conn));
+    }
+
+    /// The handle's connection, while the handle lives.
+    pub fn sink(&self) -> Option<Arc<Conn>> {
+        self.sink.get().and_then(Weak::upgrade)
     }
 
     /// A message for the handle whose request is being served in this very thread.

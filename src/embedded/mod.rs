@@ -28,11 +28,15 @@
 //! No thread of its own: a request is served in the thread that makes it. It takes the store
 //! lock, hands the request to the engine (directly, or for a guest by writing it into the
 //! ring and pumping both ends of the page), delivers the reply into the requester's mailbox
-//! and every event into the mailbox of its handle, releases the lock, and then reads its
-//! reply from its mailbox. Only events for *other* handles wake anybody (an eventfd write for
-//! that handle's watch thread, see `mailbox`, made once the store lock is released:
-//! `Embedded::locked`); replies never do, so a handle's watch thread need not be disarmed
-//! around its requests either (`Transport::signals_replies`).
+//! and every event straight into the watch queue of its handle (`delivery`), releases the
+//! lock, makes the pipes of the queues it filled readable (`Embedded::locked`), and then
+//! reads its reply from its mailbox. So neither a reply nor an event wakes any thread: the
+//! watch threads of embedded handles sleep unless a message not caused by their own handle
+//! and not an event arrives (a guest's replies pumped by another thread's notification: an
+//! eventfd write, see `mailbox`), and need not be disarmed around requests either
+//! (`Transport::signals_replies`). This departs from the daemon's path, where the watch
+//! thread fills the pipe, for speed only: two thread wake-ups per event are what an event
+//! costs otherwise (see `delivery`); callers cannot tell the difference.
 //!
 //! - `Embedded::world` (the store lock): the engine, the table of connections and mailboxes,
 //!   and every domain's ring (both ends). Taken by a handle's `send`, by opening and closing
@@ -43,15 +47,20 @@
 //!   transport's `shutdown`, called under the handle's core lock, only touches the mailbox.
 //! - A mailbox's lock: a leaf, taken under the store lock (delivery) or alone (the handle's
 //!   reader taking messages).
+//! - A handle's watch queue lock: a leaf (see `client::watch`), taken under the store lock to
+//!   queue events in the store's order; the pipe is written only after the store lock is
+//!   released.
 //! - The ring page has no lock: its two ends are only ever moved under the store lock.
 //!
-//! Order: handle locks -> store lock -> mailbox lock. Nothing is taken in the other direction:
+//! Order: handle locks -> store lock -> mailbox lock or watch queue lock (the latter also
+//! without the store lock, being a leaf). Nothing is taken in the other direction:
 //! the store lock's holder never waits for a handle, and the watch threads never take the store
 //! lock (they only read their mailbox).
 //!
 //! After `fork()` the child has its own copy of the store (nothing is shared with the parent);
 //! as with any lock, forking while another thread is inside a request leaves the copy locked.
 
+mod delivery;
 mod guest;
 mod mailbox;
 mod transport;
@@ -65,6 +74,8 @@ use parking_lot::Mutex;
 use crate::client::{Errno, Handle};
 use crate::ring::RingPage;
 use crate::store::{Config, Store};
+use crate::store::ConnId;
+use delivery::Wakeups;
 use mailbox::Mailbox;
 use transport::EmbeddedTransport;
 use world::World;
@@ -93,8 +104,7 @@ impl Embedded {
     pub fn open(self: &Arc<Self>, flags: u64) -> Result<Handle, Errno> {
         let mailbox = Arc::new(Mailbox::new()?);
         let conn = self.locked(|w| w.connect_dom0(Arc::clone(&mailbox)));
-        let t = EmbeddedTransport::new(Arc::clone(self), conn, mailbox);
-        Ok(Handle::with_transport(Box::new(t), flags))
+        Ok(self.handle(conn, mailbox, flags))
     }
 
     /// An unprivileged handle acting as `domid`, through that domain's ring. ENOENT unless
@@ -102,8 +112,17 @@ impl Embedded {
     pub fn open_domain(self: &Arc<Self>, domid: u32, flags: u64) -> Result<Handle, Errno> {
         let mailbox = Arc::new(Mailbox::new()?);
         let conn = self.locked(|w| w.connect_guest(domid, Arc::clone(&mailbox)))?;
-        let t = EmbeddedTransport::new(Arc::clone(self), conn, mailbox);
-        Ok(Handle::with_transport(Box::new(t), flags))
+        Ok(self.handle(conn, mailbox, flags))
+    }
+
+    /// The handle of store connection `conn`. No watch exists on a new connection, so no
+    /// event can have gone into its mailbox before its events start going straight to the
+    /// handle's watch queue.
+    fn handle(self: &Arc<Self>, conn: ConnId, mailbox: Arc<Mailbox>, flags: u64) -> Handle {
+        let t = EmbeddedTransport::new(Arc::clone(self), conn, Arc::clone(&mailbox));
+        let h = Handle::with_transport(Box::new(t), flags);
+        mailbox.set_sink(h.conn());
+        h
     }
 
     /// Runs `f` on the engine directly (inspection, set-up); events it causes are delivered.
@@ -116,22 +135,20 @@ impl Embedded {
         self.locked(|w| w.ring_of(domid))
     }
 
-    /// Runs `f` under the store lock, then wakes (with the lock released) the watch threads of
+    /// Runs `f` under the store lock, then makes (with the lock released) the wake-ups of
     /// the handles it gave a message to. Every use of the store lock goes through here.
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         thread_local! {
-            /// Reused from call to call, so ringing allocates nothing.
-            static BELLS: Cell<Vec<Arc<Mailbox>>> = const { Cell::new(Vec::new()) };
+            /// Reused from call to call, so waking allocates nothing.
+            static WAKEUPS: Cell<Wakeups> = const { Cell::new(Wakeups::new()) };
         }
         let mut w = self.world.lock();
         let r = f(&mut w);
-        let mut bells = BELLS.take();
-        w.take_doorbells(&mut bells);
+        let mut wake = WAKEUPS.replace(Wakeups::new());
+        w.take_wakeups(&mut wake);
         drop(w);
-        for b in bells.drain(..) {
-            b.ring();
-        }
-        BELLS.set(bells);
+        wake.run();
+        WAKEUPS.set(wake);
         r
     }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::delivery::Wakeups;
 use super::mailbox::Mailbox;
 use super::world::World;
 use super::Embedded;
@@ -35,6 +36,13 @@ fn next_event(h: &Handle) -> Option<(String, String)> {
         readable(fd, 5000);
     }
     None
+}
+
+/// The next event of `h` if one is queued now, without waiting.
+fn check(h: &Handle) -> Option<(String, String)> {
+    let ev = h.check_watch().unwrap()?;
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some((s(ev.path()), s(ev.token())))
 }
 
 fn ev(path: &str, token: &str) -> Option<(String, String)> {
@@ -90,6 +98,28 @@ fn watches_fire_across_handles_through_the_pipe() {
     assert_eq!(t.join().unwrap().unwrap(), b"/w");
 }
 
+/// Events go straight into the watching handle's queue: its pipe is readable as soon as the
+/// request that fired them returns, whichever handle made it, with no watch thread involved.
+#[test]
+fn events_are_pollable_when_the_request_returns() {
+    let e = Embedded::new(Config::default());
+    let watcher = e.open(0).unwrap();
+    let writer = e.open(0).unwrap();
+    let fd = watcher.fileno().unwrap();
+    // Watching (which starts the watch thread) and then its initial event.
+    watcher.watch(b"/d", b"tok").unwrap();
+    assert!(readable(fd, 0), "the initial event, with the watch's reply");
+    assert_eq!(check(&watcher), ev("/d", "tok"));
+    assert!(!readable(fd, 0));
+    for i in 0..50 {
+        let (by, path) = if i % 2 == 0 { (&writer, "/d/x") } else { (&watcher, "/d/y") };
+        by.write(0, path.as_bytes(), b"v").unwrap();
+        assert!(readable(fd, 0), "round {i}: pollable at once");
+        assert_eq!(check(&watcher), ev(path, "tok"));
+        assert!(!readable(fd, 0), "round {i}: drained with the last event");
+    }
+}
+
 #[test]
 fn transactions_work_in_process() {
     let e = Embedded::new(Config::default());
@@ -102,8 +132,9 @@ fn transactions_work_in_process() {
     assert_eq!(b.read(0, b"/t/v").unwrap(), b"1");
 }
 
-/// The reply is left for the requester without any wake-up; an event for another handle
-/// wakes that handle's watch thread (its eventfd).
+/// Without a handle's watch queue to take its events (a bare mailbox), the reply is left for
+/// the requester without any wake-up, and an event for another handle wakes that handle's
+/// watch thread (its eventfd), once the store lock is released.
 #[test]
 fn only_other_handles_are_woken() {
     let mut w = World::new(Config::default());
@@ -114,18 +145,19 @@ fn only_other_handles_are_woken() {
     w.request(them, &encode(MsgType::XS_WATCH, 1, 0, b"/p\0t\0")).unwrap();
     assert!(theirs.take(false).unwrap().is_some() && theirs.take(false).unwrap().is_some());
     assert!(!readable(theirs.fd(), 0), "their own reply and initial event rang nothing");
-    let mut bells = Vec::new();
-    w.take_doorbells(&mut bells);
-    assert!(bells.is_empty());
+    let mut wake = Wakeups::new();
+    w.take_wakeups(&mut wake);
+    wake.run();
+    assert!(!readable(theirs.fd(), 0), "nothing to wake");
     w.request(me, &encode(MsgType::XS_WRITE, 7, 0, b"/p\0v")).unwrap();
     assert!(!readable(mine.fd(), 0));
     let reply = mine.take(false).unwrap().unwrap();
     assert_eq!((reply.header.req_id, reply.body.as_slice()), (7, &b"OK\0"[..]));
     assert!(!readable(theirs.fd(), 0), "not under the store lock");
-    w.take_doorbells(&mut bells);
-    assert!(bells.len() == 1 && Arc::ptr_eq(&bells[0], &theirs), "the watcher is to be woken");
-    bells[0].ring();
-    assert!(readable(theirs.fd(), 0));
+    w.take_wakeups(&mut wake);
+    wake.run();
+    assert!(readable(theirs.fd(), 0), "the watcher was woken");
+    assert!(!readable(mine.fd(), 0));
     assert_eq!(theirs.take(false).unwrap().unwrap().body, b"/p\0t\0");
     w.disconnect(them);
     assert_eq!(w.request(them, &encode(MsgType::XS_READ, 1, 0, b"/p\0")), Err(EBADF));

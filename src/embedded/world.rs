@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::delivery::Wakeups;
 use super::guest::DomainRing;
 use super::mailbox::Mailbox;
 use crate::client::{Errno, Message};
@@ -36,9 +37,9 @@ pub(crate) struct World {
     broken: Vec<u32>,
     /// Scratch list of connections with output (kept for its capacity).
     dirty: Vec<ConnId>,
-    /// Mailboxes given a message that must wake their handle's watch thread: rung by the
-    /// caller once the store lock is released (`Embedded::locked`).
-    doorbells: Vec<Arc<Mailbox>>,
+    /// Wake-ups for the handles given messages, made by the caller once the store lock is
+    /// released (`Embedded::locked`).
+    wakeups: Wakeups,
 }
 
 impl World {
@@ -50,13 +51,13 @@ impl World {
             to_pump: Vec::new(),
             broken: Vec::new(),
             dirty: Vec::new(),
-            doorbells: Vec::new(),
+            wakeups: Wakeups::new(),
         }
     }
 
-    /// Moves the mailboxes to ring into `out` (to ring after unlocking).
-    pub fn take_doorbells(&mut self, out: &mut Vec<Arc<Mailbox>>) {
-        out.append(&mut self.doorbells);
+    /// Moves the wake-ups to make into `out` (to make after unlocking).
+    pub fn take_wakeups(&mut self, out: &mut Wakeups) {
+        self.wakeups.move_into(out);
     }
 
     /// A privileged connection (domain 0) whose messages go to `mailbox`.
@@ -115,8 +116,8 @@ impl World {
             return Err(Errno(e.errno()));
         }
         let ends = &self.ends;
-        let bells = &mut self.doorbells;
-        let pumped = ring.pump(&mut self.store, |to, m| deliver(ends, bells, conn, to, m));
+        let wake = &mut self.wakeups;
+        let pumped = ring.pump(&mut self.store, |to, m| deliver(ends, wake, conn, to, m));
         pumped.map_err(|e| {
             self.broken.push(domid);
             Errno(e.errno())
@@ -137,8 +138,8 @@ impl World {
             }
             while let Some(domid) = self.to_pump.pop() {
                 let Some(ring) = self.rings.get_mut(&domid) else { continue };
-                let (ends, bells) = (&self.ends, &mut self.doorbells);
-                if ring.pump(&mut self.store, |to, m| deliver(ends, bells, me, to, m)).is_err() {
+                let (ends, wake) = (&self.ends, &mut self.wakeups);
+                if ring.pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m)).is_err() {
                     self.broken.push(domid);
                 }
             }
@@ -180,7 +181,7 @@ impl World {
             Route::Direct => {
                 while let Some(out) = self.store.pop_output(c) {
                     if let Some(m) = to_message(out) {
-                        put(&end.mailbox, &mut self.doorbells, c == me, m);
+                        self.wakeups.put(&end.mailbox, c == me, m);
                     }
                 }
             }
@@ -239,9 +240,9 @@ impl World {
     /// unless the domain has a ring.
     pub fn notify(&mut self, domid: u32) -> Result<(), Errno> {
         let ring = self.rings.get_mut(&domid).ok_or(Errno(libc::ENOENT))?;
-        let (ends, bells) = (&self.ends, &mut self.doorbells);
+        let (ends, wake) = (&self.ends, &mut self.wakeups);
         let me = ConnId(u64::MAX);
-        if ring.pump(&mut self.store, |to, m| deliver(ends, bells, me, to, m)).is_err() {
+        if ring.pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m)).is_err() {
             self.broken.push(domid);
         }
         self.settle(me);
@@ -250,19 +251,9 @@ impl World {
 }
 
 /// A message off a ring, to the handle of `to`.
-fn deliver(ends: &IdMap<ConnId, End>, bells: &mut Vec<Arc<Mailbox>>, me: ConnId, to: ConnId, m: ring::Message) {
+fn deliver(ends: &IdMap<ConnId, End>, wake: &mut Wakeups, me: ConnId, to: ConnId, m: ring::Message) {
     if let Some(end) = ends.get(&to) {
-        put(&end.mailbox, bells, to == me, Message { header: m.header, body: m.payload });
-    }
-}
-
-/// Into the mailbox: the requester's own messages silently, others' with a wake-up to make
-/// once the store lock is released.
-fn put(mailbox: &Arc<Mailbox>, bells: &mut Vec<Arc<Mailbox>>, own: bool, m: Message) {
-    if own {
-        mailbox.put_own(m)
-    } else if mailbox.put_other(m) {
-        bells.push(Arc::clone(mailbox));
+        wake.put(&end.mailbox, to == me, Message { header: m.header, body: m.payload });
     }
 }
 
