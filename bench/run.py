@@ -193,6 +193,15 @@ def section_floors(args):
                                stdout=subprocess.PIPE, timeout=300)
             rates.append(float(p.stdout.split()[-1]))
         print("| %s | %.0f | %s |" % (mode, statistics.median(rates), bounds), flush=True)
+    with Daemon("cxenstored") as d:
+        env = dict(os.environ, XENSTORED_PATH=d.socket, XS_DEPTH="4")
+        rates = []
+        for _ in range(args.rounds):
+            p = subprocess.run([FLOOR_BIN, "daemon_pipeline", str(n)], text=True, check=True,
+                               env=env, stdout=subprocess.PIPE, timeout=300)
+            rates.append(float(p.stdout.split()[-1]))
+        print("| daemon_pipeline (C xenstored, 4 in flight) | %.0f | threads4: one connection, "
+              "four requests in flight, no library |" % statistics.median(rates), flush=True)
 
 
 def main():

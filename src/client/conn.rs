@@ -13,7 +13,9 @@
 //!   next one: it reads it itself, often already buffered in the socket, and a reply costs one
 //!   wake-up (the hand-over) instead of two (the reader's, then the owner's). The role passes
 //!   directly (`handed_to`), so a newer request cannot take it in between and waste the
-//!   wake-up;
+//!   wake-up. While other requests are in flight the reader reads with
+//!   `Transport::recv_busy`, which looks for the next reply for a few microseconds without
+//!   sleeping (yielding to the requesters it just woke), since it is due any moment;
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
@@ -237,6 +239,7 @@ impl Conn {
 
     /// Reads as the reader until our reply comes (see the module comment).
     fn lead(&self, core: MutexGuard<'_, Core>, req_id: u32) -> Result<Message, Errno> {
+        let mut busy = core.awaiting > 1;
         drop(core);
         let mut mine = None;
         loop {
@@ -248,8 +251,10 @@ impl Conn {
                 self.hand_off(&mut core);
                 return Ok(reply);
             }
-            let got = self.transport.recv(None);
+            let got = if busy { self.transport.recv_busy() } else { self.transport.recv(None) };
             let mut core = self.core.lock();
+            // Other requesters' replies are due too: worth waiting for without sleeping.
+            busy = core.awaiting > 1;
             let outcome = match got {
                 Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
                 Ok(None) => Err(Errno(libc::EINTR)),
