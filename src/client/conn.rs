@@ -281,6 +281,11 @@ impl Conn {
     /// Routes one message: replies to their slot, events back to the reader for the queue.
     /// `mine` is the reader's own req_id (None for the watch thread).
     fn dispatch(&self, core: &mut Core, m: Message, mine: Option<u32>) -> Result<Dispatched, Errno> {
+        // Once dead, requesters have given up and removed their slots, so what is still
+        // buffered has nobody left to go to (and must not reach someone else's slot below).
+        if let Some(e) = core.dead {
+            return Err(e);
+        }
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
             return Ok(Dispatched::Event(WatchEvent::from_payload(m.body)));
         }
@@ -629,5 +634,91 @@ mod tests {
         assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/late");
         conn.stop_watch_thread();
         thread.join().unwrap();
+    }
+
+    /// A stream whose replies the test hands in one by one (`deliver`); `recv` waits for them.
+    /// Shutting it down does nothing, so what was delivered can still be read afterwards, as
+    /// bytes already buffered from a daemon that died.
+    #[derive(Default)]
+    struct GatedDouble {
+        sent: Mutex<Vec<u32>>,
+        inbox: Mutex<VecDeque<Message>>,
+        arrived: Condvar,
+    }
+
+    impl GatedDouble {
+        fn deliver(&self, req_id: u32, body: &[u8]) {
+            let header = Header::new(MsgType::XS_READ, req_id, 0, body.len() as u32);
+            self.inbox.lock().push_back(Message { header, body: body.to_vec() });
+            self.arrived.notify_all();
+        }
+
+        fn wait_sent(&self, n: usize) -> Vec<u32> {
+            for _ in 0..5000 {
+                let sent = self.sent.lock().clone();
+                if sent.len() >= n {
+                    return sent;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("requests were not sent");
+        }
+    }
+
+    impl Transport for Arc<GatedDouble> {
+        fn send(&self, msg: &[u8]) -> Result<(), Errno> {
+            let h = Header::parse(msg.first_chunk::<HEADER_LEN>().unwrap()).unwrap();
+            self.sent.lock().push(h.req_id);
+            Ok(())
+        }
+
+        fn recv(&self, _interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
+            let mut q = self.inbox.lock();
+            loop {
+                if let Some(m) = q.pop_front() {
+                    return Ok(Some(m));
+                }
+                self.arrived.wait(&mut q);
+            }
+        }
+
+        fn pending(&self) -> bool {
+            !self.inbox.lock().is_empty()
+        }
+
+        fn readable_fd(&self) -> RawFd {
+            -1
+        }
+
+        fn multiplexes(&self) -> bool {
+            true
+        }
+
+        fn shutdown(&self) {}
+    }
+
+    /// The connection dies while a reply is still unread: its requester gives up, and the
+    /// reply, read afterwards, must not be handed to the one request still waiting (it once
+    /// was: "the only outstanding request owns whatever reply comes").
+    #[test]
+    fn a_reply_read_after_death_reaches_nobody() {
+        let double = Arc::new(GatedDouble::default());
+        let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
+        let spawn = |path: &'static [u8]| {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.request(MsgType::XS_READ, 0, &[path]))
+        };
+        // The first requester becomes the reader and waits in recv; the second waits for it.
+        let reader = spawn(b"/a\0");
+        double.wait_sent(1);
+        let other = spawn(b"/b\0");
+        let ids = double.wait_sent(2);
+        std::thread::sleep(Duration::from_millis(20));
+        conn.abandon(Errno(libc::EIO));
+        assert_eq!(other.join().unwrap(), Err(Errno(libc::EIO)));
+        // The second request's reply was already on its way.
+        double.deliver(ids[1], b"b's value");
+        let got = reader.join().unwrap();
+        assert_eq!(got.map(|m| m.body), Err(Errno(libc::EIO)), "another request's reply was handed over");
     }
 }
