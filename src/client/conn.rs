@@ -9,11 +9,10 @@
 //!   it reads until its own reply comes, fills the slots of other requesters as their replies
 //!   pass by (waking each), and queues watch events; before leaving it also dispatches whatever
 //!   whole messages are already buffered, then hands the role to the requester still waiting
-//!   that asked first, if any. Replies come in request order, so that requester's reply is the
-//!   next one: it reads it itself, often already buffered in the socket, and a reply costs one
-//!   wake-up (the hand-over) instead of two (the reader's, then the owner's). The role passes
-//!   directly (`handed_to`), so a newer request cannot take it in between and waste the
-//!   wake-up. While other requests are in flight the reader reads with
+//!   that asked first, if any: replies come in request order, so that requester's reply is the
+//!   next one and it reads it itself. The role passes directly (`handed_to`), so a newer
+//!   request cannot take it in between and waste the wake-up that handed it over. While other
+//!   requests are in flight the reader reads with
 //!   `Transport::recv_busy`, which looks for the next reply for a few microseconds without
 //!   sleeping (yielding to the requesters it just woke), since it is due any moment;
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
@@ -253,13 +252,13 @@ impl Conn {
             }
             let got = if busy { self.transport.recv_busy() } else { self.transport.recv(None) };
             let mut core = self.core.lock();
-            // Other requesters' replies are due too: worth waiting for without sleeping.
-            busy = core.awaiting > 1;
             let outcome = match got {
                 Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
                 Ok(None) => Err(Errno(libc::EINTR)),
                 Err(e) => Err(e),
             };
+            // Other requesters' replies are due too: worth waiting for without sleeping.
+            busy = core.awaiting > 1;
             match outcome {
                 Ok(Dispatched::Mine(m)) => mine = Some(m),
                 Ok(Dispatched::Event(ev)) => {

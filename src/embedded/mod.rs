@@ -73,8 +73,7 @@ use parking_lot::Mutex;
 
 use crate::client::{Errno, Handle};
 use crate::ring::RingPage;
-use crate::store::{Config, Store};
-use crate::store::ConnId;
+use crate::store::{Config, ConnId, Store};
 use delivery::Wakeups;
 use mailbox::Mailbox;
 use transport::EmbeddedTransport;
