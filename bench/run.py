@@ -63,8 +63,9 @@ def env_for(lib, socket=None, embedded=False):
     return env
 
 
-def run_once(workload, count, env):
-    p = subprocess.run([BIN, workload, str(count)], env=env, text=True,
+def run_once(workload, count, env, binary=BIN):
+    """One run of `binary WORKLOAD COUNT` (xsbench or floor); the rate it prints."""
+    p = subprocess.run([binary, workload, str(count)], env=env, text=True,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     if p.returncode != 0:
         raise RuntimeError("%s failed: %s" % (workload, p.stderr.strip()))
@@ -190,21 +191,14 @@ def section_floors(args):
             ("hop_pipe", "events handed to a sleeping watch thread that fills the xs_fileno pipe"),
             ("spin_pipe", "the same with a watch thread that spins instead of sleeping"),
             ("direct_pipe", "the pipe filled by the writing thread itself (no second thread)")]:
-        rates = []
-        for _ in range(args.rounds):
-            p = subprocess.run([FLOOR_BIN, mode, str(n)], text=True, check=True,
-                               stdout=subprocess.PIPE, timeout=300)
-            rates.append(float(p.stdout.split()[-1]))
-        print("| %s | %.0f | %s |" % (mode, statistics.median(rates), bounds), flush=True)
+        rate = statistics.median(run_once(mode, n, None, FLOOR_BIN) for _ in range(args.rounds))
+        print("| %s | %.0f | %s |" % (mode, rate, bounds), flush=True)
     with Daemon("cxenstored") as d:
         env = dict(os.environ, XENSTORED_PATH=d.socket, XS_DEPTH="4")
-        rates = []
-        for _ in range(args.rounds):
-            p = subprocess.run([FLOOR_BIN, "daemon_pipeline", str(n)], text=True, check=True,
-                               env=env, stdout=subprocess.PIPE, timeout=300)
-            rates.append(float(p.stdout.split()[-1]))
+        rate = statistics.median(run_once("daemon_pipeline", n, env, FLOOR_BIN)
+                                 for _ in range(args.rounds))
         print("| daemon_pipeline (C xenstored, 4 in flight) | %.0f | threads4: one connection, "
-              "four requests in flight, no library |" % statistics.median(rates), flush=True)
+              "four requests in flight, no library |" % rate, flush=True)
 
 
 def main():

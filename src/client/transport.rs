@@ -230,23 +230,19 @@ impl Transport for StreamTransport {
         }
     }
 
-    /// Reads without waiting, yielding the processor between tries, for up to `BUSY_WAIT`;
-    /// then waits as `recv` does. Sockets only (MSG_DONTWAIT).
+    /// Reads without waiting (`recv_available`), yielding the processor between tries, for up
+    /// to `BUSY_WAIT`; then waits as `recv` does. Sockets only (MSG_DONTWAIT).
     fn recv_busy(&self) -> Result<Option<Message>, Errno> {
         if self.kind == StreamKind::Socket {
-            let mut rb = self.rbuf.lock();
             let start = std::time::Instant::now();
             loop {
-                if let Some(m) = rb.take()? {
+                if let Some(m) = self.recv_available(-1)? {
                     return Ok(Some(m));
                 }
-                match sys::recv_nowait(self.fd.as_raw_fd(), rb.space())? {
-                    // End of stream: reported by `recv`.
-                    Some(0) => break,
-                    Some(n) => rb.end += n,
-                    None if start.elapsed() >= BUSY_WAIT => break,
-                    None => std::thread::yield_now(),
+                if start.elapsed() >= BUSY_WAIT {
+                    break;
                 }
+                std::thread::yield_now();
             }
         }
         self.recv(None)
