@@ -19,7 +19,10 @@ fn main() {
     println!("cargo:rerun-if-changed=src/wire/errors.rs");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libxenstore.so.4");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", map.display());
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+        map.display()
+    );
     // The exported-symbol test (tests/symbols.rs) checks the map against what is really
     // exported, so the linker need not refuse a map entry that is not defined yet.
     println!("cargo:rustc-cdylib-link-arg=-Wl,--undefined-version");
@@ -32,7 +35,9 @@ fn main() {
 /// OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out; the library lands in <target>/<profile>.
 /// The link may dangle until the cdylib is linked, which happens right after this script.
 fn link_soname(out: &Path) {
-    let Some(profile_dir) = out.ancestors().nth(3) else { return };
+    let Some(profile_dir) = out.ancestors().nth(3) else {
+        return;
+    };
     let link = profile_dir.join("libxenstore.so.4");
     if std::fs::symlink_metadata(&link).is_err() {
         let _ = std::os::unix::fs::symlink("libxenstore.so", &link);
@@ -53,11 +58,16 @@ fn generate_wire_header(root: &Path, out: &Path) {
     table.push_str("};\n#endif\n");
 
     let export = cbindgen::ExportConfig {
-        include: ["xsd_sockmsg_type", "xsd_sockmsg", "xs_watch_type", "XENSTORE_RING_IDX",
-                  "xenstore_domain_interface"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        include: [
+            "xsd_sockmsg_type",
+            "xsd_sockmsg",
+            "xs_watch_type",
+            "XENSTORE_RING_IDX",
+            "xenstore_domain_interface",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         ..Default::default()
     };
     let header = "/* SPDX-License-Identifier: MIT */\n\

@@ -10,13 +10,13 @@
 //! - [`embedded`]: the in-process store behind `XENSTORE_EMBEDDED=1`, and simulated guests.
 //! - `ffi`: the exported `xs_*` C functions, a thin shell over [`client`].
 
-pub mod wire;
-pub mod store;
-pub mod ring;
-pub mod server;
 pub mod client;
 pub mod embedded;
 pub mod ffi;
+pub mod ring;
+pub mod server;
+pub mod store;
+pub mod wire;
 
 #[cfg(test)]
 mod header_tests {

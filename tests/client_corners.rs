@@ -15,7 +15,11 @@ use xenstore::wire::MsgType;
 
 unsafe fn strings(block: *mut *mut c_char, n: c_uint) -> Vec<String> {
     let v = (0..n as usize)
-        .map(|i| std::ffi::CStr::from_ptr(*block.add(i)).to_string_lossy().into_owned())
+        .map(|i| {
+            std::ffi::CStr::from_ptr(*block.add(i))
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     libc::free(block.cast());
     v
@@ -35,7 +39,11 @@ fn directory_part_assembles_the_pieces() {
                 Some(MsgType::XS_DIRECTORY_PART) => {
                     let off: usize = r.strings()[1].parse().unwrap();
                     seen.lock().unwrap().push(off);
-                    let chunk = list[off..].split_inclusive(|&c| c == 0).take(2).collect::<Vec<_>>().concat();
+                    let chunk = list[off..]
+                        .split_inclusive(|&c| c == 0)
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .concat();
                     let mut body = b"7\0".to_vec();
                     body.extend_from_slice(&chunk);
                     if off + chunk.len() == list.len() {
@@ -69,10 +77,10 @@ fn directory_part_restarts_when_generation_changes() {
                     calls += 1;
                     let off = r.strings()[1].clone();
                     let body: &[u8] = match (calls, off.as_str()) {
-                        (1, "0") => b"1\0old\0",         // first part, generation 1
-                        (2, "4") => b"2\0zzz\0\0",       // node changed: generation 2
-                        (3, "0") => b"2\0new1\0",        // restart from 0
-                        (4, "5") => b"2\0new2\0\0",      // end
+                        (1, "0") => b"1\0old\0",    // first part, generation 1
+                        (2, "4") => b"2\0zzz\0\0",  // node changed: generation 2
+                        (3, "0") => b"2\0new1\0",   // restart from 0
+                        (4, "5") => b"2\0new2\0\0", // end
                         _ => b"9\0bad\0\0",
                     };
                     p.reply(&r, body);
@@ -82,7 +90,10 @@ fn directory_part_restarts_when_generation_changes() {
         }
     });
     let h = srv.handle(0);
-    assert_eq!(h.directory(0, b"/big").unwrap(), vec![b"new1".to_vec(), b"new2".to_vec()]);
+    assert_eq!(
+        h.directory(0, b"/big").unwrap(),
+        vec![b"new1".to_vec(), b"new2".to_vec()]
+    );
 }
 
 #[test]
@@ -114,7 +125,10 @@ fn wrong_reply_type_closes_the_connection() {
         assert!(xs_read(h, 0, c("/a").as_ptr(), null_mut()).is_null());
         assert_eq!(errno(), libc::EBADF);
         set_errno(0);
-        assert!(!xs_mkdir(h, 0, c("/a").as_ptr()), "closed for good, as the C library does");
+        assert!(
+            !xs_mkdir(h, 0, c("/a").as_ptr()),
+            "closed for good, as the C library does"
+        );
         assert_eq!(errno(), libc::EBADF);
         xs_close(h);
     }
@@ -125,7 +139,12 @@ fn daemon_dying_mid_reply_gives_errors_not_hangs() {
     let srv = Server::start(|mut p| {
         if let Some(r) = p.recv() {
             // Header promising 10 bytes, then only 3, then gone.
-            let h = xenstore::wire::Header { ty: r.hdr.ty, req_id: r.hdr.req_id, tx_id: 0, len: 10 };
+            let h = xenstore::wire::Header {
+                ty: r.hdr.ty,
+                req_id: r.hdr.req_id,
+                tx_id: 0,
+                len: 10,
+            };
             let mut m = h.to_bytes().to_vec();
             m.extend_from_slice(b"abc");
             use std::io::Write;
@@ -146,14 +165,22 @@ fn daemon_dying_mid_reply_gives_errors_not_hangs() {
 fn oversized_reply_header_kills_the_connection() {
     let srv = Server::start(|mut p| {
         if let Some(r) = p.recv() {
-            let h = xenstore::wire::Header { ty: r.hdr.ty, req_id: r.hdr.req_id, tx_id: 0, len: 5000 };
+            let h = xenstore::wire::Header {
+                ty: r.hdr.ty,
+                req_id: r.hdr.req_id,
+                tx_id: 0,
+                len: 5000,
+            };
             use std::io::Write;
             let _ = p.s.write_all(&h.to_bytes());
             std::thread::sleep(Duration::from_secs(1));
         }
     });
     let h = srv.handle(0);
-    assert_eq!(within(10, move || h.read(0, b"/a")), Err(Errno(libc::E2BIG)));
+    assert_eq!(
+        within(10, move || h.read(0, b"/a")),
+        Err(Errno(libc::E2BIG))
+    );
 }
 
 /// Several threads share one handle; the store collects all their requests before answering
@@ -191,7 +218,12 @@ fn replies_out_of_order_reach_their_requesters() {
             })
         })
         .collect();
-    let results = within(20, move || threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>());
+    let results = within(20, move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
     for (path, r) in results {
         assert_eq!(r.unwrap(), format!("value of {path}").into_bytes());
     }
@@ -234,7 +266,12 @@ fn out_of_order_with_watch_thread() {
             })
         })
         .collect();
-    let results = within(20, move || threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>());
+    let results = within(20, move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
     for (path, r) in results {
         assert_eq!(r.unwrap(), path.into_bytes());
     }
@@ -336,9 +373,18 @@ fn destroy_postfork_in_a_child() {
         }
         let mut status = 0;
         assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
         // The parent's connection is untouched.
-        assert!(xs_write(h, 0, c("/after").as_ptr(), b"1".as_ptr().cast(), 1));
+        assert!(xs_write(
+            h,
+            0,
+            c("/after").as_ptr(),
+            b"1".as_ptr().cast(),
+            1
+        ));
         let mut n = 0;
         let ev = xs_read_watch(h, &mut n);
         assert!(!ev.is_null());
@@ -362,11 +408,17 @@ fn watch_thread_blocks_all_signals() {
             continue;
         }
         let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim().to_string();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .unwrap()
+            .trim()
+            .to_string();
         let mask = u64::from_str_radix(&blocked, 16).unwrap();
         // SIGKILL and SIGSTOP cannot be blocked; glibc also keeps its two internal signals
         // (32, 33) out of a sigfillset mask.
-        let unblockable = (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1)) | (1 << 31) | (1 << 32);
+        let unblockable =
+            (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1)) | (1 << 31) | (1 << 32);
         assert_eq!(mask | unblockable, u64::MAX, "SigBlk {blocked}");
         found = true;
     }

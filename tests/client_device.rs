@@ -24,13 +24,28 @@ fn pty() -> Pty {
     let (mut m, mut s) = (0, 0);
     let mut name = [0 as libc::c_char; 128];
     unsafe {
-        assert_eq!(libc::openpty(&mut m, &mut s, name.as_mut_ptr(), std::ptr::null(), std::ptr::null()), 0);
+        assert_eq!(
+            libc::openpty(
+                &mut m,
+                &mut s,
+                name.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null()
+            ),
+            0
+        );
         let mut t: libc::termios = std::mem::zeroed();
         assert_eq!(libc::tcgetattr(s, &mut t), 0);
         libc::cfmakeraw(&mut t);
         assert_eq!(libc::tcsetattr(s, libc::TCSANOW, &t), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
-        Pty { master: File::from_raw_fd(m), slave_path: path, _slave: File::from_raw_fd(s) }
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        Pty {
+            master: File::from_raw_fd(m),
+            slave_path: path,
+            _slave: File::from_raw_fd(s),
+        }
     }
 }
 
@@ -62,7 +77,11 @@ fn device_transport_over_a_pty() {
     serve_master(pty.master.try_clone().unwrap());
     let path = std::ffi::CString::new(pty.slave_path.clone()).unwrap();
     let t = StreamTransport::connect(&path).unwrap();
-    assert_eq!(t.kind(), StreamKind::Device, "a character device is not a socket");
+    assert_eq!(
+        t.kind(),
+        StreamKind::Device,
+        "a character device is not a socket"
+    );
     let h = Arc::new(Handle::with_transport(Box::new(t), 0));
 
     assert_eq!(h.read(0, b"/a").unwrap(), b"dev:/a");
@@ -84,12 +103,17 @@ fn device_transport_over_a_pty() {
             std::thread::spawn(move || {
                 for j in 0..20 {
                     let p = format!("/t{i}/{j}");
-                    assert_eq!(h.read(0, p.as_bytes()).unwrap(), format!("dev:{p}").into_bytes());
+                    assert_eq!(
+                        h.read(0, p.as_bytes()).unwrap(),
+                        format!("dev:{p}").into_bytes()
+                    );
                 }
             })
         })
         .collect();
-    within(30, move || threads.into_iter().for_each(|t| t.join().unwrap()));
+    within(30, move || {
+        threads.into_iter().for_each(|t| t.join().unwrap())
+    });
 }
 
 /// Every message goes to the device in one write: the master sees whole messages per read.
@@ -127,7 +151,10 @@ fn xs_open_uses_xenstored_path_for_the_device() {
         assert!(!h.is_null(), "errno {}", errno());
         let mut len = 0;
         let v = ffi::xs_read(h, 0, c("/x").as_ptr(), &mut len);
-        assert_eq!(std::slice::from_raw_parts(v as *const u8, len as usize), b"dev:/x");
+        assert_eq!(
+            std::slice::from_raw_parts(v as *const u8, len as usize),
+            b"dev:/x"
+        );
         libc::free(v);
         ffi::xs_close(h);
     }

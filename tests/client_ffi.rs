@@ -36,7 +36,13 @@ fn read_write_and_shapes() {
     let srv = store.serve();
     let h = srv.c_handle(0);
     unsafe {
-        assert!(xs_write(h, 0, c("/a").as_ptr(), b"hello".as_ptr().cast(), 5));
+        assert!(xs_write(
+            h,
+            0,
+            c("/a").as_ptr(),
+            b"hello".as_ptr().cast(),
+            5
+        ));
         let mut len: c_uint = 99;
         let v = xs_read(h, 0, c("/a").as_ptr(), &mut len) as *mut u8;
         assert_eq!(len, 5);
@@ -55,16 +61,28 @@ fn read_write_and_shapes() {
 
         assert!(xs_mkdir(h, 0, c("/d").as_ptr()));
         for k in ["x", "yy", "zzz"] {
-            assert!(xs_write(h, 0, c(&format!("/d/{k}")).as_ptr(), b"1".as_ptr().cast(), 1));
+            assert!(xs_write(
+                h,
+                0,
+                c(&format!("/d/{k}")).as_ptr(),
+                b"1".as_ptr().cast(),
+                1
+            ));
         }
         let mut n: c_uint = 0;
         let d = xs_directory(h, 0, c("/d").as_ptr(), &mut n);
         assert_eq!(n, 3);
-        assert_eq!(take_strings(d, n), vec![b"x".to_vec(), b"yy".to_vec(), b"zzz".to_vec()]);
+        assert_eq!(
+            take_strings(d, n),
+            vec![b"x".to_vec(), b"yy".to_vec(), b"zzz".to_vec()]
+        );
 
         assert!(xs_mkdir(h, 0, c("/empty").as_ptr()));
         let d = xs_directory(h, 0, c("/empty").as_ptr(), &mut n);
-        assert!(!d.is_null(), "an empty directory is an empty list, not a failure");
+        assert!(
+            !d.is_null(),
+            "an empty directory is an empty list, not a failure"
+        );
         assert_eq!(n, 0);
         libc::free(d.cast());
 
@@ -83,15 +101,36 @@ fn errors_and_bad_arguments() {
     let h = srv.c_handle(0);
     unsafe {
         let cases: [(&dyn Fn() -> bool, &str); 9] = [
-            (&|| xs_read(null_mut(), 0, c("/a").as_ptr(), null_mut()).is_null(), "NULL handle"),
-            (&|| xs_read(h, 0, std::ptr::null(), null_mut()).is_null(), "NULL path"),
-            (&|| !xs_watch(h, c("/a").as_ptr(), std::ptr::null()), "NULL token"),
-            (&|| !xs_watch(null_mut(), c("/a").as_ptr(), c("t").as_ptr()), "NULL handle watch"),
-            (&|| !xs_write(h, 0, c("/a").as_ptr(), std::ptr::null(), 3), "NULL data"),
+            (
+                &|| xs_read(null_mut(), 0, c("/a").as_ptr(), null_mut()).is_null(),
+                "NULL handle",
+            ),
+            (
+                &|| xs_read(h, 0, std::ptr::null(), null_mut()).is_null(),
+                "NULL path",
+            ),
+            (
+                &|| !xs_watch(h, c("/a").as_ptr(), std::ptr::null()),
+                "NULL token",
+            ),
+            (
+                &|| !xs_watch(null_mut(), c("/a").as_ptr(), c("t").as_ptr()),
+                "NULL handle watch",
+            ),
+            (
+                &|| !xs_write(h, 0, c("/a").as_ptr(), std::ptr::null(), 3),
+                "NULL data",
+            ),
             (&|| xs_fileno(null_mut()) == -1, "NULL fileno"),
             (&|| xs_check_watch(null_mut()).is_null(), "NULL check_watch"),
-            (&|| xs_transaction_start(null_mut()) == 0, "NULL transaction_start"),
-            (&|| !xs_path_is_subpath(std::ptr::null(), c("/a").as_ptr()), "NULL subpath"),
+            (
+                &|| xs_transaction_start(null_mut()) == 0,
+                "NULL transaction_start",
+            ),
+            (
+                &|| !xs_path_is_subpath(std::ptr::null(), c("/a").as_ptr()),
+                "NULL subpath",
+            ),
         ];
         for (f, name) in cases {
             set_errno(0);
@@ -107,9 +146,21 @@ fn errors_and_bad_arguments() {
         // Over-long payloads are refused before sending; the connection stays usable.
         let big = vec![b'x'; 4096];
         set_errno(0);
-        assert!(!xs_write(h, 0, c("/big").as_ptr(), big.as_ptr().cast(), 4096));
+        assert!(!xs_write(
+            h,
+            0,
+            c("/big").as_ptr(),
+            big.as_ptr().cast(),
+            4096
+        ));
         assert_eq!(errno(), libc::E2BIG);
-        assert!(xs_write(h, 0, c("/big").as_ptr(), big.as_ptr().cast(), 4091)); // "/big\0" + 4091 = 4096;
+        assert!(xs_write(
+            h,
+            0,
+            c("/big").as_ptr(),
+            big.as_ptr().cast(),
+            4091
+        )); // "/big\0" + 4091 = 4096;
         let long_path = c(&format!("/{}", "p".repeat(5000)));
         assert!(xs_read(h, 0, long_path.as_ptr(), null_mut()).is_null());
         assert_eq!(errno(), libc::E2BIG);
@@ -128,7 +179,13 @@ fn error_names_become_errno() {
         }
     });
     let h = srv.c_handle(0);
-    for (name, e) in [("EACCES", libc::EACCES), ("EAGAIN", libc::EAGAIN), ("E2BIG", libc::E2BIG), ("EWHAT", libc::EINVAL), ("EPERM", libc::EPERM)] {
+    for (name, e) in [
+        ("EACCES", libc::EACCES),
+        ("EAGAIN", libc::EAGAIN),
+        ("E2BIG", libc::E2BIG),
+        ("EWHAT", libc::EINVAL),
+        ("EPERM", libc::EPERM),
+    ] {
         unsafe {
             set_errno(0);
             // E2BIG on DIRECTORY would switch to DIRECTORY_PART; READ keeps it plain.
@@ -151,29 +208,67 @@ fn permissions_both_ways() {
         assert_eq!(n, 2);
         let got = std::slice::from_raw_parts(p, 2).to_vec();
         libc::free(p.cast());
-        assert_eq!((got[0].id, got[0].perms, got[1].id, got[1].perms), (0, 0, 5, 1));
+        assert_eq!(
+            (got[0].id, got[0].perms, got[1].id, got[1].perms),
+            (0, 0, 5, 1)
+        );
 
         let mut set = [
             xs_permissions { id: 0, perms: 0 },
-            xs_permissions { id: 7, perms: 3 | 0x10 },
-            xs_permissions { id: u32::MAX, perms: 2 },
+            xs_permissions {
+                id: 7,
+                perms: 3 | 0x10,
+            },
+            xs_permissions {
+                id: u32::MAX,
+                perms: 2,
+            },
         ];
-        assert!(xs_set_permissions(h, 0, c("/p").as_ptr(), set.as_mut_ptr(), 3));
-        let last = store.log().into_iter().rev().find(|r| r.ty() == Some(MsgType::XS_SET_PERMS)).unwrap();
+        assert!(xs_set_permissions(
+            h,
+            0,
+            c("/p").as_ptr(),
+            set.as_mut_ptr(),
+            3
+        ));
+        let last = store
+            .log()
+            .into_iter()
+            .rev()
+            .find(|r| r.ty() == Some(MsgType::XS_SET_PERMS))
+            .unwrap();
         assert_eq!(last.body, b"/p\0n0\0b7\0w-1\0");
         set[0].perms = 8;
         set_errno(0);
-        assert!(!xs_set_permissions(h, 0, c("/p").as_ptr(), set.as_mut_ptr(), 3));
+        assert!(!xs_set_permissions(
+            h,
+            0,
+            c("/p").as_ptr(),
+            set.as_mut_ptr(),
+            3
+        ));
         assert_eq!(errno(), libc::EINVAL);
 
         let mut out = [xs_permissions { id: 9, perms: 9 }; 3];
-        assert!(xs_strings_to_perms(out.as_mut_ptr(), 3, b"r1\0b0x10\0n-1\0".as_ptr().cast()));
+        assert!(xs_strings_to_perms(
+            out.as_mut_ptr(),
+            3,
+            b"r1\0b0x10\0n-1\0".as_ptr().cast()
+        ));
         assert_eq!((out[0].id, out[0].perms), (1, 1));
         assert_eq!((out[1].id, out[1].perms), (16, 3));
         assert_eq!((out[2].id, out[2].perms), (u32::MAX, 0));
-        assert!(!xs_strings_to_perms(out.as_mut_ptr(), 1, b"q1\0".as_ptr().cast()));
+        assert!(!xs_strings_to_perms(
+            out.as_mut_ptr(),
+            1,
+            b"q1\0".as_ptr().cast()
+        ));
         assert_eq!(errno(), libc::EINVAL);
-        assert!(!xs_strings_to_perms(out.as_mut_ptr(), 1, b"r\0".as_ptr().cast()));
+        assert!(!xs_strings_to_perms(
+            out.as_mut_ptr(),
+            1,
+            b"r\0".as_ptr().cast()
+        ));
         assert!(xs_strings_to_perms(out.as_mut_ptr(), 0, std::ptr::null()));
         xs_close(h);
     }
@@ -206,7 +301,14 @@ fn message_formats_of_the_domain_calls() {
         assert!(xs_set_features_domain(h, 3, 1));
         let mut n = 0;
         let q = xs_get_quota_names(h, &mut n);
-        assert_eq!(take_strings(q as *mut *mut c_char, n), vec![b"nodes".to_vec(), b"watches".to_vec(), b"transactions".to_vec()]);
+        assert_eq!(
+            take_strings(q as *mut *mut c_char, n),
+            vec![
+                b"nodes".to_vec(),
+                b"watches".to_vec(),
+                b"transactions".to_vec()
+            ]
+        );
         let mut v = 0;
         assert!(xs_get_global_quota(h, c("nodes").as_ptr(), &mut v));
         assert_eq!(v, 1000);
@@ -221,22 +323,60 @@ fn message_formats_of_the_domain_calls() {
         xs_close(h);
     }
     let log = store.log();
-    let find = |ty: MsgType| log.iter().filter(move |r| r.ty() == Some(ty)).map(|r| (r.hdr.tx_id, r.body.clone())).collect::<Vec<_>>();
-    assert_eq!(find(MsgType::XS_TRANSACTION_START), vec![(0, b"\0".to_vec())]);
-    assert_eq!(find(MsgType::XS_TRANSACTION_END), vec![(1, b"T\0".to_vec()), (1, b"F\0".to_vec())]);
+    let find = |ty: MsgType| {
+        log.iter()
+            .filter(move |r| r.ty() == Some(ty))
+            .map(|r| (r.hdr.tx_id, r.body.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        find(MsgType::XS_TRANSACTION_START),
+        vec![(0, b"\0".to_vec())]
+    );
+    assert_eq!(
+        find(MsgType::XS_TRANSACTION_END),
+        vec![(1, b"T\0".to_vec()), (1, b"F\0".to_vec())]
+    );
     assert_eq!(find(MsgType::XS_WRITE), vec![(1, b"/t\0v".to_vec())]);
-    assert_eq!(find(MsgType::XS_INTRODUCE)[0].1, b"5\x0020015998343868\x007\0");
+    assert_eq!(
+        find(MsgType::XS_INTRODUCE)[0].1,
+        b"5\x0020015998343868\x007\0"
+    );
     assert_eq!(find(MsgType::XS_SET_TARGET)[0].1, b"5\x006\0");
     assert_eq!(find(MsgType::XS_RESUME)[0].1, b"5\0");
     assert_eq!(find(MsgType::XS_RELEASE)[0].1, b"5\0");
     assert_eq!(find(MsgType::XS_GET_DOMAIN_PATH)[0].1, b"12\0");
-    assert_eq!(find(MsgType::XS_GET_FEATURE).iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![b"".to_vec(), b"3\0".to_vec()]);
+    assert_eq!(
+        find(MsgType::XS_GET_FEATURE)
+            .iter()
+            .map(|x| x.1.clone())
+            .collect::<Vec<_>>(),
+        vec![b"".to_vec(), b"3\0".to_vec()]
+    );
     assert_eq!(find(MsgType::XS_SET_FEATURE)[0].1, b"3\x001\0");
-    let quotas: Vec<_> = find(MsgType::XS_GET_QUOTA).into_iter().map(|x| x.1).collect();
-    assert_eq!(quotas, vec![b"".to_vec(), b"nodes\0".to_vec(), b"3\0nodes\0".to_vec()]);
-    let setq: Vec<_> = find(MsgType::XS_SET_QUOTA).into_iter().map(|x| x.1).collect();
-    assert_eq!(setq, vec![b"nodes\x005\0".to_vec(), b"3\0nodes\x006\0".to_vec()]);
-    assert_eq!(find(MsgType::XS_CONTROL).iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![b"log\0on\0".to_vec(), b"print\0".to_vec()]);
+    let quotas: Vec<_> = find(MsgType::XS_GET_QUOTA)
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
+    assert_eq!(
+        quotas,
+        vec![b"".to_vec(), b"nodes\0".to_vec(), b"3\0nodes\0".to_vec()]
+    );
+    let setq: Vec<_> = find(MsgType::XS_SET_QUOTA)
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
+    assert_eq!(
+        setq,
+        vec![b"nodes\x005\0".to_vec(), b"3\0nodes\x006\0".to_vec()]
+    );
+    assert_eq!(
+        find(MsgType::XS_CONTROL)
+            .iter()
+            .map(|x| x.1.clone())
+            .collect::<Vec<_>>(),
+        vec![b"log\0on\0".to_vec(), b"print\0".to_vec()]
+    );
 }
 
 #[test]
@@ -266,12 +406,21 @@ fn watches_through_the_pipe() {
 
         // A second handle changes the node; the event arrives while nobody asks.
         let other = srv.c_handle(0);
-        assert!(xs_write(other, 0, c("/w/child").as_ptr(), b"1".as_ptr().cast(), 1));
+        assert!(xs_write(
+            other,
+            0,
+            c("/w/child").as_ptr(),
+            b"1".as_ptr().cast(),
+            1
+        ));
         assert!(readable(fd, 5000));
         let mut num = 0;
         let ev = xs_read_watch(h, &mut num);
         assert_eq!(num, 2);
-        assert_eq!(take_strings(ev, num), vec![b"/w/child".to_vec(), b"tok".to_vec()]);
+        assert_eq!(
+            take_strings(ev, num),
+            vec![b"/w/child".to_vec(), b"tok".to_vec()]
+        );
 
         // xs_read_watch blocks until an event comes.
         let hp = h as usize;
@@ -282,8 +431,17 @@ fn watches_through_the_pipe() {
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!reader.is_finished());
-        assert!(xs_write(other, 0, c("/w").as_ptr(), b"2".as_ptr().cast(), 1));
-        assert_eq!(reader.join().unwrap(), vec![b"/w".to_vec(), b"tok".to_vec()]);
+        assert!(xs_write(
+            other,
+            0,
+            c("/w").as_ptr(),
+            b"2".as_ptr().cast(),
+            1
+        ));
+        assert_eq!(
+            reader.join().unwrap(),
+            vec![b"/w".to_vec(), b"tok".to_vec()]
+        );
 
         assert!(xs_unwatch(h, c("/w").as_ptr(), c("tok").as_ptr()));
         set_errno(0);
@@ -308,7 +466,13 @@ fn unwatch_filter_drops_queued_events() {
             let fd = xs_fileno(h);
             assert!(xs_watch(h, c("/f").as_ptr(), c("a").as_ptr()));
             assert!(xs_watch(h, c("/g").as_ptr(), c("b").as_ptr()));
-            assert!(xs_write(other, 0, c("/f/x").as_ptr(), b"1".as_ptr().cast(), 1));
+            assert!(xs_write(
+                other,
+                0,
+                c("/f/x").as_ptr(),
+                b"1".as_ptr().cast(),
+                1
+            ));
             assert!(xs_unwatch(h, c("/f").as_ptr(), c("a").as_ptr()));
             let mut got = 0;
             loop {
@@ -362,12 +526,29 @@ fn watch_depth_needs_the_feature_and_caches_it_per_handle() {
     let h = srv.c_handle(0);
     unsafe {
         assert!(ffi::xs_watch_depth(h, c("/d").as_ptr(), c("t").as_ptr(), 2));
-        assert!(ffi::xs_watch_try_depth(h, c("/e").as_ptr(), c("u").as_ptr(), 0));
+        assert!(ffi::xs_watch_try_depth(
+            h,
+            c("/e").as_ptr(),
+            c("u").as_ptr(),
+            0
+        ));
         xs_close(h);
     }
-    let watches: Vec<_> = store.log().into_iter().filter(|r| r.ty() == Some(MsgType::XS_WATCH)).map(|r| r.body).collect();
-    assert_eq!(watches, vec![b"/d\0t\x002\0".to_vec(), b"/e\0u\x000\0".to_vec()]);
-    let asked = store.log().iter().filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE)).count();
+    let watches: Vec<_> = store
+        .log()
+        .into_iter()
+        .filter(|r| r.ty() == Some(MsgType::XS_WATCH))
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(
+        watches,
+        vec![b"/d\0t\x002\0".to_vec(), b"/e\0u\x000\0".to_vec()]
+    );
+    let asked = store
+        .log()
+        .iter()
+        .filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE))
+        .count();
     assert_eq!(asked, 1, "features asked once per handle");
 
     // A server without the feature: depth is refused, try_depth falls back to a plain watch,
@@ -376,14 +557,35 @@ fn watch_depth_needs_the_feature_and_caches_it_per_handle() {
     let h = srv.c_handle(0);
     unsafe {
         set_errno(0);
-        assert!(!ffi::xs_watch_depth(h, c("/f").as_ptr(), c("t").as_ptr(), 1));
+        assert!(!ffi::xs_watch_depth(
+            h,
+            c("/f").as_ptr(),
+            c("t").as_ptr(),
+            1
+        ));
         assert_eq!(errno(), libc::ENOSYS);
-        assert!(ffi::xs_watch_try_depth(h, c("/g").as_ptr(), c("t").as_ptr(), 1));
+        assert!(ffi::xs_watch_try_depth(
+            h,
+            c("/g").as_ptr(),
+            c("t").as_ptr(),
+            1
+        ));
         xs_close(h);
     }
     let log = store.log();
-    let last = log.iter().rev().find(|r| r.ty() == Some(MsgType::XS_WATCH)).unwrap();
+    let last = log
+        .iter()
+        .rev()
+        .find(|r| r.ty() == Some(MsgType::XS_WATCH))
+        .unwrap();
     assert_eq!(last.body, b"/g\0t\0");
-    assert!(!log.iter().any(|r| r.ty() == Some(MsgType::XS_WATCH) && r.body.starts_with(b"/f")));
-    assert_eq!(log.iter().filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE)).count(), 2);
+    assert!(!log
+        .iter()
+        .any(|r| r.ty() == Some(MsgType::XS_WATCH) && r.body.starts_with(b"/f")));
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.ty() == Some(MsgType::XS_GET_FEATURE))
+            .count(),
+        2
+    );
 }

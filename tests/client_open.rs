@@ -48,6 +48,10 @@ fn open_follows_the_c_library_search_order() {
             assert_eq!(errno(), libc::ENOENT);
         }
     }
-    let made = store.log().iter().filter(|r| r.body.starts_with(b"/via-rundir")).count();
+    let made = store
+        .log()
+        .iter()
+        .filter(|r| r.body.starts_with(b"/via-rundir"))
+        .count();
     assert_eq!(made, 1);
 }

@@ -25,17 +25,31 @@ struct Lib {
 }
 
 fn ours() -> Lib {
-    Lib { open: ffi::xs_open, read: ffi::xs_read, watch: ffi::xs_watch, close: ffi::xs_close }
+    Lib {
+        open: ffi::xs_open,
+        read: ffi::xs_read,
+        watch: ffi::xs_watch,
+        close: ffi::xs_close,
+    }
 }
 
 fn debian() -> Option<Lib> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/.reference/root/usr/lib/x86_64-linux-gnu");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.reference/root/usr/lib/x86_64-linux-gnu"
+    );
     if !std::path::Path::new(&format!("{dir}/libxenstore.so.4")).exists() {
         return None;
     }
     unsafe {
-        libc::dlopen(c(&format!("{dir}/libxentoolcore.so.1")).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        let h = libc::dlopen(c(&format!("{dir}/libxenstore.so.4")).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        libc::dlopen(
+            c(&format!("{dir}/libxentoolcore.so.1")).as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        );
+        let h = libc::dlopen(
+            c(&format!("{dir}/libxenstore.so.4")).as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        );
         assert!(!h.is_null());
         let f = |n: &str| libc::dlsym(h, c(n).as_ptr());
         Some(Lib {
@@ -54,7 +68,11 @@ fn time_reads(lib: &Lib, n: usize, rounds: usize) -> (Duration, Duration) {
         let plain = (lib.open)(0);
         let watched = (lib.open)(0);
         assert!(!plain.is_null() && !watched.is_null());
-        assert!((lib.watch)(watched, c("/elsewhere").as_ptr(), c("t").as_ptr()));
+        assert!((lib.watch)(
+            watched,
+            c("/elsewhere").as_ptr(),
+            c("t").as_ptr()
+        ));
         let path = c("/k");
         let round = |h: *mut xs_handle| {
             let t = Instant::now();
@@ -81,7 +99,12 @@ fn time_reads(lib: &Lib, n: usize, rounds: usize) -> (Duration, Duration) {
 
 fn serve() -> (MiniStore, Server) {
     let store = MiniStore::new();
-    store.state.lock().unwrap().nodes.insert("/k".into(), b"value".to_vec());
+    store
+        .state
+        .lock()
+        .unwrap()
+        .nodes
+        .insert("/k".into(), b"value".to_vec());
     let srv = store.serve();
     std::env::set_var("XENSTORED_PATH", &srv.path);
     (store, srv)
@@ -93,7 +116,10 @@ fn a_watch_does_not_slow_requests_down() {
     let (plain, watched) = time_reads(&ours(), 200, 15);
     // Generous bound: a thread hop per reply would show as a large factor; scheduling noise on
     // a shared machine must not fail the build.
-    assert!(watched < plain * 2, "with a watch: {watched:?} per read, without: {plain:?}");
+    assert!(
+        watched < plain * 2,
+        "with a watch: {watched:?} per read, without: {plain:?}"
+    );
 }
 
 #[test]

@@ -13,7 +13,10 @@ use client_support::*;
 use ffi::{xs_handle, xs_permissions};
 use xenstore::wire::MsgType;
 
-const REF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.reference/root/usr/lib/x86_64-linux-gnu");
+const REF_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/.reference/root/usr/lib/x86_64-linux-gnu"
+);
 
 /// The VERS_4.0 functions, from one library or the other.
 #[allow(clippy::type_complexity)]
@@ -24,9 +27,21 @@ struct Api {
     write: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char, *const c_void, c_uint) -> bool,
     mkdir: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char) -> bool,
     rm: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char) -> bool,
-    directory: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char, *mut c_uint) -> *mut *mut c_char,
-    get_perms: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char, *mut c_uint) -> *mut xs_permissions,
-    set_perms: unsafe extern "C" fn(*mut xs_handle, u32, *const c_char, *mut xs_permissions, c_uint) -> bool,
+    directory:
+        unsafe extern "C" fn(*mut xs_handle, u32, *const c_char, *mut c_uint) -> *mut *mut c_char,
+    get_perms: unsafe extern "C" fn(
+        *mut xs_handle,
+        u32,
+        *const c_char,
+        *mut c_uint,
+    ) -> *mut xs_permissions,
+    set_perms: unsafe extern "C" fn(
+        *mut xs_handle,
+        u32,
+        *const c_char,
+        *mut xs_permissions,
+        c_uint,
+    ) -> bool,
     watch: unsafe extern "C" fn(*mut xs_handle, *const c_char, *const c_char) -> bool,
     read_watch: unsafe extern "C" fn(*mut xs_handle, *mut c_uint) -> *mut *mut c_char,
     check_watch: unsafe extern "C" fn(*mut xs_handle) -> *mut *mut c_char,
@@ -40,7 +55,8 @@ struct Api {
     release: unsafe extern "C" fn(*mut xs_handle, c_uint) -> bool,
     domain_path: unsafe extern "C" fn(*mut xs_handle, c_uint) -> *mut c_char,
     introduced: unsafe extern "C" fn(*mut xs_handle, c_uint) -> bool,
-    control: unsafe extern "C" fn(*mut xs_handle, *const c_char, *mut c_void, c_uint) -> *mut c_char,
+    control:
+        unsafe extern "C" fn(*mut xs_handle, *const c_char, *mut c_void, c_uint) -> *mut c_char,
     suspend_port: unsafe extern "C" fn(c_int) -> c_int,
     rundir: unsafe extern "C" fn() -> *const c_char,
     socket: unsafe extern "C" fn() -> *const c_char,
@@ -92,7 +108,10 @@ fn reference() -> Option<Api> {
     }
     unsafe {
         // Its NEEDED libxentoolcore.so.1 is found by soname once loaded by full path.
-        let tc = libc::dlopen(c(&format!("{REF_DIR}/libxentoolcore.so.1")).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        let tc = libc::dlopen(
+            c(&format!("{REF_DIR}/libxentoolcore.so.1")).as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        );
         assert!(!tc.is_null());
         let h = libc::dlopen(c(&lib).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
         assert!(!h.is_null());
@@ -169,7 +188,10 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
         let mut n: c_uint = 0;
         let mut len: c_uint = 0;
         set_errno(libc::EINTR);
-        out.push(format!("write {}", (api.write)(h, 0, c("/a").as_ptr(), b"hello".as_ptr().cast(), 5)));
+        out.push(format!(
+            "write {}",
+            (api.write)(h, 0, c("/a").as_ptr(), b"hello".as_ptr().cast(), 5)
+        ));
         // The C library leaves errno 0 after a successful exchange (test-xenstore relies on it).
         out.push(format!("errno after success {}", errno()));
         let v = (api.read)(h, 0, c("/a").as_ptr(), &mut len);
@@ -178,34 +200,63 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
         let v = (api.read)(h, 0, c("/missing").as_ptr(), &mut len);
         out.push(format!("read-missing {} {}", v.is_null(), errno()));
         set_errno(libc::EINTR);
-        out.push(format!("mkdir {} {}", (api.mkdir)(h, 0, c("/d").as_ptr()), errno()));
+        out.push(format!(
+            "mkdir {} {}",
+            (api.mkdir)(h, 0, c("/d").as_ptr()),
+            errno()
+        ));
         for k in ["x", "y"] {
-            (api.write)(h, 0, c(&format!("/d/{k}")).as_ptr(), b"1".as_ptr().cast(), 1);
+            (api.write)(
+                h,
+                0,
+                c(&format!("/d/{k}")).as_ptr(),
+                b"1".as_ptr().cast(),
+                1,
+            );
         }
         let d = (api.directory)(h, 0, c("/d").as_ptr(), &mut n);
         out.push(format!("dir {:?} {n}", take_list(d, n)));
         let p = (api.get_perms)(h, 0, c("/d").as_ptr(), &mut n);
-        let perms: Vec<(u32, u32)> = std::slice::from_raw_parts(p, n as usize).iter().map(|p| (p.id, p.perms)).collect();
+        let perms: Vec<(u32, u32)> = std::slice::from_raw_parts(p, n as usize)
+            .iter()
+            .map(|p| (p.id, p.perms))
+            .collect();
         libc::free(p.cast());
         out.push(format!("perms {perms:?}"));
         let mut set = [
             xs_permissions { id: 0, perms: 0 },
             xs_permissions { id: 5, perms: 1 },
-            xs_permissions { id: 7, perms: 3 | 0x10 },
-            xs_permissions { id: u32::MAX, perms: 2 },
+            xs_permissions {
+                id: 7,
+                perms: 3 | 0x10,
+            },
+            xs_permissions {
+                id: u32::MAX,
+                perms: 2,
+            },
         ];
-        out.push(format!("setperms {}", (api.set_perms)(h, 0, c("/d").as_ptr(), set.as_mut_ptr(), 4)));
+        out.push(format!(
+            "setperms {}",
+            (api.set_perms)(h, 0, c("/d").as_ptr(), set.as_mut_ptr(), 4)
+        ));
         let t = (api.tx_start)(h);
         out.push(format!("tx {t}"));
         (api.write)(h, t, c("/t").as_ptr(), b"v".as_ptr().cast(), 1);
         out.push(format!("commit {}", (api.tx_end)(h, t, false)));
         out.push(format!("abort {}", (api.tx_end)(h, t, true)));
-        out.push(format!("introduce {}", (api.introduce)(h, 5, 0xfeed_beef_1234, 7)));
+        out.push(format!(
+            "introduce {}",
+            (api.introduce)(h, 5, 0xfeed_beef_1234, 7)
+        ));
         out.push(format!("target {}", (api.set_target)(h, 5, 6)));
         out.push(format!("resume {}", (api.resume)(h, 5)));
         out.push(format!("release {}", (api.release)(h, 5)));
         out.push(format!("dompath {:?}", take_text((api.domain_path)(h, 12))));
-        out.push(format!("introduced {} {}", (api.introduced)(h, 0), (api.introduced)(h, 3)));
+        out.push(format!(
+            "introduced {} {}",
+            (api.introduced)(h, 0),
+            (api.introduced)(h, 3)
+        ));
         let r = (api.control)(h, c("log").as_ptr(), b"on".as_ptr() as *mut c_void, 2);
         out.push(format!("control {:?}", take_text(r)));
         let fd = (api.fileno)(h);
@@ -213,19 +264,43 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
         set_errno(0);
         let w = (api.check_watch)(h);
         out.push(format!("check-empty {} {}", w.is_null(), errno()));
-        out.push(format!("watch {}", (api.watch)(h, c("/w").as_ptr(), c("tok").as_ptr())));
+        out.push(format!(
+            "watch {}",
+            (api.watch)(h, c("/w").as_ptr(), c("tok").as_ptr())
+        ));
         let ev = (api.read_watch)(h, &mut n);
         out.push(format!("event {:?} {n}", take_list(ev, n)));
-        out.push(format!("unwatch {}", (api.unwatch)(h, c("/w").as_ptr(), c("tok").as_ptr())));
+        out.push(format!(
+            "unwatch {}",
+            (api.unwatch)(h, c("/w").as_ptr(), c("tok").as_ptr())
+        ));
         set_errno(0);
-        out.push(format!("unwatch-again {} {}", (api.unwatch)(h, c("/w").as_ptr(), c("tok").as_ptr()), errno()));
+        out.push(format!(
+            "unwatch-again {} {}",
+            (api.unwatch)(h, c("/w").as_ptr(), c("tok").as_ptr()),
+            errno()
+        ));
         out.push(format!("rm {}", (api.rm)(h, 0, c("/d").as_ptr())));
-        (api.write)(h, 0, c("/local/domain/3/device/suspend/event-channel").as_ptr(), b"17x".as_ptr().cast(), 3);
-        out.push(format!("suspend {} {}", (api.suspend_port)(3), (api.suspend_port)(4)));
+        (api.write)(
+            h,
+            0,
+            c("/local/domain/3/device/suspend/event-channel").as_ptr(),
+            b"17x".as_ptr().cast(),
+            3,
+        );
+        out.push(format!(
+            "suspend {} {}",
+            (api.suspend_port)(3),
+            (api.suspend_port)(4)
+        ));
         (api.close)(h);
     }
     std::env::remove_var("XENSTORED_PATH");
-    let log = store.log().into_iter().map(|r| (r.hdr.ty, r.hdr.tx_id, r.body)).collect();
+    let log = store
+        .log()
+        .into_iter()
+        .map(|r| (r.hdr.ty, r.hdr.tx_id, r.body))
+        .collect();
     (out, log)
 }
 
@@ -233,7 +308,12 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
 fn offline(api: &Api) -> Vec<String> {
     let mut out = Vec::new();
     unsafe {
-        for (rundir, path) in [(None, None), (Some("/tmp/rd"), None), (Some("/tmp/rd"), Some("/x/sock")), (Some(""), None)] {
+        for (rundir, path) in [
+            (None, None),
+            (Some("/tmp/rd"), None),
+            (Some("/tmp/rd"), Some("/x/sock")),
+            (Some(""), None),
+        ] {
             match rundir {
                 Some(r) => std::env::set_var("XENSTORED_RUNDIR", r),
                 None => std::env::remove_var("XENSTORED_RUNDIR"),
@@ -242,20 +322,52 @@ fn offline(api: &Api) -> Vec<String> {
                 Some(p) => std::env::set_var("XENSTORED_PATH", p),
                 None => std::env::remove_var("XENSTORED_PATH"),
             }
-            out.push(format!("{:?} {:?} {:?}", text((api.rundir)()), text((api.socket)()), text((api.socket_ro)())));
+            out.push(format!(
+                "{:?} {:?} {:?}",
+                text((api.rundir)()),
+                text((api.socket)()),
+                text((api.socket_ro)())
+            ));
         }
         std::env::set_var("XENSTORED_RUNDIR", "/r".repeat(3000));
         std::env::remove_var("XENSTORED_PATH");
         out.push(format!("long {:?}", text((api.socket)())));
         std::env::remove_var("XENSTORED_RUNDIR");
-        for s in [&b"r1\0"[..], b"b0x10\0", b"w010\0", b"n-1\0", b"n 7\0", b"r\0", b"x1\0", b"r1a\0", b"r0x\0", b"R1\0", b"r+3\0"] {
+        for s in [
+            &b"r1\0"[..],
+            b"b0x10\0",
+            b"w010\0",
+            b"n-1\0",
+            b"n 7\0",
+            b"r\0",
+            b"x1\0",
+            b"r1a\0",
+            b"r0x\0",
+            b"R1\0",
+            b"r+3\0",
+        ] {
             let mut p = [xs_permissions { id: 99, perms: 99 }];
             set_errno(0);
             let ok = (api.strings_to_perms)(p.as_mut_ptr(), 1, s.as_ptr().cast());
-            out.push(format!("perm {:?} {ok} {} {}", String::from_utf8_lossy(s), if ok { p[0].id } else { 0 }, if ok { p[0].perms } else { 0 }));
+            out.push(format!(
+                "perm {:?} {ok} {} {}",
+                String::from_utf8_lossy(s),
+                if ok { p[0].id } else { 0 },
+                if ok { p[0].perms } else { 0 }
+            ));
         }
-        for (a, b) in [("/a", "/a"), ("/a", "/a/b"), ("/a", "/ab"), ("", "/x"), ("/", "/x"), ("/a/", "/a/")] {
-            out.push(format!("sub {a} {b} {}", (api.subpath)(c(a).as_ptr(), c(b).as_ptr())));
+        for (a, b) in [
+            ("/a", "/a"),
+            ("/a", "/a/b"),
+            ("/a", "/ab"),
+            ("", "/x"),
+            ("/", "/x"),
+            ("/a/", "/a/"),
+        ] {
+            out.push(format!(
+                "sub {a} {b} {}",
+                (api.subpath)(c(a).as_ptr(), c(b).as_ptr())
+            ));
         }
     }
     out
@@ -285,6 +397,11 @@ fn same_behaviour_as_the_c_library() {
     }
     assert_eq!(our_wire.len(), ref_wire.len());
     if std::env::var_os("XS_SHOW").is_some() {
-        eprintln!("{:#?}\n{:#?}\n{} messages", offline(&ours), our_results, our_wire.len());
+        eprintln!(
+            "{:#?}\n{:#?}\n{} messages",
+            offline(&ours),
+            our_results,
+            our_wire.len()
+        );
     }
 }

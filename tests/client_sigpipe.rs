@@ -18,8 +18,18 @@ fn vanished_daemon_is_epipe_not_sigpipe() {
     std::thread::sleep(Duration::from_millis(100));
     unsafe {
         set_errno(0);
-        assert!(!ffi::xs_write(h, 0, c("/a").as_ptr(), b"x".as_ptr().cast(), 1));
-        assert_eq!(errno(), libc::EPIPE, "the write fails, as the C library's does");
+        assert!(!ffi::xs_write(
+            h,
+            0,
+            c("/a").as_ptr(),
+            b"x".as_ptr().cast(),
+            1
+        ));
+        assert_eq!(
+            errno(),
+            libc::EPIPE,
+            "the write fails, as the C library's does"
+        );
         set_errno(0);
         assert!(!ffi::xs_mkdir(h, 0, c("/b").as_ptr()));
         assert_eq!(errno(), libc::EBADF);

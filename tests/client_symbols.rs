@@ -11,7 +11,11 @@ const OPTIONAL: &[&str] = &[];
 
 /// name -> version, from the map.
 fn map_symbols() -> BTreeMap<String, String> {
-    let map = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/libxenstore.map")).unwrap();
+    let map = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/include/libxenstore.map"
+    ))
+    .unwrap();
     let mut out = BTreeMap::new();
     let mut version = String::new();
     for line in map.lines() {
@@ -34,7 +38,13 @@ fn library() -> PathBuf {
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--lib", "--quiet", "--manifest-path", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")]);
+    build.args([
+        "build",
+        "--lib",
+        "--quiet",
+        "--manifest-path",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+    ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
     }
@@ -46,8 +56,16 @@ fn library() -> PathBuf {
 }
 
 fn objdump(args: &[&str]) -> Option<String> {
-    let out = Command::new("objdump").args(args).arg(library()).output().ok()?;
-    assert!(out.status.success(), "objdump failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("objdump")
+        .args(args)
+        .arg(library())
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "objdump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
@@ -70,21 +88,34 @@ fn exports_exactly_the_map_with_versions() {
     for (name, version) in &map {
         match exported.get(name) {
             Some(v) => assert_eq!(v, version, "{name} exported with the wrong version"),
-            None => assert!(OPTIONAL.contains(&name.as_str()), "{name} ({version}) is not exported"),
+            None => assert!(
+                OPTIONAL.contains(&name.as_str()),
+                "{name} ({version}) is not exported"
+            ),
         }
     }
     for name in exported.keys() {
-        assert!(map.contains_key(name), "{name} is exported but not in the map");
+        assert!(
+            map.contains_key(name),
+            "{name} is exported but not in the map"
+        );
     }
 }
 
 #[test]
 fn needs_no_other_xen_library_and_has_the_soname() {
-    let Some(dynamic) = objdump(&["-p"]) else { return };
-    let needed: Vec<&str> = dynamic.lines().filter(|l| l.trim_start().starts_with("NEEDED")).collect();
+    let Some(dynamic) = objdump(&["-p"]) else {
+        return;
+    };
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.trim_start().starts_with("NEEDED"))
+        .collect();
     assert!(!needed.is_empty());
     for n in &needed {
         assert!(!n.contains("libxen"), "depends on another Xen library: {n}");
     }
-    assert!(dynamic.lines().any(|l| l.contains("SONAME") && l.contains("libxenstore.so.4")));
+    assert!(dynamic
+        .lines()
+        .any(|l| l.contains("SONAME") && l.contains("libxenstore.so.4")));
 }

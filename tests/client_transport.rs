@@ -33,7 +33,10 @@ impl InProcess {
     fn new() -> InProcess {
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         assert!(fd >= 0);
-        InProcess { shared: Default::default(), doorbell: fd }
+        InProcess {
+            shared: Default::default(),
+            doorbell: fd,
+        }
     }
 
     fn push(shared: &(Mutex<Shared>, Condvar), doorbell: RawFd, m: Message) {
@@ -50,7 +53,12 @@ impl InProcess {
         let (shared, fd) = (self.shared.clone(), self.doorbell);
         move |path, token| {
             let body = format!("{path}\0{token}\0").into_bytes();
-            let header = Header { ty: MsgType::XS_WATCH_EVENT as u32, req_id: 0, tx_id: 0, len: body.len() as u32 };
+            let header = Header {
+                ty: MsgType::XS_WATCH_EVENT as u32,
+                req_id: 0,
+                tx_id: 0,
+                len: body.len() as u32,
+            };
             InProcess::push(&shared, fd, Message { header, body });
         }
     }
@@ -60,8 +68,21 @@ impl Transport for InProcess {
     fn send(&self, msg: &[u8]) -> Result<(), Errno> {
         let h = Header::parse(msg[..16].try_into().unwrap()).unwrap();
         let body = &msg[16..];
-        self.shared.0.lock().unwrap().answered_in.push(std::thread::current().id());
-        let reply = |ty: u32, b: &[u8]| Message { header: Header { ty, req_id: h.req_id, tx_id: h.tx_id, len: b.len() as u32 }, body: b.to_vec() };
+        self.shared
+            .0
+            .lock()
+            .unwrap()
+            .answered_in
+            .push(std::thread::current().id());
+        let reply = |ty: u32, b: &[u8]| Message {
+            header: Header {
+                ty,
+                req_id: h.req_id,
+                tx_id: h.tx_id,
+                len: b.len() as u32,
+            },
+            body: b.to_vec(),
+        };
         match MsgType::from_u32(h.ty) {
             Some(MsgType::XS_READ) => {
                 let mut v = b"in-process:".to_vec();
@@ -72,10 +93,19 @@ impl Transport for InProcess {
                 InProcess::push(&self.shared, self.doorbell, reply(h.ty, b"OK\0"));
                 let parts = xenstore::wire::split_strings(body);
                 let ev = [parts[0], b"\0", parts[1], b"\0"].concat();
-                let header = Header { ty: MsgType::XS_WATCH_EVENT as u32, req_id: 0, tx_id: 0, len: ev.len() as u32 };
+                let header = Header {
+                    ty: MsgType::XS_WATCH_EVENT as u32,
+                    req_id: 0,
+                    tx_id: 0,
+                    len: ev.len() as u32,
+                };
                 InProcess::push(&self.shared, self.doorbell, Message { header, body: ev });
             }
-            _ => InProcess::push(&self.shared, self.doorbell, reply(MsgType::XS_ERROR as u32, b"ENOSYS\0")),
+            _ => InProcess::push(
+                &self.shared,
+                self.doorbell,
+                reply(MsgType::XS_ERROR as u32, b"ENOSYS\0"),
+            ),
         }
         Ok(())
     }
@@ -133,13 +163,19 @@ fn replies_are_taken_in_the_callers_thread() {
     let h = Handle::with_transport(Box::new(t), 0);
     for i in 0..10 {
         let p = format!("/n{i}");
-        assert_eq!(h.read(0, p.as_bytes()).unwrap(), format!("in-process:{p}").into_bytes());
+        assert_eq!(
+            h.read(0, p.as_bytes()).unwrap(),
+            format!("in-process:{p}").into_bytes()
+        );
     }
     assert_eq!(h.mkdir(0, b"/x"), Err(Errno(libc::ENOSYS)));
     let me = std::thread::current().id();
     let s = shared.0.lock().unwrap();
     assert!(s.answered_in.iter().all(|t| *t == me));
-    assert!(s.received_in.iter().all(|t| *t == me), "a reply went through another thread");
+    assert!(
+        s.received_in.iter().all(|t| *t == me),
+        "a reply went through another thread"
+    );
     assert_eq!(s.received_in.len(), 11);
 }
 
@@ -166,7 +202,10 @@ fn events_from_other_threads_reach_the_watch_queue() {
     });
     for i in 0..5 {
         assert!(readable(fd, 5000));
-        let ev = h.check_watch().unwrap().expect("pipe readable means an event waits");
+        let ev = h
+            .check_watch()
+            .unwrap()
+            .expect("pipe readable means an event waits");
         assert_eq!(ev.path(), format!("/w/{i}").as_bytes());
     }
     // Requests still work alongside.

@@ -47,7 +47,13 @@ enum Tx {
 enum Step {
     Open(usize),
     Close(usize),
-    Send { conn: usize, tx: Tx, ty: u32, payload: Vec<u8>, bind: Option<String> },
+    Send {
+        conn: usize,
+        tx: Tx,
+        ty: u32,
+        payload: Vec<u8>,
+        bind: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -122,11 +128,20 @@ fn parse_sequence(text: &str) -> Result<Vec<Line>, String> {
         let rest = words.next().unwrap_or("");
         let step = match first {
             "open" | "close" => {
-                let c: usize = rest.trim().parse().map_err(|_| err(format!("bad connection {rest}")))?;
-                if first == "open" { Step::Open(c) } else { Step::Close(c) }
+                let c: usize = rest
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("bad connection {rest}")))?;
+                if first == "open" {
+                    Step::Open(c)
+                } else {
+                    Step::Close(c)
+                }
             }
             _ => {
-                let conn: usize = first.parse().map_err(|_| err(format!("bad connection {first}")))?;
+                let conn: usize = first
+                    .parse()
+                    .map_err(|_| err(format!("bad connection {first}")))?;
                 let (mut tok, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
                 let mut tx = Tx::None;
                 if let Some(name) = tok.strip_prefix('@') {
@@ -138,17 +153,30 @@ fn parse_sequence(text: &str) -> Result<Vec<Line>, String> {
                 }
                 let ty = parse_type(tok).map_err(err)?;
                 let payload = parse_payload(rest).map_err(err)?;
-                Step::Send { conn, tx, ty, payload, bind }
+                Step::Send {
+                    conn,
+                    tx,
+                    ty,
+                    payload,
+                    bind,
+                }
             }
         };
-        lines.push(Line { no, text: t.to_string(), step, diff });
+        lines.push(Line {
+            no,
+            text: t.to_string(),
+            step,
+            diff,
+        });
     }
     Ok(lines)
 }
 
 /// How a message is shown (and compared): header fields and the payload with escapes.
 fn show(m: &Msg) -> String {
-    let name = MsgType::from_u32(m.ty).map(|t| t.name().to_string()).unwrap_or(format!("#{}", m.ty));
+    let name = MsgType::from_u32(m.ty)
+        .map(|t| t.name().to_string())
+        .unwrap_or(format!("#{}", m.ty));
     let mut p = String::new();
     let mut i = 0;
     let b = &m.payload;
@@ -193,15 +221,30 @@ fn run_sequence(socket: &Path, lines: &[Line]) -> Vec<StepOutput> {
                 // Give the daemon a moment to notice before the next step's requests.
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Step::Send { conn, tx, ty, payload, bind } => {
+            Step::Send {
+                conn,
+                tx,
+                ty,
+                payload,
+                bind,
+            } => {
                 let tx_id = match tx {
                     Tx::None => 0,
                     Tx::Num(n) => *n,
-                    Tx::Name(n) => names.iter().rev().find(|(k, _)| k == n).map(|(_, v)| *v).unwrap_or(u32::MAX),
+                    Tx::Name(n) => names
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| *v)
+                        .unwrap_or(u32::MAX),
                 };
                 let req_id = idx as u32 + 1;
-                let c = conns[*conn].as_mut().unwrap_or_else(|| panic!("line {}: connection {conn} not open", line.no));
-                c.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let c = conns[*conn]
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("line {}: connection {conn} not open", line.no));
+                c.sock
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
                 use std::io::Write;
                 let sent = c.sock.write_all(&raw_message(*ty, req_id, tx_id, payload));
                 if sent.is_err() {
@@ -216,10 +259,11 @@ fn run_sequence(socket: &Path, lines: &[Line]) -> Vec<StepOutput> {
                             break m;
                         }
                     };
-                    let id = std::str::from_utf8(m.payload.strip_suffix(b"\0").unwrap_or(&m.payload))
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(u32::MAX);
+                    let id =
+                        std::str::from_utf8(m.payload.strip_suffix(b"\0").unwrap_or(&m.payload))
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(u32::MAX);
                     names.push((name.clone(), id));
                 }
             }
@@ -288,7 +332,8 @@ fn repo() -> PathBuf {
 
 impl Reference {
     fn start(tag: &str) -> Result<Reference, String> {
-        let rundir = std::env::temp_dir().join(format!("xs-diff-ref-{}-{}", tag, std::process::id()));
+        let rundir =
+            std::env::temp_dir().join(format!("xs-diff-ref-{}-{}", tag, std::process::id()));
         let out = Command::new(repo().join("scripts/reference/daemon.sh"))
             .args(["start", "cxenstored"])
             .arg(&rundir)
@@ -304,7 +349,10 @@ impl Reference {
 
 impl Drop for Reference {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/reference/daemon.sh")).arg("stop").arg(&self.rundir).status();
+        let _ = Command::new(repo().join("scripts/reference/daemon.sh"))
+            .arg("stop")
+            .arg(&self.rundir)
+            .status();
     }
 }
 
@@ -314,7 +362,12 @@ fn sequences() -> Vec<(String, String)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "seq"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -354,7 +407,10 @@ fn compare_all() -> Result<String, String> {
         for (l, (t, o)) in lines.iter().zip(theirs.iter().zip(&ours)) {
             if t == o {
                 if let Some(key) = &l.diff {
-                    eprintln!("note: {name}.seq line {} is marked `{key}` but now agrees", l.no);
+                    eprintln!(
+                        "note: {name}.seq line {} is marked `{key}` but now agrees",
+                        l.no
+                    );
                 }
                 continue;
             }
@@ -378,12 +434,17 @@ fn compare_all() -> Result<String, String> {
 #[test]
 fn same_replies_and_events_as_the_c_daemon() {
     match compare_all() {
-        Ok(report) => assert!(report.is_empty(), "replies differ from the C xenstored:\n{report}"),
+        Ok(report) => assert!(
+            report.is_empty(),
+            "replies differ from the C xenstored:\n{report}"
+        ),
         Err(why) => {
             if std::env::var_os("XS_REQUIRE_REFERENCE").is_some_and(|v| v == "1") {
                 panic!("the reference C xenstored is required but cannot run: {why}");
             }
-            eprintln!("SKIPPED differential test: the reference C xenstored cannot run here ({why})");
+            eprintln!(
+                "SKIPPED differential test: the reference C xenstored cannot run here ({why})"
+            );
         }
     }
 }
@@ -395,8 +456,13 @@ fn sequence_files_parse() {
         assert!(!lines.is_empty(), "{name}.seq is empty");
         for l in &lines {
             if let Some(key) = &l.diff {
-                let doc = std::fs::read_to_string(repo().join("docs/daemon-differences.md")).unwrap();
-                assert!(doc.contains(&format!("`{key}`")), "{name}.seq line {}: difference `{key}` is not documented", l.no);
+                let doc =
+                    std::fs::read_to_string(repo().join("docs/daemon-differences.md")).unwrap();
+                assert!(
+                    doc.contains(&format!("`{key}`")),
+                    "{name}.seq line {}: difference `{key}` is not documented",
+                    l.no
+                );
             }
         }
     }

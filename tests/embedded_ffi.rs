@@ -59,7 +59,11 @@ fn every_opener_shares_the_one_store() {
             assert_eq!(read(h, "/ffi/shared").unwrap(), b"one");
         }
         write(b, "/local/domain/0/device/suspend/event-channel", "42").unwrap();
-        assert_eq!(xs_suspend_evtchn_port(0), 42, "its own connection lands in the same store");
+        assert_eq!(
+            xs_suspend_evtchn_port(0),
+            42,
+            "its own connection lands in the same store"
+        );
         // Watches fire across handles and show up on xs_fileno.
         assert!(xs_watch(a, c("/ffi/w").as_ptr(), c("tok").as_ptr()));
         let fd = xs_fileno(a);
@@ -68,7 +72,11 @@ fn every_opener_shares_the_one_store() {
         assert!(!ev.is_null() && n == 2);
         libc::free(ev.cast());
         write(c_, "/ffi/w", "x").unwrap();
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         assert_eq!(libc::poll(&mut p, 1, 5000), 1);
         let ev = xs_check_watch(a);
         assert!(!ev.is_null());
@@ -78,7 +86,11 @@ fn every_opener_shares_the_one_store() {
             xs_close(h);
         }
         let h = xs_open(0);
-        assert_eq!(read(h, "/ffi/shared").unwrap(), b"one", "the store outlives its handles");
+        assert_eq!(
+            read(h, "/ffi/shared").unwrap(),
+            b"one",
+            "the store outlives its handles"
+        );
         xs_close(h);
     }
 }
@@ -95,7 +107,13 @@ fn guests_open_once_introduced() {
         assert!(xs_introduce_domain(h, 21, 0x77, 3));
         assert!(xs_mkdir(h, 0, c("/local/domain/21").as_ptr()));
         let mut perms = [xs_permissions { id: 21, perms: 0 }];
-        assert!(xs_set_permissions(h, 0, c("/local/domain/21").as_ptr(), perms.as_mut_ptr(), 1));
+        assert!(xs_set_permissions(
+            h,
+            0,
+            c("/local/domain/21").as_ptr(),
+            perms.as_mut_ptr(),
+            1
+        ));
         let g = xs_embedded_open_domain(21);
         assert!(!g.is_null());
         write(g, "name", "guest21").unwrap();

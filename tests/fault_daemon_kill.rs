@@ -47,8 +47,14 @@ fn watching_handle(d: &RealDaemon) -> Shared {
     let h = Shared::open(&d.os_path(), 0);
     // SAFETY: live handle, NUL-terminated strings; the event block is freed.
     unsafe {
-        assert!(xs_write(h.p(), 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0), "write /fk");
-        assert!(xs_watch(h.p(), c("/fk").as_ptr(), c("tok").as_ptr()), "xs_watch");
+        assert!(
+            xs_write(h.p(), 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0),
+            "write /fk"
+        );
+        assert!(
+            xs_watch(h.p(), c("/fk").as_ptr(), c("tok").as_ptr()),
+            "xs_watch"
+        );
         let mut n = 0;
         let ev = xs_read_watch(h.p(), &mut n);
         assert!(!ev.is_null(), "no initial watch event");
@@ -61,13 +67,18 @@ fn watching_handle(d: &RealDaemon) -> Shared {
 fn killed_mid_request(kind: DaemonKind) {
     let name = format!("kill/{}/mid_request", kind.name());
     support::case(&name.clone(), CASE_LIMIT, move || {
-        let Some(d) = daemon(kind, "midreq") else { return skipped() };
+        let Some(d) = daemon(kind, "midreq") else {
+            return skipped();
+        };
         let before = Resources::now();
         let h = watching_handle(&d);
         d.signal(libc::SIGSTOP);
         let waiters = Waiters::park(h, 4, "/fk/r");
         std::thread::sleep(Duration::from_millis(150));
-        assert!(waiters.all_blocked(), "a call returned while the daemon was stopped");
+        assert!(
+            waiters.all_blocked(),
+            "a call returned while the daemon was stopped"
+        );
         let kill_at = Instant::now();
         d.signal(libc::SIGKILL);
         let woken = waiters.expect_woken(kill_at, DEATH_ERRNOS);
@@ -83,12 +94,17 @@ fn killed_mid_request(kind: DaemonKind) {
 fn killed_while_waiting_for_events(kind: DaemonKind) {
     let name = format!("kill/{}/blocked_in_read_watch_and_poll", kind.name());
     support::case(&name.clone(), CASE_LIMIT, move || {
-        let Some(d) = daemon(kind, "idle") else { return skipped() };
+        let Some(d) = daemon(kind, "idle") else {
+            return skipped();
+        };
         let before = Resources::now();
         let h = watching_handle(&d);
         let waiters = Waiters::park(h, 0, "/unused");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(waiters.all_blocked(), "xs_read_watch or poll returned with nothing to report");
+        assert!(
+            waiters.all_blocked(),
+            "xs_read_watch or poll returned with nothing to report"
+        );
         let kill_at = Instant::now();
         d.signal(libc::SIGKILL);
         let woken = waiters.expect_woken(kill_at, DEATH_ERRNOS);
@@ -103,7 +119,9 @@ fn killed_while_waiting_for_events(kind: DaemonKind) {
 fn killed_under_load(kind: DaemonKind) {
     let name = format!("kill/{}/under_load", kind.name());
     support::case(&name.clone(), CASE_LIMIT, move || {
-        let Some(d) = daemon(kind, "load") else { return skipped() };
+        let Some(d) = daemon(kind, "load") else {
+            return skipped();
+        };
         let before = Resources::now();
         let h = watching_handle(&d);
         let workers: Vec<_> = (0..4)
@@ -115,7 +133,15 @@ fn killed_under_load(kind: DaemonKind) {
                     // SAFETY: live handle, NUL-terminated strings; blocks are freed.
                     loop {
                         let val = format!("{i}-{ops}");
-                        let ok = unsafe { xs_write(h.p(), 0, path.as_ptr(), val.as_ptr().cast(), val.len() as u32) };
+                        let ok = unsafe {
+                            xs_write(
+                                h.p(),
+                                0,
+                                path.as_ptr(),
+                                val.as_ptr().cast(),
+                                val.len() as u32,
+                            )
+                        };
                         if !ok {
                             return (ops, errno_now(), Instant::now());
                         }
@@ -124,7 +150,9 @@ fn killed_under_load(kind: DaemonKind) {
                         if v.is_null() {
                             return (ops, errno_now(), Instant::now());
                         }
-                        let got = unsafe { std::slice::from_raw_parts(v.cast::<u8>(), len as usize) }.to_vec();
+                        let got =
+                            unsafe { std::slice::from_raw_parts(v.cast::<u8>(), len as usize) }
+                                .to_vec();
                         unsafe { libc::free(v) };
                         assert_eq!(got, val.as_bytes(), "thread {i} read back another value");
                         ops += 1;
@@ -141,7 +169,10 @@ fn killed_under_load(kind: DaemonKind) {
         let mut errs = Vec::new();
         for (i, w) in workers.into_iter().enumerate() {
             while !w.is_finished() {
-                assert!(kill_at.elapsed() < WAKE_LIMIT, "worker {i} still running {WAKE_LIMIT:?} after SIGKILL");
+                assert!(
+                    kill_at.elapsed() < WAKE_LIMIT,
+                    "worker {i} still running {WAKE_LIMIT:?} after SIGKILL"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             let (ops, e, at) = w.join().expect("worker panicked");
@@ -201,94 +232,120 @@ fn c_xenstored_killed_under_load() {
 /// event is queued, so the poller is never woken; xs_read_watch does return.
 #[test]
 fn c_library_leaves_the_poller_asleep() {
-    support::case("kill/cxenstored/reference_library_poller", CASE_LIMIT, || {
-        use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".reference/root/usr/lib/x86_64-linux-gnu");
-        let lib = dir.join("libxenstore.so.4");
-        if !lib.exists() {
-            return format!("{SKIPPED}Debian's libxenstore is not unpacked in .reference (scripts/reference/fetch.sh)");
-        }
-        let Some(d) = daemon(DaemonKind::C, "reflib") else { return skipped() };
-        type Open = unsafe extern "C" fn(c_ulong) -> *mut c_void;
-        type Close = unsafe extern "C" fn(*mut c_void);
-        type Write = unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_void, c_uint) -> bool;
-        type Watch = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> bool;
-        type ReadWatch = unsafe extern "C" fn(*mut c_void, *mut c_uint) -> *mut *mut c_char;
-        type CheckWatch = unsafe extern "C" fn(*mut c_void) -> *mut *mut c_char;
-        type Fileno = unsafe extern "C" fn(*mut c_void) -> c_int;
-        // SAFETY: loading Debian's library by full path (its libxentoolcore first, from the
-        // same directory); the symbols are the 4.17 functions with the types declared above.
-        let (open, close, write, watch, read_watch, check_watch, fileno) = unsafe {
-            let tc = c(&dir.join("libxentoolcore.so.1").to_string_lossy());
-            assert!(!libc::dlopen(tc.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL).is_null());
-            let h = libc::dlopen(c(&lib.to_string_lossy()).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-            assert!(!h.is_null(), "dlopen {}", lib.display());
-            let sym = |n: &str| {
-                let p = libc::dlsym(h, c(n).as_ptr());
-                assert!(!p.is_null(), "{n}");
-                p
+    support::case(
+        "kill/cxenstored/reference_library_poller",
+        CASE_LIMIT,
+        || {
+            use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".reference/root/usr/lib/x86_64-linux-gnu");
+            let lib = dir.join("libxenstore.so.4");
+            if !lib.exists() {
+                return format!("{SKIPPED}Debian's libxenstore is not unpacked in .reference (scripts/reference/fetch.sh)");
+            }
+            let Some(d) = daemon(DaemonKind::C, "reflib") else {
+                return skipped();
             };
-            (
-                std::mem::transmute::<*mut c_void, Open>(sym("xs_open")),
-                std::mem::transmute::<*mut c_void, Close>(sym("xs_close")),
-                std::mem::transmute::<*mut c_void, Write>(sym("xs_write")),
-                std::mem::transmute::<*mut c_void, Watch>(sym("xs_watch")),
-                std::mem::transmute::<*mut c_void, ReadWatch>(sym("xs_read_watch")),
-                std::mem::transmute::<*mut c_void, CheckWatch>(sym("xs_check_watch")),
-                std::mem::transmute::<*mut c_void, Fileno>(sym("xs_fileno")),
-            )
-        };
-        // The C library finds the daemon only through the environment. Cases run one at a
-        // time and nothing else in this process reads it meanwhile.
-        std::env::set_var("XENSTORED_PATH", &d.socket);
-        // SAFETY: calls into the C library with a handle it returned and C strings.
-        let h = unsafe { open(0) } as usize;
-        std::env::remove_var("XENSTORED_PATH");
-        assert_ne!(h, 0, "the C library could not connect");
-        let fd = unsafe {
-            let h = h as *mut c_void;
-            assert!(write(h, 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0));
-            assert!(watch(h, c("/fk").as_ptr(), c("tok").as_ptr()));
-            let mut n = 0;
-            let ev = read_watch(h, &mut n);
-            assert!(!ev.is_null());
-            libc::free(ev.cast());
-            fileno(h)
-        };
-        assert!(fd >= 0);
-        let poller = std::thread::spawn(move || {
-            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            // SAFETY: polling a descriptor the C library keeps open until xs_close.
-            unsafe { libc::poll(&mut p, 1, 1500) == 1 }
-        });
-        let reader = std::thread::spawn(move || {
-            let mut n = 0;
-            // SAFETY: as above.
-            let ev = unsafe { read_watch(h as *mut c_void, &mut n) };
-            (ev.is_null(), errno_now(), Instant::now())
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        let kill_at = Instant::now();
-        d.signal(libc::SIGKILL);
-        let woken = poller.join().unwrap();
-        let (null, e, at) = run_for(Duration::from_secs(5), move || reader.join().unwrap())
-            .expect("the C library's xs_read_watch did not return after the daemon died");
-        assert!(!woken, "the C library's pipe woke the poller: the comparison in the docs is wrong");
-        assert!(null, "xs_read_watch returned an event");
-        // SAFETY: as above; no other thread uses the handle any more.
-        let (check_null, check_errno) = unsafe {
-            *libc::__errno_location() = 0;
-            let ev = check_watch(h as *mut c_void);
-            (ev.is_null(), errno_now())
-        };
-        run_for(Duration::from_secs(5), move || unsafe { close(h as *mut c_void) }).expect("the C library's xs_close hung");
-        drop(d);
-        format!(
+            type Open = unsafe extern "C" fn(c_ulong) -> *mut c_void;
+            type Close = unsafe extern "C" fn(*mut c_void);
+            type Write = unsafe extern "C" fn(
+                *mut c_void,
+                u32,
+                *const c_char,
+                *const c_void,
+                c_uint,
+            ) -> bool;
+            type Watch = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> bool;
+            type ReadWatch = unsafe extern "C" fn(*mut c_void, *mut c_uint) -> *mut *mut c_char;
+            type CheckWatch = unsafe extern "C" fn(*mut c_void) -> *mut *mut c_char;
+            type Fileno = unsafe extern "C" fn(*mut c_void) -> c_int;
+            // SAFETY: loading Debian's library by full path (its libxentoolcore first, from the
+            // same directory); the symbols are the 4.17 functions with the types declared above.
+            let (open, close, write, watch, read_watch, check_watch, fileno) = unsafe {
+                let tc = c(&dir.join("libxentoolcore.so.1").to_string_lossy());
+                assert!(!libc::dlopen(tc.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL).is_null());
+                let h = libc::dlopen(
+                    c(&lib.to_string_lossy()).as_ptr(),
+                    libc::RTLD_NOW | libc::RTLD_LOCAL,
+                );
+                assert!(!h.is_null(), "dlopen {}", lib.display());
+                let sym = |n: &str| {
+                    let p = libc::dlsym(h, c(n).as_ptr());
+                    assert!(!p.is_null(), "{n}");
+                    p
+                };
+                (
+                    std::mem::transmute::<*mut c_void, Open>(sym("xs_open")),
+                    std::mem::transmute::<*mut c_void, Close>(sym("xs_close")),
+                    std::mem::transmute::<*mut c_void, Write>(sym("xs_write")),
+                    std::mem::transmute::<*mut c_void, Watch>(sym("xs_watch")),
+                    std::mem::transmute::<*mut c_void, ReadWatch>(sym("xs_read_watch")),
+                    std::mem::transmute::<*mut c_void, CheckWatch>(sym("xs_check_watch")),
+                    std::mem::transmute::<*mut c_void, Fileno>(sym("xs_fileno")),
+                )
+            };
+            // The C library finds the daemon only through the environment. Cases run one at a
+            // time and nothing else in this process reads it meanwhile.
+            std::env::set_var("XENSTORED_PATH", &d.socket);
+            // SAFETY: calls into the C library with a handle it returned and C strings.
+            let h = unsafe { open(0) } as usize;
+            std::env::remove_var("XENSTORED_PATH");
+            assert_ne!(h, 0, "the C library could not connect");
+            let fd = unsafe {
+                let h = h as *mut c_void;
+                assert!(write(h, 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0));
+                assert!(watch(h, c("/fk").as_ptr(), c("tok").as_ptr()));
+                let mut n = 0;
+                let ev = read_watch(h, &mut n);
+                assert!(!ev.is_null());
+                libc::free(ev.cast());
+                fileno(h)
+            };
+            assert!(fd >= 0);
+            let poller = std::thread::spawn(move || {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: polling a descriptor the C library keeps open until xs_close.
+                unsafe { libc::poll(&mut p, 1, 1500) == 1 }
+            });
+            let reader = std::thread::spawn(move || {
+                let mut n = 0;
+                // SAFETY: as above.
+                let ev = unsafe { read_watch(h as *mut c_void, &mut n) };
+                (ev.is_null(), errno_now(), Instant::now())
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            let kill_at = Instant::now();
+            d.signal(libc::SIGKILL);
+            let woken = poller.join().unwrap();
+            let (null, e, at) = run_for(Duration::from_secs(5), move || reader.join().unwrap())
+                .expect("the C library's xs_read_watch did not return after the daemon died");
+            assert!(
+                !woken,
+                "the C library's pipe woke the poller: the comparison in the docs is wrong"
+            );
+            assert!(null, "xs_read_watch returned an event");
+            // SAFETY: as above; no other thread uses the handle any more.
+            let (check_null, check_errno) = unsafe {
+                *libc::__errno_location() = 0;
+                let ev = check_watch(h as *mut c_void);
+                (ev.is_null(), errno_now())
+            };
+            run_for(Duration::from_secs(5), move || unsafe {
+                close(h as *mut c_void)
+            })
+            .expect("the C library's xs_close hung");
+            drop(d);
+            format!(
             "Debian's libxenstore 4.17: poller on xs_fileno NOT woken within 1.5 s of SIGKILL; xs_read_watch returned NULL ({}) after {:.1} ms; xs_check_watch {} ({})",
             errname(e),
             at.saturating_duration_since(kill_at).as_secs_f64() * 1000.0,
             if check_null { "NULL" } else { "an event" },
             errname(check_errno)
         )
-    });
+        },
+    );
 }

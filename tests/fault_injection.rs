@@ -48,7 +48,14 @@ enum Fault {
 }
 
 fn header(ty: u32, req_id: u32, len: u32) -> Vec<u8> {
-    Header { ty, req_id, tx_id: 0, len }.to_bytes().to_vec()
+    Header {
+        ty,
+        req_id,
+        tx_id: 0,
+        len,
+    }
+    .to_bytes()
+    .to_vec()
 }
 
 /// The server: answers the watch, collects IN_FLIGHT requests, tells the test, waits for its go,
@@ -73,7 +80,8 @@ fn faulty_server(fault: Fault) -> impl FnOnce(Peer<UnixStream>, &Ctl) + Send + '
                 let _ = p.s.write_all(&m);
             }
             Fault::CloseMidHeader => {
-                let _ = p.s.write_all(&header(first.hdr.ty, first.hdr.req_id, 4)[..7]);
+                let _ =
+                    p.s.write_all(&header(first.hdr.ty, first.hdr.req_id, 4)[..7]);
             }
             Fault::CloseSilently => {}
             Fault::Oversized(len) => {
@@ -91,7 +99,12 @@ fn faulty_server(fault: Fault) -> impl FnOnce(Peer<UnixStream>, &Ctl) + Send + '
                 ctl.hold();
             }
             Fault::UnknownReqId => {
-                let unused = held.iter().map(|r| r.hdr.req_id).max().unwrap().wrapping_add(1000);
+                let unused = held
+                    .iter()
+                    .map(|r| r.hdr.req_id)
+                    .max()
+                    .unwrap()
+                    .wrapping_add(1000);
                 p.send_raw(first.hdr.ty, unused, 0, b"value\0");
                 ctl.hold();
             }
@@ -108,7 +121,10 @@ fn fault_case(name: &'static str, fault: Fault, req_errnos: &'static [i32]) {
         let srv = OneShot::start(faulty_server(fault));
         let h = Shared::open(&srv.os_path(), 0);
         // SAFETY: live handle, NUL-terminated strings.
-        assert!(unsafe { xs_watch(h.p(), c("/w").as_ptr(), c("tok").as_ptr()) }, "xs_watch");
+        assert!(
+            unsafe { xs_watch(h.p(), c("/w").as_ptr(), c("tok").as_ptr()) },
+            "xs_watch"
+        );
         let waiters = Waiters::park(h, IN_FLIGHT, "/r");
         srv.wait_signal(Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(50));
@@ -137,12 +153,20 @@ fn close_mid_header() {
 
 #[test]
 fn close_with_requests_unanswered() {
-    fault_case("close_with_requests_unanswered", Fault::CloseSilently, EOF_ERRNOS);
+    fault_case(
+        "close_with_requests_unanswered",
+        Fault::CloseSilently,
+        EOF_ERRNOS,
+    );
 }
 
 #[test]
 fn reply_longer_than_4096() {
-    fault_case("reply_len_4097", Fault::Oversized(PAYLOAD_MAX as u32 + 1), &[libc::E2BIG]);
+    fault_case(
+        "reply_len_4097",
+        Fault::Oversized(PAYLOAD_MAX as u32 + 1),
+        &[libc::E2BIG],
+    );
 }
 
 #[test]
@@ -177,7 +201,10 @@ fn reply_of_exactly_4096() {
         unsafe {
             let v = xs_read(h.p(), 0, c("/big").as_ptr(), &mut len);
             assert!(!v.is_null(), "errno {}", errname(errno_now()));
-            assert_eq!(std::slice::from_raw_parts(v.cast::<u8>(), len as usize), &expect[..]);
+            assert_eq!(
+                std::slice::from_raw_parts(v.cast::<u8>(), len as usize),
+                &expect[..]
+            );
             libc::free(v);
             xs_close(h.p());
         }
@@ -212,7 +239,13 @@ fn unknown_req_id_with_one_request_in_flight() {
 /// The strings of one event block from xs_read_watch / xs_check_watch, then frees it.
 unsafe fn event_strings(ev: *mut *mut std::ffi::c_char, n: usize) -> Vec<String> {
     assert!(!ev.is_null(), "no event: errno {}", errname(errno_now()));
-    let v = (0..n).map(|i| std::ffi::CStr::from_ptr(*ev.add(i)).to_string_lossy().into_owned()).collect();
+    let v = (0..n)
+        .map(|i| {
+            std::ffi::CStr::from_ptr(*ev.add(i))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
     libc::free(ev.cast());
     v
 }
@@ -261,12 +294,21 @@ fn watch_events_with_missing_strings() {
             }
             got.push(event_strings(ev, 2));
             let v = xs_read(h.p(), 0, c("/x").as_ptr(), null_mut());
-            assert!(!v.is_null(), "the connection broke: errno {}", errname(errno_now()));
+            assert!(
+                !v.is_null(),
+                "the connection broke: errno {}",
+                errname(errno_now())
+            );
             libc::free(v);
             xs_close(h.p());
         }
-        let expect: Vec<Vec<&str>> =
-            vec![vec!["/one", ""], vec!["/nonul", ""], vec!["", ""], vec!["/p", "t", "extra"], vec!["/one-more", ""]];
+        let expect: Vec<Vec<&str>> = vec![
+            vec!["/one", ""],
+            vec!["/nonul", ""],
+            vec!["", ""],
+            vec!["/p", "t", "extra"],
+            vec!["/one-more", ""],
+        ];
         assert_eq!(got, expect);
         drop(srv);
         before.expect_back("watch_event_short");
@@ -305,7 +347,11 @@ fn slow_reply_is_waited_for() {
             let slow = std::thread::spawn(move || {
                 let mut len = 0;
                 let v = xs_read(h.p(), 0, c("/slow").as_ptr(), &mut len);
-                assert!(!v.is_null(), "slow read failed: errno {}", errname(errno_now()));
+                assert!(
+                    !v.is_null(),
+                    "slow read failed: errno {}",
+                    errname(errno_now())
+                );
                 let got = std::slice::from_raw_parts(v.cast::<u8>(), len as usize).to_vec();
                 libc::free(v);
                 (got, Instant::now())
@@ -315,7 +361,10 @@ fn slow_reply_is_waited_for() {
             assert!(!v.is_null());
             libc::free(v);
             let fast_after = t0.elapsed();
-            assert!(fast_after < DELAY / 2, "the quick request waited for the slow one ({fast_after:?})");
+            assert!(
+                fast_after < DELAY / 2,
+                "the quick request waited for the slow one ({fast_after:?})"
+            );
             let mut n = 0;
             let ev = xs_read_watch(h.p(), &mut n);
             let ev_after = t0.elapsed();
@@ -371,14 +420,20 @@ fn trickled_reply_and_event() {
             let mut len = 0;
             let v = xs_read(h.p(), 0, c("/trickle").as_ptr(), &mut len);
             assert!(!v.is_null(), "errno {}", errname(errno_now()));
-            assert_eq!(std::slice::from_raw_parts(v.cast::<u8>(), len as usize), &expect[..]);
+            assert_eq!(
+                std::slice::from_raw_parts(v.cast::<u8>(), len as usize),
+                &expect[..]
+            );
             libc::free(v);
             let took = t0.elapsed();
             let mut n = 0;
             let ev = xs_read_watch(h.p(), &mut n);
             assert_eq!(event_strings(ev, n as usize), ["/w/x", "tok"]);
             xs_close(h.p());
-            format!("event + 4096-byte reply sent in 61-byte pieces every 12 ms: intact after {:.2} s", took.as_secs_f64())
+            format!(
+                "event + 4096-byte reply sent in 61-byte pieces every 12 ms: intact after {:.2} s",
+                took.as_secs_f64()
+            )
         }
     });
 }
@@ -400,7 +455,11 @@ fn daemon_gone_before_the_request() {
             let ok = xs_write(h.p(), 0, c("/a").as_ptr(), b"x".as_ptr().cast(), 1);
             let e = errno_now();
             assert!(!ok);
-            assert!(e == libc::EPIPE || e == libc::ECONNRESET, "errno {}", errname(e));
+            assert!(
+                e == libc::EPIPE || e == libc::ECONNRESET,
+                "errno {}",
+                errname(e)
+            );
             assert!(!xs_mkdir(h.p(), 0, c("/b").as_ptr()));
             assert_eq!(errno_now(), libc::EBADF);
             xs_close(h.p());
@@ -437,8 +496,16 @@ fn events_queued_before_death_are_delivered() {
                 let ev = xs_read_watch(h.p(), &mut n);
                 got.push(event_strings(ev, n as usize)[0].clone());
             }
-            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            assert_eq!(libc::poll(&mut p, 1, 5000), 1, "pipe not readable once the connection is gone");
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            assert_eq!(
+                libc::poll(&mut p, 1, 5000),
+                1,
+                "pipe not readable once the connection is gone"
+            );
             let mut n = 0;
             assert!(xs_read_watch(h.p(), &mut n).is_null());
             assert_eq!(errno_now(), libc::EINVAL);
@@ -448,7 +515,9 @@ fn events_queued_before_death_are_delivered() {
         let closed = expect_dead_then_close(h);
         drop(srv);
         before.expect_back("events_then_close");
-        format!("3 events queued before EOF handed out in order, then xs_read_watch EINVAL; {closed}")
+        format!(
+            "3 events queued before EOF handed out in order, then xs_read_watch EINVAL; {closed}"
+        )
     });
 }
 
@@ -505,13 +574,28 @@ fn daemon_stops_reading_then_closes() {
                 std::thread::spawn(move || {
                     let path = c(&format!("/big{i}"));
                     // SAFETY: live handle, NUL-terminated path, `value` outlives the call.
-                    let ok = unsafe { xs_write(h.p(), 0, path.as_ptr(), value.as_ptr().cast(), value.len() as u32) };
-                    Outcome { ok, errno: errno_now(), at: Instant::now() }
+                    let ok = unsafe {
+                        xs_write(
+                            h.p(),
+                            0,
+                            path.as_ptr(),
+                            value.as_ptr().cast(),
+                            value.len() as u32,
+                        )
+                    };
+                    Outcome {
+                        ok,
+                        errno: errno_now(),
+                        at: Instant::now(),
+                    }
                 })
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));
-        assert!(writers.iter().all(|t| !t.is_finished()), "a write returned with nobody reading");
+        assert!(
+            writers.iter().all(|t| !t.is_finished()),
+            "a write returned with nobody reading"
+        );
         srv.go();
         let at = srv.wait_signal(Duration::from_secs(5));
         let mut slowest = Duration::ZERO;
@@ -523,7 +607,11 @@ fn daemon_stops_reading_then_closes() {
             }
             let o = t.join().unwrap();
             assert!(!o.ok, "writer {i} succeeded");
-            assert!([libc::EPIPE, libc::ECONNRESET, libc::EBADF].contains(&o.errno), "writer {i}: {}", errname(o.errno));
+            assert!(
+                [libc::EPIPE, libc::ECONNRESET, libc::EBADF].contains(&o.errno),
+                "writer {i}: {}",
+                errname(o.errno)
+            );
             slowest = slowest.max(o.at.saturating_duration_since(at));
             if !seen.contains(&errname(o.errno)) {
                 seen.push(errname(o.errno));

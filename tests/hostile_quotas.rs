@@ -46,7 +46,10 @@ fn node_count() {
         assert_eq!(err, ENOSPC);
         // Each new directory takes two nodes: the last write may stop one short.
         let used = host.usage(ATTACKER).0;
-        assert!(used == quota || used + 1 == quota, "stopped at {used} nodes, quota {quota}");
+        assert!(
+            used == quota || used + 1 == quota,
+            "stopped at {used} nodes, quota {quota}"
+        );
         assert!(owned + written as u64 <= quota);
         // Fill the last one, if any; then nothing more fits.
         let _ = g.write(0, b"d0/last", b"v");
@@ -59,7 +62,11 @@ fn node_count() {
             assert_eq!(g2.write(0, p, b"v"), Err(ENOSPC));
             refused += 2;
         }
-        assert_eq!(host.dom0.read(0, b"/local/domain/1/a"), Err(ENOENT), "nothing half-created");
+        assert_eq!(
+            host.dom0.read(0, b"/local/domain/1/a"),
+            Err(ENOENT),
+            "nothing half-created"
+        );
         // Transactions: every one may create within what is left, commits add up.
         g.rm(0, b"d0/n0").unwrap();
         g.rm(0, b"d0/n1").unwrap();
@@ -70,8 +77,13 @@ fn node_count() {
         g.write(t1, b"d1/xb", b"1").unwrap();
         g2.write(t2, b"d2/ya", b"1").unwrap();
         g2.write(t2, b"d2/yb", b"1").unwrap(); // each fits alone, not both
-        g.transaction_end(t1, false).unwrap_or_else(|e| panic!("commit t1: {e:?}"));
-        assert_eq!(g2.transaction_end(t2, false), Err(ENOSPC), "the second commit would exceed the quota");
+        g.transaction_end(t1, false)
+            .unwrap_or_else(|e| panic!("commit t1: {e:?}"));
+        assert_eq!(
+            g2.transaction_end(t2, false),
+            Err(ENOSPC),
+            "the second commit would exceed the quota"
+        );
         refused += 1;
         assert_eq!(host.usage(ATTACKER).0, quota);
         // Domain 0 and the other guest are not affected by the attacker's quota.
@@ -81,7 +93,9 @@ fn node_count() {
             other_written += 1;
         }
         for i in 0..200 {
-            host.dom0.write(0, format!("/local/domain/1/by-dom0/{i}").as_bytes(), b"v").unwrap();
+            host.dom0
+                .write(0, format!("/local/domain/1/by-dom0/{i}").as_bytes(), b"v")
+                .unwrap();
         }
         let served = host.assert_served(&[&other], "quota_nodes");
         host.assert_intact("node exhaustion");
@@ -106,10 +120,18 @@ fn node_size() {
         let max_value = size - 16 - 8;
         g.write(0, b"v", &vec![b'x'; max_value]).unwrap();
         assert_eq!(g.write(0, b"v", &vec![b'x'; max_value + 1]), Err(ENOSPC));
-        assert_eq!(g.write(0, b"w", &vec![b'x'; max_value + 1]), Err(ENOSPC), "creating");
+        assert_eq!(
+            g.write(0, b"w", &vec![b'x'; max_value + 1]),
+            Err(ENOSPC),
+            "creating"
+        );
         assert_eq!(g.write(0, b"big", &vec![b'x'; 4000]), Err(ENOSPC));
         refused += 3;
-        assert_eq!(g.read(0, b"v").unwrap().len(), max_value, "the refused write changed nothing");
+        assert_eq!(
+            g.read(0, b"v").unwrap().len(),
+            max_value,
+            "the refused write changed nothing"
+        );
         assert_eq!(g.read(0, b"w"), Err(ENOENT));
         // A directory grows with every child until its names fill it.
         let mut children = 0;
@@ -122,16 +144,39 @@ fn node_size() {
         };
         assert_eq!(err, ENOSPC);
         refused += 1;
-        let names: usize = g.directory(0, b"kids").unwrap().iter().map(|c| c.len() + 1).sum();
-        assert!(16 + 8 + names <= size, "directory of {names} name bytes exceeds the node size");
+        let names: usize = g
+            .directory(0, b"kids")
+            .unwrap()
+            .iter()
+            .map(|c| c.len() + 1)
+            .sum();
+        assert!(
+            16 + 8 + names <= size,
+            "directory of {names} name bytes exceeds the node size"
+        );
         // A long name under an almost full directory, and a new chain whose parent would
         // overflow: refused without creating anything.
-        assert_eq!(g.write(0, format!("kids/{}", "z".repeat(200)).as_bytes(), b""), Err(ENOSPC));
-        assert_eq!(g.write(0, format!("kids/{}/deeper", "y".repeat(200)).as_bytes(), b""), Err(ENOSPC));
+        assert_eq!(
+            g.write(0, format!("kids/{}", "z".repeat(200)).as_bytes(), b""),
+            Err(ENOSPC)
+        );
+        assert_eq!(
+            g.write(
+                0,
+                format!("kids/{}/deeper", "y".repeat(200)).as_bytes(),
+                b""
+            ),
+            Err(ENOSPC)
+        );
         refused += 2;
         assert_eq!(g.directory(0, b"kids").unwrap().len(), children);
         // Growing the permission list of a full node.
-        let five: Vec<Permission> = (0..5).map(|i| Permission { id: if i == 0 { ATTACKER } else { 10 + i }, perms: PERM_READ }).collect();
+        let five: Vec<Permission> = (0..5)
+            .map(|i| Permission {
+                id: if i == 0 { ATTACKER } else { 10 + i },
+                perms: PERM_READ,
+            })
+            .collect();
         assert_eq!(g.set_permissions(0, b"v", &five), Err(ENOSPC));
         refused += 1;
         // The same through a transaction.
@@ -141,7 +186,9 @@ fn node_size() {
         g.transaction_end(t, false).unwrap();
         refused += 2;
         // Domain 0 is not bound by it; the other guest has its own.
-        host.dom0.write(0, b"/local/domain/1/dom0-big", &vec![b'd'; 4000]).unwrap();
+        host.dom0
+            .write(0, b"/local/domain/1/dom0-big", &vec![b'd'; 4000])
+            .unwrap();
         other.write(0, b"fits", &vec![b'o'; max_value]).unwrap();
         let served = host.assert_served(&[&g, &other], "quota_node_size");
         host.assert_intact("node size attacks");
@@ -155,15 +202,27 @@ fn permissions_per_node() {
         let host = Host::new(&[ATTACKER, BYSTANDER]);
         let g = host.guest(ATTACKER);
         let other = host.guest(BYSTANDER);
-        let quota = host.dom0.domain_quota(ATTACKER, b"node-permissions").unwrap() as usize;
+        let quota = host
+            .dom0
+            .domain_quota(ATTACKER, b"node-permissions")
+            .unwrap() as usize;
         g.write(0, b"p", b"").unwrap();
         let list = |n: usize| -> Vec<Permission> {
-            (0..n).map(|i| Permission { id: if i == 0 { ATTACKER } else { i as u32 + 100 }, perms: PERM_READ }).collect()
+            (0..n)
+                .map(|i| Permission {
+                    id: if i == 0 { ATTACKER } else { i as u32 + 100 },
+                    perms: PERM_READ,
+                })
+                .collect()
         };
         g.set_permissions(0, b"p", &list(quota)).unwrap();
         let mut refused = 0;
         for n in [quota + 1, quota + 2, 50, 600] {
-            assert_eq!(g.set_permissions(0, b"p", &list(n)), Err(ENOSPC), "{n} entries");
+            assert_eq!(
+                g.set_permissions(0, b"p", &list(n)),
+                Err(ENOSPC),
+                "{n} entries"
+            );
             refused += 1;
         }
         // The longest list a request can carry (~1300 entries in 4096 bytes).
@@ -173,10 +232,25 @@ fn permissions_per_node() {
         }
         assert_eq!(raw(&g, MsgType::XS_SET_PERMS, 0, &payload), Err(ENOSPC));
         refused += 1;
-        assert_eq!(g.get_permissions(0, b"p").unwrap().len(), quota, "unchanged");
-        host.dom0.set_permissions(0, b"/local/domain/1/p", &list(quota + 3)).unwrap();
+        assert_eq!(
+            g.get_permissions(0, b"p").unwrap().len(),
+            quota,
+            "unchanged"
+        );
+        host.dom0
+            .set_permissions(0, b"/local/domain/1/p", &list(quota + 3))
+            .unwrap();
         other.write(0, b"q", b"").unwrap();
-        other.set_permissions(0, b"q", &[Permission { id: BYSTANDER, perms: PERM_NONE }]).unwrap();
+        other
+            .set_permissions(
+                0,
+                b"q",
+                &[Permission {
+                    id: BYSTANDER,
+                    perms: PERM_NONE,
+                }],
+            )
+            .unwrap();
         let served = host.assert_served(&[&g, &other], "quota_permissions");
         host.assert_intact("permission list attacks");
         format!("{quota} entries accepted, {refused} longer lists (up to {} entries in one request) refused ENOSPC, dom0 exempt, {served} round trips after, check OK", (payload.len() - 2) / 6)
@@ -242,7 +316,10 @@ fn transactions_never_ended() {
         let host = Host::new(&[ATTACKER, BYSTANDER]);
         let other = host.guest(BYSTANDER);
         let quota = host.dom0.domain_quota(ATTACKER, b"transactions").unwrap() as usize;
-        let tx_nodes = host.dom0.domain_quota(ATTACKER, b"transaction-nodes").unwrap() as usize;
+        let tx_nodes = host
+            .dom0
+            .domain_quota(ATTACKER, b"transaction-nodes")
+            .unwrap() as usize;
         let g = host.guest(ATTACKER);
         let g2 = host.guest(ATTACKER);
         let mut open = Vec::new();
@@ -263,16 +340,25 @@ fn transactions_never_ended() {
         assert_eq!(open.len(), quota);
         assert_eq!(host.usage(ATTACKER).2, quota as u64);
         // Nested start inside a transaction is not a way around it.
-        assert_eq!(raw(&g, MsgType::XS_TRANSACTION_START, open[0], b"\0"), Err(xenstore::client::Errno(libc::EBUSY)));
+        assert_eq!(
+            raw(&g, MsgType::XS_TRANSACTION_START, open[0], b"\0"),
+            Err(xenstore::client::Errno(libc::EBUSY))
+        );
         // While they stay open, everybody else works, including transactions of their own.
         for i in 0..300 {
-            host.dom0.write(0, format!("/busy/{i}").as_bytes(), b"x").unwrap();
+            host.dom0
+                .write(0, format!("/busy/{i}").as_bytes(), b"x")
+                .unwrap();
         }
-        let t0: Vec<u32> = (0..50).map(|_| host.dom0.transaction_start().unwrap()).collect();
+        let t0: Vec<u32> = (0..50)
+            .map(|_| host.dom0.transaction_start().unwrap())
+            .collect();
         for t in t0 {
             host.dom0.transaction_end(t, false).unwrap();
         }
-        let ot: Vec<u32> = (0..quota).map(|_| other.transaction_start().unwrap()).collect();
+        let ot: Vec<u32> = (0..quota)
+            .map(|_| other.transaction_start().unwrap())
+            .collect();
         for t in ot {
             other.transaction_end(t, false).unwrap();
         }
@@ -295,7 +381,10 @@ fn transactions_never_ended() {
             assert!(touched <= tx_nodes + 10);
         };
         assert_eq!(err, ENOSPC);
-        assert!(touched < tx_nodes && touched + 2 >= tx_nodes, "stopped after {touched}");
+        assert!(
+            touched < tx_nodes && touched + 2 >= tx_nodes,
+            "stopped after {touched}"
+        );
         g.transaction_end(t, true).unwrap();
         host.assert_intact("transaction-nodes exhaustion");
         format!("{} transactions opened over 2 handles and never ended, {refused} more refused ENOSPC (quota {quota}); dom0 wrote 300 nodes and ran 50 txns, guest3 ran {quota}, {served} round trips; all freed on close; one txn stopped ENOSPC after {touched} nodes (transaction-nodes {tx_nodes}); check OK", open.len())
@@ -311,27 +400,67 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
     let mut store = Store::new(cfg);
     let dom0 = store.connect(0);
     let setup = |s: &mut Store, ty: MsgType, p: &[u8]| {
-        s.handle(dom0, &Header::new(ty, 1, 0, p.len() as u32), p).unwrap();
+        s.handle(dom0, &Header::new(ty, 1, 0, p.len() as u32), p)
+            .unwrap();
         let r = s.pop_output(dom0).unwrap();
-        assert_ne!(Header::parse(r[..HEADER_LEN].try_into().unwrap()).unwrap().ty, MsgType::XS_ERROR as u32, "{:?}", String::from_utf8_lossy(p));
+        assert_ne!(
+            Header::parse(r[..HEADER_LEN].try_into().unwrap())
+                .unwrap()
+                .ty,
+            MsgType::XS_ERROR as u32,
+            "{:?}",
+            String::from_utf8_lossy(p)
+        );
         while s.pop_output(dom0).is_some() {}
     };
     let busy = format!("/busy/{}", "p".repeat(path_len));
     for d in [ATTACKER, BYSTANDER] {
-        setup(&mut store, MsgType::XS_INTRODUCE, format!("{d}\x001\x001\0").as_bytes());
-        setup(&mut store, MsgType::XS_MKDIR, format!("/local/domain/{d}\0").as_bytes());
-        setup(&mut store, MsgType::XS_SET_PERMS, format!("/local/domain/{d}\0n{d}\0").as_bytes());
+        setup(
+            &mut store,
+            MsgType::XS_INTRODUCE,
+            format!("{d}\x001\x001\0").as_bytes(),
+        );
+        setup(
+            &mut store,
+            MsgType::XS_MKDIR,
+            format!("/local/domain/{d}\0").as_bytes(),
+        );
+        setup(
+            &mut store,
+            MsgType::XS_SET_PERMS,
+            format!("/local/domain/{d}\0n{d}\0").as_bytes(),
+        );
     }
-    setup(&mut store, MsgType::XS_WRITE, format!("{busy}\0").as_bytes());
-    setup(&mut store, MsgType::XS_SET_PERMS, format!("{busy}\0n0\0r{ATTACKER}\0").as_bytes());
+    setup(
+        &mut store,
+        MsgType::XS_WRITE,
+        format!("{busy}\0").as_bytes(),
+    );
+    setup(
+        &mut store,
+        MsgType::XS_SET_PERMS,
+        format!("{busy}\0n0\0r{ATTACKER}\0").as_bytes(),
+    );
     let mut attacker = RingConn::new(&mut store, ATTACKER);
     let mut bystander = RingConn::new(&mut store, BYSTANDER);
 
     // The attacker's kernel registers watches on the busy node (and its own home), then never
     // reads its responses.
     let mut partial = Vec::new();
-    for (i, p) in [busy.as_str(), "/local/domain/1", "data"].iter().enumerate() {
-        let got = attacker.call(&mut store, &msg(MsgType::XS_WATCH, i as u32, format!("{p}\0tok{i}\0").as_bytes()), &mut partial, 2);
+    for (i, p) in [busy.as_str(), "/local/domain/1", "data"]
+        .iter()
+        .enumerate()
+    {
+        let got = attacker.call(
+            &mut store,
+            &msg(
+                MsgType::XS_WATCH,
+                i as u32,
+                format!("{p}\0tok{i}\0").as_bytes(),
+            ),
+            &mut partial,
+            2,
+        );
         assert_eq!(got.len(), 2, "reply and initial event");
         assert_eq!(got[0].payload, b"OK\0");
     }
@@ -343,7 +472,13 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
         // Domain 0 adds under the busy node; every change is an event for the attacker, each
         // for another path (identical events still queued would be merged, as in C).
         let w = format!("{busy}/{i}\0{i}");
-        store.handle(dom0, &Header::new(MsgType::XS_WRITE, i as u32, 0, w.len() as u32), w.as_bytes()).unwrap();
+        store
+            .handle(
+                dom0,
+                &Header::new(MsgType::XS_WRITE, i as u32, 0, w.len() as u32),
+                w.as_bytes(),
+            )
+            .unwrap();
         let r = store.pop_output(dom0).expect("dom0 is answered at once");
         assert_eq!(&r[HEADER_LEN..], b"OK\0");
         attacker.service(&mut store);
@@ -353,7 +488,12 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
             // The other guest keeps being served through its ring.
             let p = format!("data{i}\0v");
             let mut bp = Vec::new();
-            let replies = bystander.call(&mut store, &msg(MsgType::XS_WRITE, i as u32, p.as_bytes()), &mut bp, 1);
+            let replies = bystander.call(
+                &mut store,
+                &msg(MsgType::XS_WRITE, i as u32, p.as_bytes()),
+                &mut bp,
+                1,
+            );
             assert_eq!(replies.len(), 1);
             assert_eq!(replies[0].payload, b"OK\0");
             bystander_trips += 1;
@@ -362,12 +502,23 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
     let elapsed = start.elapsed();
     let dropped = store.dropped_events(attacker.conn);
     let page = &attacker.page;
-    let in_ring = page.load(Field::RspProd, Ordering::Acquire).wrapping_sub(page.load(Field::RspCons, Ordering::Acquire));
-    assert!(max_events <= cap_events, "{max_events} events queued, cap {cap_events}");
-    assert!(max_bytes <= cap_bytes, "{max_bytes} bytes queued, cap {cap_bytes}");
+    let in_ring = page
+        .load(Field::RspProd, Ordering::Acquire)
+        .wrapping_sub(page.load(Field::RspCons, Ordering::Acquire));
+    assert!(
+        max_events <= cap_events,
+        "{max_events} events queued, cap {cap_events}"
+    );
+    assert!(
+        max_bytes <= cap_bytes,
+        "{max_bytes} bytes queued, cap {cap_bytes}"
+    );
     assert!(dropped > 0, "the attack was supposed to reach a cap");
     assert!(in_ring <= RING_SIZE);
-    assert!(attacker.server.pending() <= HEADER_LEN + 4096, "the ring end holds at most one message");
+    assert!(
+        attacker.server.pending() <= HEADER_LEN + 4096,
+        "the ring end holds at most one message"
+    );
     assert!(attacker.failed.is_none());
     let problems = store.check();
     assert!(problems.is_empty(), "{problems:?}");
@@ -384,16 +535,29 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
         }
         for m in batch {
             assert_eq!(m.header.ty, MsgType::XS_WATCH_EVENT as u32);
-            let path = String::from_utf8_lossy(m.payload.split(|&c| c == 0).next().unwrap()).into_owned();
+            let path =
+                String::from_utf8_lossy(m.payload.split(|&c| c == 0).next().unwrap()).into_owned();
             let n: usize = path.rsplit('/').next().unwrap().parse().unwrap();
-            assert!(kept == 0 || n > last, "events out of order: {n} after {last}");
+            assert!(
+                kept == 0 || n > last,
+                "events out of order: {n} after {last}"
+            );
             last = n;
             kept += 1;
         }
     }
-    assert_eq!(kept as u64 + dropped, events as u64, "every event was either delivered or counted as dropped");
+    assert_eq!(
+        kept as u64 + dropped,
+        events as u64,
+        "every event was either delivered or counted as dropped"
+    );
     let last_node = format!("{busy}/{}\0", events - 1);
-    let r = attacker.call(&mut store, &msg(MsgType::XS_READ, 7, last_node.as_bytes()), &mut partial, 1);
+    let r = attacker.call(
+        &mut store,
+        &msg(MsgType::XS_READ, 7, last_node.as_bytes()),
+        &mut partial,
+        1,
+    );
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].payload, (events - 1).to_string().as_bytes());
     assert!(store.check().is_empty());
@@ -402,12 +566,16 @@ fn never_reading_guest(cfg: Config, events: usize, path_len: usize) -> String {
 
 #[test]
 fn pending_events_small() {
-    case("hostile/pending_events_count_cap", || never_reading_guest(Config::default(), 20_000, 8));
+    case("hostile/pending_events_count_cap", || {
+        never_reading_guest(Config::default(), 20_000, 8)
+    });
 }
 
 #[test]
 fn pending_events_large() {
-    case("hostile/pending_events_byte_cap", || never_reading_guest(Config::default(), 3_000, 1500));
+    case("hostile/pending_events_byte_cap", || {
+        never_reading_guest(Config::default(), 3_000, 1500)
+    });
 }
 
 /// Through an embedded guest handle whose owner never reads its events: the simulated kernel
@@ -428,19 +596,32 @@ fn pending_events_embedded() {
         let n = 2000;
         let start = Instant::now();
         for i in 0..n {
-            host.dom0.write(0, b"/busy/n", format!("{i}").as_bytes()).unwrap();
+            host.dom0
+                .write(0, b"/busy/n", format!("{i}").as_bytes())
+                .unwrap();
             if i % 100 == 0 {
                 host.assert_served(&[&other], "pending_embedded");
             }
         }
         let elapsed = start.elapsed();
         let report = std::env::temp_dir().join(format!("hostile-memreport-{}", std::process::id()));
-        host.dom0.control(b"memreport", format!("{}\0", report.display()).as_bytes()).unwrap();
+        host.dom0
+            .control(b"memreport", format!("{}\0", report.display()).as_bytes())
+            .unwrap();
         let text = std::fs::read_to_string(&report).unwrap();
         let _ = std::fs::remove_file(&report);
-        let line = text.lines().rev().find(|l| l.starts_with("queued output")).unwrap().to_string();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("queued output"))
+            .unwrap()
+            .to_string();
         // The report is made while domain 0's own CONTROL reply waits: nothing else is queued.
-        assert!(line.starts_with("queued output: 0 messages") || line.starts_with("queued output: 1 messages"), "{line}");
+        assert!(
+            line.starts_with("queued output: 0 messages")
+                || line.starts_with("queued output: 1 messages"),
+            "{line}"
+        );
         let waiting = drain_events(&g, Duration::from_millis(300)).len();
         assert_eq!(waiting, 20 * n + 20, "every event reached the handle");
         assert!(elapsed < Duration::from_secs(10));

@@ -83,16 +83,29 @@ fn embedded_attack(name: &str, corrupt: impl Fn(&RingPage)) -> String {
     host.e.notify_domain(ATTACKER).unwrap();
     // The old handle is failed (or fails on its next use), and never hangs.
     let first = g.read(0, b"x");
-    assert!(first.is_err(), "{name}: a handle on a corrupted ring was served: {first:?}");
-    assert_eq!(g.read(0, b"x"), Err(EBADF), "{name}: the handle stays failed");
+    assert!(
+        first.is_err(),
+        "{name}: a handle on a corrupted ring was served: {first:?}"
+    );
+    assert_eq!(
+        g.read(0, b"x"),
+        Err(EBADF),
+        "{name}: the handle stays failed"
+    );
     let fresh = host.e.domain_page(ATTACKER).unwrap();
-    assert!(!Arc::ptr_eq(&page, &fresh), "{name}: the page was not replaced");
+    assert!(
+        !Arc::ptr_eq(&page, &fresh),
+        "{name}: the page was not replaced"
+    );
     // A new handle (the guest's kernel starting over) works, and its data survived.
     let g2 = host.guest(ATTACKER);
     assert_eq!(g2.read(0, b"x").unwrap(), b"before");
     host.assert_served(&[&g2, &other], name);
     host.assert_intact(name);
-    format!("handle failed ({:?}), page replaced, new handle served", first.unwrap_err())
+    format!(
+        "handle failed ({:?}), page replaced, new handle served",
+        first.unwrap_err()
+    )
 }
 
 #[test]
@@ -100,36 +113,96 @@ fn embedded_page_bad_indexes_and_headers() {
     case("hostile/ring_embedded_corruptions", || {
         let mut lines = Vec::new();
         let attacks: Vec<(&str, Box<dyn Fn(&RingPage)>)> = vec![
-            ("req_prod far ahead", Box::new(|p| store(p, Field::ReqProd, load(p, Field::ReqCons).wrapping_add(0x10_0000)))),
-            ("req_prod one past the ring", Box::new(|p| store(p, Field::ReqProd, load(p, Field::ReqCons).wrapping_add(RING_SIZE + 1)))),
-            ("req_cons ahead of req_prod", Box::new(|p| store(p, Field::ReqCons, load(p, Field::ReqProd).wrapping_add(5)))),
-            ("rsp_cons far ahead", Box::new(|p| store(p, Field::RspCons, load(p, Field::RspProd).wrapping_add(0x7000_0000)))),
-            ("rsp_prod behind rsp_cons", Box::new(|p| store(p, Field::RspProd, load(p, Field::RspCons).wrapping_sub(3)))),
-            ("header len 4097", Box::new(|p| {
-                guest_send(p, &message(MsgType::XS_READ as u32, 1, 0, 4097, b"x\0"));
-            })),
-            ("header len u32::MAX", Box::new(|p| {
-                guest_send(p, &message(MsgType::XS_WRITE as u32, 1, 0, u32::MAX, b""));
-            })),
-            ("whole request from no handle", Box::new(|p| {
-                guest_send(p, &msg(MsgType::XS_READ, 1, b"x\0"));
-            })),
-            ("garbage type 999 from no handle", Box::new(|p| {
-                guest_send(p, &message(999, 1, 0, 0, b""));
-            })),
-            ("7 bytes of a header then silence", Box::new(|p| {
-                guest_send(p, &msg(MsgType::XS_READ, 1, b"x\0")[..7]);
-            })),
-            ("header then half the payload", Box::new(|p| {
-                guest_send(p, &message(MsgType::XS_WRITE as u32, 1, 0, 100, &[b'a'; 50]));
-            })),
-            ("error field set", Box::new(|p| store(p, Field::Error, XENSTORE_ERROR_PROTO))),
-            ("reply injected into rsp", Box::new(|p| {
-                let m = msg(MsgType::XS_READ, 77, b"forged");
-                let prod = load(p, Field::RspProd);
-                poke_data(p, false, prod, &m);
-                store(p, Field::RspProd, prod.wrapping_add(m.len() as u32));
-            })),
+            (
+                "req_prod far ahead",
+                Box::new(|p| {
+                    store(
+                        p,
+                        Field::ReqProd,
+                        load(p, Field::ReqCons).wrapping_add(0x10_0000),
+                    )
+                }),
+            ),
+            (
+                "req_prod one past the ring",
+                Box::new(|p| {
+                    store(
+                        p,
+                        Field::ReqProd,
+                        load(p, Field::ReqCons).wrapping_add(RING_SIZE + 1),
+                    )
+                }),
+            ),
+            (
+                "req_cons ahead of req_prod",
+                Box::new(|p| store(p, Field::ReqCons, load(p, Field::ReqProd).wrapping_add(5))),
+            ),
+            (
+                "rsp_cons far ahead",
+                Box::new(|p| {
+                    store(
+                        p,
+                        Field::RspCons,
+                        load(p, Field::RspProd).wrapping_add(0x7000_0000),
+                    )
+                }),
+            ),
+            (
+                "rsp_prod behind rsp_cons",
+                Box::new(|p| store(p, Field::RspProd, load(p, Field::RspCons).wrapping_sub(3))),
+            ),
+            (
+                "header len 4097",
+                Box::new(|p| {
+                    guest_send(p, &message(MsgType::XS_READ as u32, 1, 0, 4097, b"x\0"));
+                }),
+            ),
+            (
+                "header len u32::MAX",
+                Box::new(|p| {
+                    guest_send(p, &message(MsgType::XS_WRITE as u32, 1, 0, u32::MAX, b""));
+                }),
+            ),
+            (
+                "whole request from no handle",
+                Box::new(|p| {
+                    guest_send(p, &msg(MsgType::XS_READ, 1, b"x\0"));
+                }),
+            ),
+            (
+                "garbage type 999 from no handle",
+                Box::new(|p| {
+                    guest_send(p, &message(999, 1, 0, 0, b""));
+                }),
+            ),
+            (
+                "7 bytes of a header then silence",
+                Box::new(|p| {
+                    guest_send(p, &msg(MsgType::XS_READ, 1, b"x\0")[..7]);
+                }),
+            ),
+            (
+                "header then half the payload",
+                Box::new(|p| {
+                    guest_send(
+                        p,
+                        &message(MsgType::XS_WRITE as u32, 1, 0, 100, &[b'a'; 50]),
+                    );
+                }),
+            ),
+            (
+                "error field set",
+                Box::new(|p| store(p, Field::Error, XENSTORE_ERROR_PROTO)),
+            ),
+            (
+                "reply injected into rsp",
+                Box::new(|p| {
+                    let m = msg(MsgType::XS_READ, 77, b"forged");
+                    let prod = load(p, Field::RspProd);
+                    poke_data(p, false, prod, &m);
+                    store(p, Field::RspProd, prod.wrapping_add(m.len() as u32));
+                }),
+            ),
         ];
         let n = attacks.len();
         for (name, f) in attacks {
@@ -154,7 +227,11 @@ fn embedded_reconnect_toggling() {
             store(&page, Field::Connection, XENSTORE_RECONNECT);
             if i % 2 == 0 {
                 host.e.notify_domain(ATTACKER).unwrap();
-                assert_eq!(load(&page, Field::Connection), XENSTORE_CONNECTED, "reset done");
+                assert_eq!(
+                    load(&page, Field::Connection),
+                    XENSTORE_CONNECTED,
+                    "reset done"
+                );
                 assert_eq!(load(&page, Field::ReqProd), 0);
             }
             g.write(0, b"w", format!("{i}").as_bytes()).unwrap();
@@ -162,8 +239,14 @@ fn embedded_reconnect_toggling() {
                 host.assert_served(&[&other], "reconnect_storm");
             }
         }
-        assert!(Arc::ptr_eq(&page, &host.e.domain_page(ATTACKER).unwrap()), "idle resets keep the page");
-        assert_eq!(g.read(0, b"w").unwrap(), format!("{}", rounds - 1).as_bytes());
+        assert!(
+            Arc::ptr_eq(&page, &host.e.domain_page(ATTACKER).unwrap()),
+            "idle resets keep the page"
+        );
+        assert_eq!(
+            g.read(0, b"w").unwrap(),
+            format!("{}", rounds - 1).as_bytes()
+        );
         host.assert_intact("reconnect storm");
         format!("{rounds} RECONNECTs of an idle ring (half kicked, half found at the next request): all reset, {rounds} guest writes served in between, page kept, check OK")
     });
@@ -192,16 +275,24 @@ fn embedded_concurrent_scribbler() {
                     }
                     match rng.below(16) {
                         0 => store(&page, Field::ReqProd, rng.u32()),
-                        1 => store(&page, Field::ReqCons, load(&page, Field::ReqCons).wrapping_add(rng.below(40) as u32)),
+                        1 => store(
+                            &page,
+                            Field::ReqCons,
+                            load(&page, Field::ReqCons).wrapping_add(rng.below(40) as u32),
+                        ),
                         2 => store(&page, Field::RspCons, rng.u32()),
                         3 => store(&page, Field::Connection, XENSTORE_RECONNECT),
                         4 => store(&page, Field::Error, rng.below(4) as u32),
                         5 => {
-                            let bytes: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+                            let bytes: Vec<u8> =
+                                (0..rng.below(64)).map(|_| rng.next() as u8).collect();
                             poke_data(&page, rng.below(2) == 0, rng.u32(), &bytes);
                         }
                         6 => {
-                            guest_send(&page, &message(rng.u32() % 40, 1, 0, rng.below(5000) as u32, b"x\0"));
+                            guest_send(
+                                &page,
+                                &message(rng.u32() % 40, 1, 0, rng.below(5000) as u32, b"x\0"),
+                            );
                         }
                         7 => {
                             let _ = host.e.notify_domain(ATTACKER);
@@ -227,7 +318,9 @@ fn embedded_concurrent_scribbler() {
         while start.elapsed() < Duration::from_secs(2) {
             // The kernel may corrupt the guest's own requests in flight, so any errno may come
             // back to the guest; what matters is that every request returns.
-            let r = g.write(0, format!("n{}", i % 50).as_bytes(), b"v").and_then(|_| g.read(0, b"n0"));
+            let r = g
+                .write(0, format!("n{}", i % 50).as_bytes(), b"v")
+                .and_then(|_| g.read(0, b"n0"));
             if let Err(e) = &r {
                 *errnos.entry(e.0).or_insert(0) += 1;
             }
@@ -285,16 +378,30 @@ impl Plain {
         for d in [ATTACKER, BYSTANDER] {
             p.dom0_ok(MsgType::XS_INTRODUCE, format!("{d}\x001\x001\0").as_bytes());
             p.dom0_ok(MsgType::XS_MKDIR, format!("/local/domain/{d}\0").as_bytes());
-            p.dom0_ok(MsgType::XS_SET_PERMS, format!("/local/domain/{d}\0n{d}\0").as_bytes());
+            p.dom0_ok(
+                MsgType::XS_SET_PERMS,
+                format!("/local/domain/{d}\0n{d}\0").as_bytes(),
+            );
         }
         p
     }
 
     fn dom0_ok(&mut self, ty: MsgType, payload: &[u8]) -> Vec<u8> {
-        self.store.handle(self.dom0, &Header::new(ty, 1, 0, payload.len() as u32), payload).unwrap();
+        self.store
+            .handle(
+                self.dom0,
+                &Header::new(ty, 1, 0, payload.len() as u32),
+                payload,
+            )
+            .unwrap();
         let r = self.store.pop_output(self.dom0).unwrap();
         let h = Header::parse(r[..HEADER_LEN].try_into().unwrap()).unwrap();
-        assert_eq!(h.ty, ty as u32, "{:?}", String::from_utf8_lossy(&r[HEADER_LEN..]));
+        assert_eq!(
+            h.ty,
+            ty as u32,
+            "{:?}",
+            String::from_utf8_lossy(&r[HEADER_LEN..])
+        );
         while self.store.pop_output(self.dom0).is_some() {}
         r[HEADER_LEN..].to_vec()
     }
@@ -304,9 +411,19 @@ impl Plain {
         let tag = &node_name(tag);
         self.dom0_ok(MsgType::XS_WRITE, format!("/plain/{tag}\0v").as_bytes());
         let mut partial = Vec::new();
-        let r = self.bystander.call(&mut self.store, &msg(MsgType::XS_WRITE, 5, format!("{tag}\0v").as_bytes()), &mut partial, 1);
+        let r = self.bystander.call(
+            &mut self.store,
+            &msg(MsgType::XS_WRITE, 5, format!("{tag}\0v").as_bytes()),
+            &mut partial,
+            1,
+        );
         assert_eq!(r[0].payload, b"OK\0", "bystander after {tag}");
-        let r = self.bystander.call(&mut self.store, &msg(MsgType::XS_READ, 6, format!("{tag}\0").as_bytes()), &mut partial, 1);
+        let r = self.bystander.call(
+            &mut self.store,
+            &msg(MsgType::XS_READ, 6, format!("{tag}\0").as_bytes()),
+            &mut partial,
+            1,
+        );
         assert_eq!(r[0].payload, b"v");
     }
 
@@ -320,7 +437,19 @@ impl Plain {
 fn plain_unknown_types_are_enosys() {
     case("hostile/ring_plain_garbage_types", || {
         let mut p = Plain::new();
-        let mut types: Vec<u32> = vec![15, 16, 20, 27, 28, 100, 999, 0xffff, 0x1_0000, 0x7fff_ffff, u32::MAX];
+        let mut types: Vec<u32> = vec![
+            15,
+            16,
+            20,
+            27,
+            28,
+            100,
+            999,
+            0xffff,
+            0x1_0000,
+            0x7fff_ffff,
+            u32::MAX,
+        ];
         let mut rng = Rng(7);
         types.extend((0..200).map(|_| rng.u32() | 0x100));
         for (i, &ty) in types.iter().enumerate() {
@@ -333,7 +462,12 @@ fn plain_unknown_types_are_enosys() {
             assert_eq!(r[0].payload, b"ENOSYS\0", "type {ty}");
         }
         // The ring and the connection go on.
-        let r = p.attacker.call(&mut p.store, &msg(MsgType::XS_WRITE, 1, b"still\0here"), &mut p.partial, 1);
+        let r = p.attacker.call(
+            &mut p.store,
+            &msg(MsgType::XS_WRITE, 1, b"still\0here"),
+            &mut p.partial,
+            1,
+        );
         assert_eq!(r[0].payload, b"OK\0");
         p.others_served("garbage_types");
         p.intact("garbage types");
@@ -345,11 +479,23 @@ fn plain_unknown_types_are_enosys() {
 /// and is no longer served; everybody else is.
 fn plain_fatal(name: &str, corrupt: impl Fn(&RingPage), code: u32) {
     let mut p = Plain::new();
-    let r = p.attacker.call(&mut p.store, &msg(MsgType::XS_WATCH, 1, b"w\0t\0"), &mut p.partial, 2);
+    let r = p.attacker.call(
+        &mut p.store,
+        &msg(MsgType::XS_WATCH, 1, b"w\0t\0"),
+        &mut p.partial,
+        2,
+    );
     assert_eq!(r[0].payload, b"OK\0");
     corrupt(&p.attacker.page);
-    assert!(!p.attacker.service(&mut p.store), "{name}: the ring goes on");
-    assert_eq!(load(&p.attacker.page, Field::Error), code, "{name}: error code in the page");
+    assert!(
+        !p.attacker.service(&mut p.store),
+        "{name}: the ring goes on"
+    );
+    assert_eq!(
+        load(&p.attacker.page, Field::Error),
+        code,
+        "{name}: error code in the page"
+    );
     let err = p.attacker.failed.unwrap();
     assert_eq!(err.code(), Some(code), "{name}");
     // A failed ring stays failed: more bytes are not read.
@@ -366,15 +512,47 @@ fn plain_fatal(name: &str, corrupt: impl Fn(&RingPage), code: u32) {
 fn plain_fatal_corruptions() {
     case("hostile/ring_plain_fatal", || {
         let cases: Vec<(&str, Box<dyn Fn(&RingPage)>, u32)> = vec![
-            ("req_prod far ahead", Box::new(|pg| store(pg, Field::ReqProd, load(pg, Field::ReqCons).wrapping_add(0x8000_0000))), XENSTORE_ERROR_RINGIDX),
-            ("req_prod ring+1 ahead", Box::new(|pg| store(pg, Field::ReqProd, load(pg, Field::ReqCons).wrapping_add(RING_SIZE + 1))), XENSTORE_ERROR_RINGIDX),
-            ("req_cons ahead of req_prod", Box::new(|pg| store(pg, Field::ReqCons, load(pg, Field::ReqProd).wrapping_add(1))), XENSTORE_ERROR_RINGIDX),
-            ("header len 4097", Box::new(|pg| {
-                guest_send(pg, &message(2, 1, 0, 4097, b""));
-            }), XENSTORE_ERROR_PROTO),
-            ("header len 0x80000000", Box::new(|pg| {
-                guest_send(pg, &message(11, 1, 0, 0x8000_0000, b""));
-            }), XENSTORE_ERROR_PROTO),
+            (
+                "req_prod far ahead",
+                Box::new(|pg| {
+                    store(
+                        pg,
+                        Field::ReqProd,
+                        load(pg, Field::ReqCons).wrapping_add(0x8000_0000),
+                    )
+                }),
+                XENSTORE_ERROR_RINGIDX,
+            ),
+            (
+                "req_prod ring+1 ahead",
+                Box::new(|pg| {
+                    store(
+                        pg,
+                        Field::ReqProd,
+                        load(pg, Field::ReqCons).wrapping_add(RING_SIZE + 1),
+                    )
+                }),
+                XENSTORE_ERROR_RINGIDX,
+            ),
+            (
+                "req_cons ahead of req_prod",
+                Box::new(|pg| store(pg, Field::ReqCons, load(pg, Field::ReqProd).wrapping_add(1))),
+                XENSTORE_ERROR_RINGIDX,
+            ),
+            (
+                "header len 4097",
+                Box::new(|pg| {
+                    guest_send(pg, &message(2, 1, 0, 4097, b""));
+                }),
+                XENSTORE_ERROR_PROTO,
+            ),
+            (
+                "header len 0x80000000",
+                Box::new(|pg| {
+                    guest_send(pg, &message(11, 1, 0, 0x8000_0000, b""));
+                }),
+                XENSTORE_ERROR_PROTO,
+            ),
         ];
         let n = cases.len();
         let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
@@ -411,23 +589,37 @@ fn plain_half_written_then_silence() {
                 wakeups += 1;
             }
             assert!(p.attacker.server.in_request(), "part of a request is held");
-            assert!(guest_take(&p.attacker.page, &mut p.partial).is_empty(), "nothing answered");
+            assert!(
+                guest_take(&p.attacker.page, &mut p.partial).is_empty(),
+                "nothing answered"
+            );
             p.others_served("half");
             guest_send(&p.attacker.page, &m[cut..]);
             assert!(p.attacker.service(&mut p.store));
             let r = guest_take(&p.attacker.page, &mut p.partial);
             assert_eq!(r.len(), 1, "completed at cut {cut}");
-            assert_eq!((r[0].header.req_id, r[0].payload.as_slice()), (9, &b"OK\0"[..]));
+            assert_eq!(
+                (r[0].header.req_id, r[0].payload.as_slice()),
+                (9, &b"OK\0"[..])
+            );
         }
         // Half a message, then a reset: the part is gone, the next message is read whole.
         guest_send(&p.attacker.page, &m[..10]);
         p.attacker.service(&mut p.store);
         store(&p.attacker.page, Field::Connection, XENSTORE_RECONNECT);
         p.attacker.service(&mut p.store);
-        assert_eq!(load(&p.attacker.page, Field::Connection), XENSTORE_CONNECTED);
+        assert_eq!(
+            load(&p.attacker.page, Field::Connection),
+            XENSTORE_CONNECTED
+        );
         assert!(!p.attacker.server.in_request());
         p.partial.clear();
-        let r = p.attacker.call(&mut p.store, &msg(MsgType::XS_READ, 3, b"half\0"), &mut p.partial, 1);
+        let r = p.attacker.call(
+            &mut p.store,
+            &msg(MsgType::XS_READ, 3, b"half\0"),
+            &mut p.partial,
+            1,
+        );
         assert_eq!(r[0].payload, b"done");
         p.intact("half-written messages");
         format!("4 messages cut after 1/7/16/19 bytes: {wakeups} wake-ups served nothing and held the part, each completed later, a reset dropped a part; dom0+guest3 served meanwhile, check OK")
@@ -442,9 +634,19 @@ fn plain_reconnect_storm() {
         let mut p = Plain::new();
         let rounds = 1000;
         for i in 0..rounds {
-            let r = p.attacker.call(&mut p.store, &msg(MsgType::XS_WATCH, 1, format!("w{i}\0t\0").as_bytes()), &mut p.partial, 2);
+            let r = p.attacker.call(
+                &mut p.store,
+                &msg(MsgType::XS_WATCH, 1, format!("w{i}\0t\0").as_bytes()),
+                &mut p.partial,
+                2,
+            );
             assert_eq!(r[0].payload, b"OK\0");
-            let r = p.attacker.call(&mut p.store, &msg(MsgType::XS_TRANSACTION_START, 2, b"\0"), &mut p.partial, 1);
+            let r = p.attacker.call(
+                &mut p.store,
+                &msg(MsgType::XS_TRANSACTION_START, 2, b"\0"),
+                &mut p.partial,
+                1,
+            );
             assert_eq!(r[0].header.ty, MsgType::XS_TRANSACTION_START as u32);
             store(&p.attacker.page, Field::Connection, XENSTORE_RECONNECT);
             if i % 3 == 0 {
@@ -453,7 +655,10 @@ fn plain_reconnect_storm() {
             }
             assert!(p.attacker.service(&mut p.store));
             p.partial.clear();
-            assert_eq!(load(&p.attacker.page, Field::Connection), XENSTORE_CONNECTED);
+            assert_eq!(
+                load(&p.attacker.page, Field::Connection),
+                XENSTORE_CONNECTED
+            );
             if i % 100 == 0 {
                 p.others_served("reconnect");
                 p.intact("reconnect");
@@ -461,9 +666,20 @@ fn plain_reconnect_storm() {
         }
         assert_eq!(p.attacker.resets, rounds);
         p.intact("reconnect storm");
-        let report = p.dom0_ok(MsgType::XS_CONTROL, format!("quota\0{ATTACKER}\0").as_bytes());
+        let report = p.dom0_ok(
+            MsgType::XS_CONTROL,
+            format!("quota\0{ATTACKER}\0").as_bytes(),
+        );
         let text = String::from_utf8_lossy(&report);
-        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(2).unwrap().to_string();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(line("watches "), "0");
         assert_eq!(line("transactions "), "0");
         format!("{rounds} resets each with a watch and a transaction open (a third with half a request): state dropped every time (0 watches, 0 transactions accounted after), ring served after each, dom0+guest3 served, check OK")
@@ -489,9 +705,13 @@ fn plain_request_flood_without_reading() {
             assert!(p.attacker.service(&mut p.store));
         }
         let served = p.attacker.served;
-        let full = load(&p.attacker.page, Field::RspProd).wrapping_sub(load(&p.attacker.page, Field::RspCons));
+        let full = load(&p.attacker.page, Field::RspProd)
+            .wrapping_sub(load(&p.attacker.page, Field::RspCons));
         let reply = HEADER_LEN + b"/local/domain/1\0".len();
-        assert!(served as usize <= RING_SIZE as usize / reply + 2, "{served} requests served with no reply read");
+        assert!(
+            served as usize <= RING_SIZE as usize / reply + 2,
+            "{served} requests served with no reply read"
+        );
         assert!(p.attacker.server.pending() <= reply);
         assert!(full as usize > RING_SIZE as usize - reply);
         p.others_served("flood");
@@ -513,19 +733,33 @@ fn plain_random_pages() {
         for round in 0..rounds {
             for _ in 0..rng.below(20) + 1 {
                 match rng.below(6) {
-                    0 => store(&p.attacker.page, Field::ReqProd, load(&p.attacker.page, Field::ReqProd).wrapping_add(rng.below(300) as u32)),
+                    0 => store(
+                        &p.attacker.page,
+                        Field::ReqProd,
+                        load(&p.attacker.page, Field::ReqProd).wrapping_add(rng.below(300) as u32),
+                    ),
                     1 => store(&p.attacker.page, Field::ReqProd, rng.u32()),
                     2 => {
-                        let bytes: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+                        let bytes: Vec<u8> =
+                            (0..rng.below(300)).map(|_| rng.next() as u8).collect();
                         poke_data(&p.attacker.page, true, rng.u32(), &bytes);
                     }
                     3 => {
                         let ty = rng.u32() % 30;
-                        let body: Vec<u8> = (0..rng.below(100)).map(|_| b"/a0@\0x"[rng.below(6) as usize]).collect();
-                        guest_send(&p.attacker.page, &message(ty, 1, 0, body.len() as u32, &body));
+                        let body: Vec<u8> = (0..rng.below(100))
+                            .map(|_| b"/a0@\0x"[rng.below(6) as usize])
+                            .collect();
+                        guest_send(
+                            &p.attacker.page,
+                            &message(ty, 1, 0, body.len() as u32, &body),
+                        );
                     }
                     4 => store(&p.attacker.page, Field::Connection, XENSTORE_RECONNECT),
-                    _ => store(&p.attacker.page, Field::RspCons, load(&p.attacker.page, Field::RspProd)),
+                    _ => store(
+                        &p.attacker.page,
+                        Field::RspCons,
+                        load(&p.attacker.page, Field::RspProd),
+                    ),
                 }
                 p.attacker.service(&mut p.store);
             }

@@ -64,7 +64,8 @@ impl Msg {
         self.ty == ty as u32
     }
     fn text(&self) -> String {
-        String::from_utf8_lossy(self.payload.strip_suffix(b"\0").unwrap_or(&self.payload)).into_owned()
+        String::from_utf8_lossy(self.payload.strip_suffix(b"\0").unwrap_or(&self.payload))
+            .into_owned()
     }
 }
 
@@ -82,7 +83,12 @@ impl Pipe {
         let w = UnixStream::connect(path)?;
         w.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let r = BufReader::with_capacity(16 * 1024, w.try_clone()?);
-        Ok(Pipe { w, r, next: 1, events: 0 })
+        Ok(Pipe {
+            w,
+            r,
+            next: 1,
+            events: 0,
+        })
     }
 
     /// Appends a request to `batch`; returns its req_id.
@@ -96,16 +102,23 @@ impl Pipe {
     fn recv(&mut self) -> io::Result<Msg> {
         let mut h = [0u8; HEADER_LEN];
         self.r.read_exact(&mut h)?;
-        let h = Header::parse(&h).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+        let h = Header::parse(&h)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
         let mut payload = vec![0; h.len as usize];
         self.r.read_exact(&mut payload)?;
-        Ok(Msg { ty: h.ty, req_id: h.req_id, payload })
+        Ok(Msg {
+            ty: h.ty,
+            req_id: h.req_id,
+            payload,
+        })
     }
 
     /// The reply to request `id`, which must be the next reply (watch events are skipped).
     fn reply(&mut self, id: u32) -> Result<Msg, String> {
         loop {
-            let m = self.recv().map_err(|e| format!("reply to request {id}: {e}"))?;
+            let m = self
+                .recv()
+                .map_err(|e| format!("reply to request {id}: {e}"))?;
             if m.is(MsgType::XS_WATCH_EVENT) {
                 self.events += 1;
                 continue;
@@ -130,7 +143,12 @@ fn expect(m: &Msg, ty: MsgType, what: &str) -> Result<(), String> {
     if m.is(ty) {
         Ok(())
     } else {
-        Err(format!("{what}: expected {}, got type {} {:?}", ty.name(), m.ty, m.text()))
+        Err(format!(
+            "{what}: expected {}, got type {} {:?}",
+            ty.name(),
+            m.ty,
+            m.text()
+        ))
     }
 }
 
@@ -168,7 +186,13 @@ fn busy(t: usize, path: PathBuf, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> 
     me
 }
 
-fn busy_loop(t: usize, path: &Path, stop: &AtomicBool, ops: &AtomicU64, me: &mut Busy) -> Result<(), String> {
+fn busy_loop(
+    t: usize,
+    path: &Path,
+    stop: &AtomicBool,
+    ops: &AtomicU64,
+    me: &mut Busy,
+) -> Result<(), String> {
     let mut c = Pipe::connect(path).map_err(|e| format!("connect: {e}"))?;
     if t.is_multiple_of(10) {
         // Some busy clients also watch their own subtree and so get events between replies.
@@ -200,14 +224,24 @@ fn direct_round(c: &mut Pipe, base: &str, seq: &mut u64, me: &mut Busy) -> Resul
     for _ in 0..4 {
         *seq += 1;
         let k = *seq % DIRECT_KEYS;
-        let id = c.push(&mut batch, MsgType::XS_WRITE, 0, &write_payload(&format!("{base}/k{k}"), seq.to_string().as_bytes()));
+        let id = c.push(
+            &mut batch,
+            MsgType::XS_WRITE,
+            0,
+            &write_payload(&format!("{base}/k{k}"), seq.to_string().as_bytes()),
+        );
         sent[k as usize] = Some(*seq);
         writes.push((id, k, *seq));
     }
     // Read back a key that may or may not have been written in this very batch.
     let rk = (*seq * 7 + 3) % DIRECT_KEYS;
     let want = sent[rk as usize];
-    let read = c.push(&mut batch, MsgType::XS_READ, 0, &z(&format!("{base}/k{rk}")));
+    let read = c.push(
+        &mut batch,
+        MsgType::XS_READ,
+        0,
+        &z(&format!("{base}/k{rk}")),
+    );
     let dir = c.push(&mut batch, MsgType::XS_DIRECTORY, 0, &z(base));
     let shared = c.push(&mut batch, MsgType::XS_READ, 0, &z("/load/shared"));
     let perms = c.push(&mut batch, MsgType::XS_GET_PERMS, 0, &z(base));
@@ -223,7 +257,10 @@ fn direct_round(c: &mut Pipe, base: &str, seq: &mut u64, me: &mut Busy) -> Resul
         Some(v) => {
             expect(&m, MsgType::XS_READ, "read")?;
             if m.payload != v.to_string().as_bytes() {
-                return Err(format!("{base}/k{rk}: read {:?}, last written {v}", m.text()));
+                return Err(format!(
+                    "{base}/k{rk}: read {:?}, last written {v}",
+                    m.text()
+                ));
             }
         }
         None if m.is(MsgType::XS_ERROR) && m.text() == "ENOENT" => {}
@@ -242,19 +279,43 @@ fn direct_round(c: &mut Pipe, base: &str, seq: &mut u64, me: &mut Busy) -> Resul
 
 /// START, then READ, WRITE, WRITE, DIRECTORY and END pipelined in the transaction. `abort`
 /// ends it with "F" instead of committing.
-fn transaction_round(c: &mut Pipe, base: &str, seq: &mut u64, abort: bool, me: &mut Busy) -> Result<(), String> {
+fn transaction_round(
+    c: &mut Pipe,
+    base: &str,
+    seq: &mut u64,
+    abort: bool,
+    me: &mut Busy,
+) -> Result<(), String> {
     let m = c.call(MsgType::XS_TRANSACTION_START, 0, b"\0")?;
     expect(&m, MsgType::XS_TRANSACTION_START, "transaction start")?;
-    let tx: u32 = m.text().parse().map_err(|_| format!("transaction id {:?}", m.text()))?;
+    let tx: u32 = m
+        .text()
+        .parse()
+        .map_err(|_| format!("transaction id {:?}", m.text()))?;
     *seq += 1;
     let k = *seq % TX_KEYS;
     let count = format!("{base}/txcount");
     let mut batch = Vec::with_capacity(512);
     let read = c.push(&mut batch, MsgType::XS_READ, tx, &z(&count));
-    let w1 = c.push(&mut batch, MsgType::XS_WRITE, tx, &write_payload(&format!("{base}/t{k}"), seq.to_string().as_bytes()));
-    let w2 = c.push(&mut batch, MsgType::XS_WRITE, tx, &write_payload(&count, (me.commits + 1).to_string().as_bytes()));
+    let w1 = c.push(
+        &mut batch,
+        MsgType::XS_WRITE,
+        tx,
+        &write_payload(&format!("{base}/t{k}"), seq.to_string().as_bytes()),
+    );
+    let w2 = c.push(
+        &mut batch,
+        MsgType::XS_WRITE,
+        tx,
+        &write_payload(&count, (me.commits + 1).to_string().as_bytes()),
+    );
     let dir = c.push(&mut batch, MsgType::XS_DIRECTORY, tx, &z(base));
-    let end = c.push(&mut batch, MsgType::XS_TRANSACTION_END, tx, if abort { b"F\0" } else { b"T\0" });
+    let end = c.push(
+        &mut batch,
+        MsgType::XS_TRANSACTION_END,
+        tx,
+        if abort { b"F\0" } else { b"T\0" },
+    );
     c.w.write_all(&batch).map_err(|e| format!("send: {e}"))?;
 
     // Inside the transaction the count is what the last commit left.
@@ -266,12 +327,20 @@ fn transaction_round(c: &mut Pipe, base: &str, seq: &mut u64, abort: bool, me: &
     } else {
         expect(&m, MsgType::XS_READ, "read in transaction")?;
         if m.payload != me.commits.to_string().as_bytes() {
-            return Err(format!("{count} reads {:?} in a transaction, {} commits acknowledged", m.text(), me.commits));
+            return Err(format!(
+                "{count} reads {:?} in a transaction, {} commits acknowledged",
+                m.text(),
+                me.commits
+            ));
         }
     }
     expect(&c.reply(w1)?, MsgType::XS_WRITE, "write in transaction")?;
     expect(&c.reply(w2)?, MsgType::XS_WRITE, "write in transaction")?;
-    expect(&c.reply(dir)?, MsgType::XS_DIRECTORY, "directory in transaction")?;
+    expect(
+        &c.reply(dir)?,
+        MsgType::XS_DIRECTORY,
+        "directory in transaction",
+    )?;
     let m = c.reply(end)?;
     if m.is(MsgType::XS_TRANSACTION_END) {
         if abort {
@@ -325,15 +394,30 @@ fn drop_once(d: usize, n: u64, path: &Path, me: &mut Drops) -> Result<(), String
             // Writes in a transaction, then gone before END (and before reading the replies).
             let tx = start(&mut c)?;
             for i in 0..3 {
-                c.push(&mut batch, MsgType::XS_WRITE, tx, &write_payload(&format!("{node}/{i}"), b"x"));
+                c.push(
+                    &mut batch,
+                    MsgType::XS_WRITE,
+                    tx,
+                    &write_payload(&format!("{node}/{i}"), b"x"),
+                );
             }
             me.mid_transaction += 1;
         }
         1 => {
             // A whole write in a transaction, then half of the next message.
             let tx = start(&mut c)?;
-            c.push(&mut batch, MsgType::XS_WRITE, tx, &write_payload(&node, b"x"));
-            let mut half = encode(MsgType::XS_WRITE, 99, tx, &write_payload(&format!("{node}/half"), &[b'y'; 80]));
+            c.push(
+                &mut batch,
+                MsgType::XS_WRITE,
+                tx,
+                &write_payload(&node, b"x"),
+            );
+            let mut half = encode(
+                MsgType::XS_WRITE,
+                99,
+                tx,
+                &write_payload(&format!("{node}/half"), &[b'y'; 80]),
+            );
             half.truncate(HEADER_LEN + 40);
             batch.extend_from_slice(&half);
             me.mid_message += 1;
@@ -348,7 +432,12 @@ fn drop_once(d: usize, n: u64, path: &Path, me: &mut Drops) -> Result<(), String
             for _ in 0..16 {
                 c.push(&mut batch, MsgType::XS_READ, 0, &z("/load/shared"));
             }
-            c.push(&mut batch, MsgType::XS_WRITE, 0, &write_payload(&format!("/load/dropdirect/d{d}"), n.to_string().as_bytes()));
+            c.push(
+                &mut batch,
+                MsgType::XS_WRITE,
+                0,
+                &write_payload(&format!("/load/dropdirect/d{d}"), n.to_string().as_bytes()),
+            );
             me.unread_replies += 1;
         }
     }
@@ -360,7 +449,9 @@ fn drop_once(d: usize, n: u64, path: &Path, me: &mut Drops) -> Result<(), String
 fn start(c: &mut Pipe) -> Result<u32, String> {
     let m = c.call(MsgType::XS_TRANSACTION_START, 0, b"\0")?;
     expect(&m, MsgType::XS_TRANSACTION_START, "transaction start")?;
-    m.text().parse().map_err(|_| format!("transaction id {:?}", m.text()))
+    m.text()
+        .parse()
+        .map_err(|_| format!("transaction id {:?}", m.text()))
 }
 
 /// What the probe saw.
@@ -407,10 +498,12 @@ fn probe(path: PathBuf, stop: Arc<AtomicBool>) -> Probe {
         }
         if tick.is_multiple_of(10) {
             let t0 = Instant::now();
-            let fresh = Pipe::connect(&path).map_err(|e| format!("fresh connect: {e}")).and_then(|mut f| {
-                let _ = f.w.set_read_timeout(Some(PROBE_TIMEOUT));
-                read_probe(&mut f)
-            });
+            let fresh = Pipe::connect(&path)
+                .map_err(|e| format!("fresh connect: {e}"))
+                .and_then(|mut f| {
+                    let _ = f.w.set_read_timeout(Some(PROBE_TIMEOUT));
+                    read_probe(&mut f)
+                });
             match fresh {
                 Ok(()) => me.fresh_us.push(t0.elapsed().as_micros() as u64),
                 Err(e) => me.failures.push(e),
@@ -446,7 +539,11 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 fn ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
 }
 
 /// A sleeper starts reading: its old replies and kept events arrive, then the reply to a new
@@ -484,7 +581,11 @@ fn sampler(pid: u32, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> Vec<Sample> 
         next += Duration::from_secs(1);
         let now = ops.load(Relaxed);
         let cpu = cpu_ticks(pid).unwrap_or(last_cpu);
-        out.push(Sample { ops: now - last, rss_kib: rss_kib(pid).unwrap_or(0), cpu_ticks: cpu - last_cpu });
+        out.push(Sample {
+            ops: now - last,
+            rss_kib: rss_kib(pid).unwrap_or(0),
+            cpu_ticks: cpu - last_cpu,
+        });
         last = now;
         last_cpu = cpu;
     }
@@ -528,17 +629,31 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn run(plan: Plan) -> Report {
-    let mut rep = Report { lines: Vec::new(), failures: Vec::new() };
+    let mut rep = Report {
+        lines: Vec::new(),
+        failures: Vec::new(),
+    };
     // Every connection is a socket in this process too.
     let limit = xenstore::server::raise_fd_limit().expect("raise RLIMIT_NOFILE");
-    assert!(limit as usize > plan.clients + 64, "open-file limit {limit} too low for {} clients", plan.clients);
+    assert!(
+        limit as usize > plan.clients + 64,
+        "open-file limit {limit} too low for {} clients",
+        plan.clients
+    );
 
     let mut daemon = Daemon::start("load");
     let path = daemon.socket.clone();
     let pid = daemon.pid();
     let mut setup = Pipe::connect(&path).unwrap();
     for (p, v) in [("/load/shared", "shared"), ("/load/probe", "probe")] {
-        expect(&setup.call(MsgType::XS_WRITE, 0, &write_payload(p, v.as_bytes())).unwrap(), MsgType::XS_WRITE, p).unwrap();
+        expect(
+            &setup
+                .call(MsgType::XS_WRITE, 0, &write_payload(p, v.as_bytes()))
+                .unwrap(),
+            MsgType::XS_WRITE,
+            p,
+        )
+        .unwrap();
     }
     drop(setup);
 
@@ -547,7 +662,12 @@ fn run(plan: Plan) -> Report {
     let mut sleepers = Vec::new();
     for i in 0..plan.sleepers {
         let mut s = UnixStream::connect(&path).expect("sleeper connect");
-        let mut b = encode(MsgType::XS_WATCH, 1, 0, &zz(&["/load", &format!("sleeper{i}")]));
+        let mut b = encode(
+            MsgType::XS_WATCH,
+            1,
+            0,
+            &zz(&["/load", &format!("sleeper{i}")]),
+        );
         for r in 0..8 {
             b.extend_from_slice(&encode(MsgType::XS_READ, 2 + r, 0, &z("/load/shared")));
         }
@@ -556,7 +676,9 @@ fn run(plan: Plan) -> Report {
     }
     // Connections held during the run: idle ones, sleepers, busy, the probe, one per dropper.
     let idle_n = plan.clients - plan.busy - plan.sleepers - plan.droppers - 1;
-    let mut idle: Vec<Pipe> = (0..idle_n).map(|_| Pipe::connect(&path).expect("idle connect")).collect();
+    let mut idle: Vec<Pipe> = (0..idle_n)
+        .map(|_| Pipe::connect(&path).expect("idle connect"))
+        .collect();
     let rss_setup = rss_kib(pid).unwrap_or(0);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -585,8 +707,14 @@ fn run(plan: Plan) -> Report {
 
     thread::sleep(Duration::from_secs(plan.secs));
     stop.store(true, Relaxed);
-    let busy: Vec<Busy> = busy_t.into_iter().map(|t| t.join().expect("busy thread")).collect();
-    let drops: Vec<Drops> = drop_t.into_iter().map(|t| t.join().expect("dropper thread")).collect();
+    let busy: Vec<Busy> = busy_t
+        .into_iter()
+        .map(|t| t.join().expect("busy thread"))
+        .collect();
+    let drops: Vec<Drops> = drop_t
+        .into_iter()
+        .map(|t| t.join().expect("dropper thread"))
+        .collect();
     let probe = probe_t.join().expect("probe thread");
     let samples = sampler_t.join().expect("sampler thread");
     let ran = started.elapsed();
@@ -603,18 +731,36 @@ fn run(plan: Plan) -> Report {
     let steady: Vec<u64> = samples.iter().skip(1).map(|s| s.ops).collect();
     let mut sorted = steady.clone();
     sorted.sort_unstable();
-    let (lo, med, hi) = (percentile(&sorted, 0.0), percentile(&sorted, 0.5), percentile(&sorted, 1.0));
+    let (lo, med, hi) = (
+        percentile(&sorted, 0.0),
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 1.0),
+    );
     rep.put("ops_total", total_ops);
-    rep.put("ops_per_s", format!("{:.0}", total_ops as f64 / ran.as_secs_f64()));
+    rep.put(
+        "ops_per_s",
+        format!("{:.0}", total_ops as f64 / ran.as_secs_f64()),
+    );
     rep.put("ops_per_s_min", lo);
     rep.put("ops_per_s_median", med);
     rep.put("ops_per_s_max", hi);
     rep.put("samples", samples.len());
-    rep.put("ops_per_s_intervals", samples.iter().map(|s| s.ops.to_string()).collect::<Vec<_>>().join(","));
-    rep.check(Area::Throughput, !steady.is_empty(), || "no throughput sample".into());
+    rep.put(
+        "ops_per_s_intervals",
+        samples
+            .iter()
+            .map(|s| s.ops.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    rep.check(Area::Throughput, !steady.is_empty(), || {
+        "no throughput sample".into()
+    });
     // Wall-clock throughput depends on what else the machine runs, so its band is wide: a
     // stall shows as a zero or a collapse to a tenth.
-    rep.check(Area::Throughput, lo > 0 && lo * 10 >= med, || format!("throughput fell to {lo}/s against a median of {med}/s"));
+    rep.check(Area::Throughput, lo > 0 && lo * 10 >= med, || {
+        format!("throughput fell to {lo}/s against a median of {med}/s")
+    });
     // Requests per CPU-second of the daemon do not depend on how much CPU it was given: that
     // band is narrow, and shows whether serving gets costlier as the run goes on (queues
     // filling up, memory fragmenting). Seconds in which it ran under 0.1 s are too coarse.
@@ -625,14 +771,25 @@ fn run(plan: Plan) -> Report {
         .filter(|s| s.cpu_ticks * 10 >= tps)
         .map(|s| s.ops * tps / s.cpu_ticks)
         .collect();
-    let cpu: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.cpu_ticks as f64 / tps as f64)).collect();
+    let cpu: Vec<String> = samples
+        .iter()
+        .map(|s| format!("{:.2}", s.cpu_ticks as f64 / tps as f64))
+        .collect();
     rep.put("daemon_cpu_per_s", cpu.join(","));
     eff.sort_unstable();
-    let (elo, emed, ehi) = (percentile(&eff, 0.0), percentile(&eff, 0.5), percentile(&eff, 1.0));
+    let (elo, emed, ehi) = (
+        percentile(&eff, 0.0),
+        percentile(&eff, 0.5),
+        percentile(&eff, 1.0),
+    );
     rep.put("ops_per_cpu_s_min", elo);
     rep.put("ops_per_cpu_s_median", emed);
     rep.put("ops_per_cpu_s_max", ehi);
-    rep.check(Area::Throughput, elo * 3 >= emed, || format!("serving got costlier: {elo} requests per daemon CPU-second against a median of {emed}"));
+    rep.check(Area::Throughput, elo * 3 >= emed, || {
+        format!(
+            "serving got costlier: {elo} requests per daemon CPU-second against a median of {emed}"
+        )
+    });
 
     // Memory.
     let rss: Vec<u64> = samples.iter().map(|s| s.rss_kib).collect();
@@ -642,7 +799,9 @@ fn run(plan: Plan) -> Report {
     rep.put("rss_min_kib", rss_min);
     rep.put("rss_max_kib", rss_max);
     rep.put("rss_last_kib", rss.last().copied().unwrap_or(0));
-    rep.check(Area::Memory, rss_max < rss_setup + 128 * 1024, || format!("daemon grew from {rss_setup} to {rss_max} KiB"));
+    rep.check(Area::Memory, rss_max < rss_setup + 128 * 1024, || {
+        format!("daemon grew from {rss_setup} to {rss_max} KiB")
+    });
     // Bounded growth: once the per-connection bounds are reached the daemon stops growing, so
     // the second half of the run adds little to the first half's peak.
     if rss.len() >= 6 {
@@ -650,7 +809,9 @@ fn run(plan: Plan) -> Report {
         let first = rss[..half].iter().copied().max().unwrap();
         let second = rss[half..].iter().copied().max().unwrap();
         rep.put("rss_growth_second_half_kib", second.saturating_sub(first));
-        rep.check(Area::Memory, second <= first + 16 * 1024, || format!("daemon still growing: peak {first} KiB, then {second} KiB"));
+        rep.check(Area::Memory, second <= first + 16 * 1024, || {
+            format!("daemon still growing: peak {first} KiB, then {second} KiB")
+        });
     }
 
     // Every worker finished cleanly.
@@ -683,15 +844,35 @@ fn run(plan: Plan) -> Report {
     fresh.sort_unstable();
     rep.put("probes", lat.len());
     rep.put("probe_failures", probe.failures.len());
-    rep.put("probe_p50_ms", format!("{:.2}", percentile(&lat, 0.5) as f64 / 1000.0));
-    rep.put("probe_p99_ms", format!("{:.2}", percentile(&lat, 0.99) as f64 / 1000.0));
-    rep.put("probe_max_ms", format!("{:.2}", percentile(&lat, 1.0) as f64 / 1000.0));
-    rep.put("fresh_connect_max_ms", format!("{:.2}", percentile(&fresh, 1.0) as f64 / 1000.0));
+    rep.put(
+        "probe_p50_ms",
+        format!("{:.2}", percentile(&lat, 0.5) as f64 / 1000.0),
+    );
+    rep.put(
+        "probe_p99_ms",
+        format!("{:.2}", percentile(&lat, 0.99) as f64 / 1000.0),
+    );
+    rep.put(
+        "probe_max_ms",
+        format!("{:.2}", percentile(&lat, 1.0) as f64 / 1000.0),
+    );
+    rep.put(
+        "fresh_connect_max_ms",
+        format!("{:.2}", percentile(&fresh, 1.0) as f64 / 1000.0),
+    );
     for f in &probe.failures {
         rep.fail(Area::Responsiveness, format!("probe: {f}"));
     }
-    rep.check(Area::Responsiveness, lat.len() as u64 >= plan.secs * 5, || format!("only {} probes in {} s", lat.len(), plan.secs));
-    rep.check(Area::Responsiveness, percentile(&lat, 1.0) < 2_000_000, || "a probe READ took over 2 s".into());
+    rep.check(
+        Area::Responsiveness,
+        lat.len() as u64 >= plan.secs * 5,
+        || format!("only {} probes in {} s", lat.len(), plan.secs),
+    );
+    rep.check(
+        Area::Responsiveness,
+        percentile(&lat, 1.0) < 2_000_000,
+        || "a probe READ took over 2 s".into(),
+    );
 
     // Every idle client is still served (all asked at once, then all answered).
     let mut answered = 0;
@@ -707,16 +888,25 @@ fn run(plan: Plan) -> Report {
         }
     }
     rep.put("idle_answered", format!("{answered}/{idle_n}"));
-    rep.check(Area::Responsiveness, answered == idle_n, || format!("only {answered} of {idle_n} idle clients answered"));
+    rep.check(Area::Responsiveness, answered == idle_n, || {
+        format!("only {answered} of {idle_n} idle clients answered")
+    });
     drop(idle);
 
     // A sleeper that starts reading gets its replies, after whatever events were kept for it.
     if let Some(first) = sleepers.pop() {
-        let mut s = Pipe { r: BufReader::new(first.try_clone().unwrap()), w: first, next: 100, events: 0 };
+        let mut s = Pipe {
+            r: BufReader::new(first.try_clone().unwrap()),
+            w: first,
+            next: 100,
+            events: 0,
+        };
         s.w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let recovered = sleeper_wakes(&mut s);
         rep.put("sleeper_events_kept", s.events);
-        rep.check(Area::Responsiveness, recovered == Ok(true), || format!("a sleeper that starts reading is not answered: {recovered:?}"));
+        rep.check(Area::Responsiveness, recovered == Ok(true), || {
+            format!("a sleeper that starts reading is not answered: {recovered:?}")
+        });
     }
     drop(sleepers);
 
@@ -724,7 +914,13 @@ fn run(plan: Plan) -> Report {
     let mut v = Pipe::connect(&path).unwrap();
     let (mut verified, mut lost) = (0u64, Vec::new());
     let mut check_node = |v: &mut Pipe, node: String, want: Option<String>| {
-        let got = v.call(MsgType::XS_READ, 0, &z(&node)).map(|m| if m.is(MsgType::XS_READ) { Some(m.text()) } else { None });
+        let got = v.call(MsgType::XS_READ, 0, &z(&node)).map(|m| {
+            if m.is(MsgType::XS_READ) {
+                Some(m.text())
+            } else {
+                None
+            }
+        });
         match got {
             Ok(g) if g == want => verified += 1,
             other => lost.push(format!("{node}: acknowledged {want:?}, reads {other:?}")),
@@ -732,10 +928,18 @@ fn run(plan: Plan) -> Report {
     };
     for b in &busy {
         for (k, val) in b.direct.iter().enumerate() {
-            check_node(&mut v, format!("{}/k{k}", b.base), val.map(|s| s.to_string()));
+            check_node(
+                &mut v,
+                format!("{}/k{k}", b.base),
+                val.map(|s| s.to_string()),
+            );
         }
         for (k, val) in b.tx.iter().enumerate() {
-            check_node(&mut v, format!("{}/t{k}", b.base), val.map(|s| s.to_string()));
+            check_node(
+                &mut v,
+                format!("{}/t{k}", b.base),
+                val.map(|s| s.to_string()),
+            );
         }
         let count = (b.commits > 0).then(|| b.commits.to_string());
         check_node(&mut v, format!("{}/txcount", b.base), count);
@@ -752,9 +956,13 @@ fn run(plan: Plan) -> Report {
     let m = v.call(MsgType::XS_CONTROL, 0, &z("check"));
     let check_ok = matches!(&m, Ok(m) if m.is(MsgType::XS_CONTROL) && m.text() == "OK");
     rep.put("store_check", if check_ok { "OK" } else { "FAILED" });
-    rep.check(Area::Durability, check_ok, || format!("CONTROL check: {:?}", m.map(|m| m.text())));
+    rep.check(Area::Durability, check_ok, || {
+        format!("CONTROL check: {:?}", m.map(|m| m.text()))
+    });
     let alive = daemon.child.as_mut().unwrap().try_wait().unwrap().is_none();
-    rep.check(Area::Responsiveness, alive, || "the daemon exited during the run".into());
+    rep.check(Area::Responsiveness, alive, || {
+        "the daemon exited during the run".into()
+    });
     rep.put("failures", rep.failures.len());
     rep
 }
@@ -777,11 +985,20 @@ fn report(name: &str, rep: &Report) {
 /// The standard mix; $XS_LOAD_SLEEPERS and $XS_LOAD_DROPPERS change it (to see what each part
 /// costs).
 fn plan(secs: u64) -> Plan {
-    Plan { secs, clients: 1000, busy: 100, sleepers: env_or("XS_LOAD_SLEEPERS", 20), droppers: env_or("XS_LOAD_DROPPERS", 4) }
+    Plan {
+        secs,
+        clients: 1000,
+        busy: 100,
+        sleepers: env_or("XS_LOAD_SLEEPERS", 20),
+        droppers: env_or("XS_LOAD_DROPPERS", 4),
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]

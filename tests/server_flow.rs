@@ -23,7 +23,9 @@ fn flood_until_stalled(c: &mut Client, msg: &[u8], limit: Duration) -> usize {
                 stalled_since = None;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if stalled_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) {
+                if stalled_since.get_or_insert_with(Instant::now).elapsed()
+                    > Duration::from_millis(500)
+                {
                     return sent;
                 }
                 thread::sleep(Duration::from_millis(5));
@@ -69,7 +71,11 @@ fn watch_events_for_a_client_that_never_reads_stay_bounded() {
     // 100 watches with ~1 KiB tokens: every write below queues 100 distinct events.
     let pad = "x".repeat(1000);
     for t in 0..100 {
-        sleeper.ok(MsgType::XS_WATCH, 0, &zz(&["/flood", &format!("t{t}{pad}")]));
+        sleeper.ok(
+            MsgType::XS_WATCH,
+            0,
+            &zz(&["/flood", &format!("t{t}{pad}")]),
+        );
     }
     let rss_before = d.rss_kib();
 
@@ -82,8 +88,14 @@ fn watch_events_for_a_client_that_never_reads_stay_bounded() {
     let took = t.elapsed();
     let grown = d.rss_kib().saturating_sub(rss_before);
     eprintln!("events: daemon grew by {grown} KiB in {took:?}");
-    assert!(grown < 32 * 1024, "daemon grew by {grown} KiB for a client that never reads");
-    assert!(took < Duration::from_secs(30), "writer slowed down: {took:?}");
+    assert!(
+        grown < 32 * 1024,
+        "daemon grew by {grown} KiB for a client that never reads"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "writer slowed down: {took:?}"
+    );
     // The sleeper is still connected and, once it reads, gets well-formed events in order.
     let mut last = None;
     for _ in 0..200 {

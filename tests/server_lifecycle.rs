@@ -25,7 +25,9 @@ fn sigterm_and_sigint_stop_it_cleanly_and_remove_the_socket() {
 /// Runs the daemon expecting it to fail at start; returns its stderr.
 fn failing_start(env: &[(&str, &std::path::Path)], args: &[&str]) -> String {
     let mut cmd = Command::new(daemon_bin());
-    cmd.args(args).env_remove("XENSTORED_PATH").env_remove("XENSTORED_RUNDIR");
+    cmd.args(args)
+        .env_remove("XENSTORED_PATH")
+        .env_remove("XENSTORED_RUNDIR");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -40,7 +42,10 @@ fn failing_start(env: &[(&str, &std::path::Path)], args: &[&str]) -> String {
 fn a_socket_path_served_by_another_daemon_is_refused() {
     let d = Daemon::start("taken");
     let err = failing_start(&[("XENSTORED_PATH", &d.socket)], &[]);
-    assert!(err.contains(d.socket.to_str().unwrap()) && err.contains("already"), "{err}");
+    assert!(
+        err.contains(d.socket.to_str().unwrap()) && err.contains("already"),
+        "{err}"
+    );
     // The first daemon is unharmed.
     assert!(d.connect().read("/").is_ok());
 }
@@ -67,7 +72,8 @@ fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
     let sock = rundir.join("socket");
     drop(UnixListener::bind(&sock).unwrap()); // left behind, nobody answers
     let mut cmd = Command::new(daemon_bin());
-    cmd.env_remove("XENSTORED_PATH").env("XENSTORED_RUNDIR", &rundir);
+    cmd.env_remove("XENSTORED_PATH")
+        .env("XENSTORED_RUNDIR", &rundir);
     let mut d = Daemon::spawn(cmd, sock.clone(), dir);
     let mut c = d.connect();
     c.write("/stale", b"ok");
@@ -83,15 +89,17 @@ fn the_rundir_is_created_when_missing() {
     let rundir = dir.0.join("a/b");
     let socket = rundir.join("socket");
     let mut cmd = Command::new(daemon_bin());
-    cmd.env_remove("XENSTORED_PATH").env("XENSTORED_RUNDIR", &rundir).args([
-        "-N",
-        "-D",
-        "--entry-nb=1000",
-        "-Q",
-        "outstanding=20",
-        "-w",
-        "watch-event=5",
-    ]);
+    cmd.env_remove("XENSTORED_PATH")
+        .env("XENSTORED_RUNDIR", &rundir)
+        .args([
+            "-N",
+            "-D",
+            "--entry-nb=1000",
+            "-Q",
+            "outstanding=20",
+            "-w",
+            "watch-event=5",
+        ]);
     cmd.stderr(Stdio::null()); // its note that -D means nothing here
     let mut d = Daemon::spawn(cmd, socket, dir);
     // The engine's initial tree is there, as the C daemon's.

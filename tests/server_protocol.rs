@@ -23,7 +23,10 @@ fn a_request_split_across_many_writes_is_reassembled() {
         c.sock.write_all(std::slice::from_ref(b)).unwrap();
     }
     let r = c.recv().unwrap();
-    assert_eq!((r.ty, r.req_id, r.payload.as_slice()), (MsgType::XS_WRITE as u32, 77, &b"OK\0"[..]));
+    assert_eq!(
+        (r.ty, r.req_id, r.payload.as_slice()),
+        (MsgType::XS_WRITE as u32, 77, &b"OK\0"[..])
+    );
     assert_eq!(c.read("/split/node").unwrap(), b"some value");
 }
 
@@ -36,7 +39,12 @@ fn many_pipelined_requests_in_one_write_are_answered_in_order() {
     for i in 0..n {
         let payload = format!("/pipe/n{}\0{}", i % 50, i);
         batch.extend(encode(MsgType::XS_WRITE, i * 2 + 1, 0, payload.as_bytes()));
-        batch.extend(encode(MsgType::XS_READ, i * 2 + 2, 0, &z(&format!("/pipe/n{}", i % 50))));
+        batch.extend(encode(
+            MsgType::XS_READ,
+            i * 2 + 2,
+            0,
+            &z(&format!("/pipe/n{}", i % 50)),
+        ));
     }
     c.sock.write_all(&batch).unwrap();
     for i in 0..n {
@@ -57,7 +65,17 @@ fn an_oversized_payload_closes_only_that_connection() {
     let mut bad = d.connect();
     bad.write("/bad", b"2");
     // Claims 4097 bytes: one more than the protocol allows. Closed without waiting for them.
-    bad.sock.write_all(&Header { ty: MsgType::XS_WRITE as u32, req_id: 1, tx_id: 0, len: 4097 }.to_bytes()).unwrap();
+    bad.sock
+        .write_all(
+            &Header {
+                ty: MsgType::XS_WRITE as u32,
+                req_id: 1,
+                tx_id: 0,
+                len: 4097,
+            }
+            .to_bytes(),
+        )
+        .unwrap();
     assert!(bad.is_closed(Duration::from_secs(5)));
     // Exactly the maximum is accepted (the reply may be an error about the content, but the
     // connection stays).
@@ -82,14 +100,19 @@ fn a_client_disconnecting_mid_transaction_loses_it_and_its_watches() {
 
     let mut quitter = d.connect();
     let t = quitter.ok(MsgType::XS_TRANSACTION_START, 0, b"\0");
-    let tx: u32 = std::str::from_utf8(t.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
+    let tx: u32 = std::str::from_utf8(t.strip_suffix(b"\0").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
     quitter.ok(MsgType::XS_WRITE, tx, b"/tx/pending\0never");
     quitter.ok(MsgType::XS_WATCH, 0, &zz(&["/tx", "quitter"]));
     drop(quitter);
 
     // The transaction's write never appears, and nobody saw an event for it.
     let mut evs = Vec::new();
-    assert!(other.request_ev(MsgType::XS_READ, 0, &z("/tx/pending"), &mut evs).is(MsgType::XS_ERROR));
+    assert!(other
+        .request_ev(MsgType::XS_READ, 0, &z("/tx/pending"), &mut evs)
+        .is(MsgType::XS_ERROR));
     let r = other.request_ev(MsgType::XS_WRITE, 0, b"/tx/base\x001", &mut evs);
     assert!(r.is(MsgType::XS_WRITE));
     // Only our own watch fires; events are queued before the reply that caused them.
@@ -112,7 +135,10 @@ fn replies_carry_the_request_ids_and_the_tx_id() {
     let r = c.recv().unwrap();
     assert_eq!(r.req_id, 0xdead_beef);
     let t = c.ok(MsgType::XS_TRANSACTION_START, 0, b"\0");
-    let tx: u32 = std::str::from_utf8(t.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
+    let tx: u32 = std::str::from_utf8(t.strip_suffix(b"\0").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
     c.send(MsgType::XS_WRITE, 5, tx, b"/ids\0v");
     let r = c.recv().unwrap();
     assert_eq!((r.req_id, r.tx_id), (5, tx));
@@ -123,7 +149,17 @@ fn unknown_message_types_get_an_error_not_a_disconnect() {
     let d = Daemon::start("unknown");
     let mut c = d.connect();
     for ty in [20u32, 27, 99, 0xffff] {
-        c.sock.write_all(&Header { ty, req_id: ty, tx_id: 0, len: 2 }.to_bytes()).unwrap();
+        c.sock
+            .write_all(
+                &Header {
+                    ty,
+                    req_id: ty,
+                    tx_id: 0,
+                    len: 2,
+                }
+                .to_bytes(),
+            )
+            .unwrap();
         c.sock.write_all(b"x\0").unwrap();
         let r = c.recv().unwrap();
         assert!(r.is(MsgType::XS_ERROR), "type {ty}: {r:?}");

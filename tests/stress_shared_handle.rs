@@ -43,7 +43,9 @@ fn value(worker: usize, round: usize) -> Vec<u8> {
 }
 
 unsafe fn take_strings(block: *mut *mut c_char, n: u32) -> Vec<String> {
-    let v = (0..n as usize).map(|i| CStr::from_ptr(*block.add(i)).to_string_lossy().into_owned()).collect();
+    let v = (0..n as usize)
+        .map(|i| CStr::from_ptr(*block.add(i)).to_string_lossy().into_owned())
+        .collect();
     libc::free(block.cast());
     v
 }
@@ -64,11 +66,23 @@ fn worker(h: Shared, i: usize) -> WorkerReport {
         for r in 0..ROUNDS {
             let path = c(&format!("{dir}/k{}", r % 5));
             let v = value(i, r);
-            assert!(xs_write(h.p(), 0, path.as_ptr(), v.as_ptr().cast(), v.len() as u32), "worker {i} write: errno {}", errname(errno_now()));
+            assert!(
+                xs_write(h.p(), 0, path.as_ptr(), v.as_ptr().cast(), v.len() as u32),
+                "worker {i} write: errno {}",
+                errname(errno_now())
+            );
             let mut len = 0;
             let got = xs_read(h.p(), 0, path.as_ptr(), &mut len);
-            assert!(!got.is_null(), "worker {i} read: errno {}", errname(errno_now()));
-            assert_eq!(std::slice::from_raw_parts(got.cast::<u8>(), len as usize), &v[..], "worker {i} round {r}: wrong reply");
+            assert!(
+                !got.is_null(),
+                "worker {i} read: errno {}",
+                errname(errno_now())
+            );
+            assert_eq!(
+                std::slice::from_raw_parts(got.cast::<u8>(), len as usize),
+                &v[..],
+                "worker {i} round {r}: wrong reply"
+            );
             libc::free(got);
             rep.requests += 2;
             if r % 25 == 24 {
@@ -77,7 +91,11 @@ fn worker(h: Shared, i: usize) -> WorkerReport {
                 assert!(!list.is_null());
                 let mut names = take_strings(list, n);
                 names.sort();
-                assert_eq!(names, ["k0", "k1", "k2", "k3", "k4"], "worker {i}: directory of its own node");
+                assert_eq!(
+                    names,
+                    ["k0", "k1", "k2", "k3", "k4"],
+                    "worker {i}: directory of its own node"
+                );
                 rep.requests += 1;
             }
             if r % TX_EVERY == TX_EVERY - 1 {
@@ -87,16 +105,32 @@ fn worker(h: Shared, i: usize) -> WorkerReport {
                     let mut len = 0;
                     let cur = xs_read(h.p(), t, c("/st/counter").as_ptr(), &mut len);
                     assert!(!cur.is_null());
-                    let n: u64 = std::str::from_utf8(std::slice::from_raw_parts(cur.cast::<u8>(), len as usize)).unwrap().parse().unwrap();
+                    let n: u64 = std::str::from_utf8(std::slice::from_raw_parts(
+                        cur.cast::<u8>(),
+                        len as usize,
+                    ))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                     libc::free(cur);
                     let next = (n + 1).to_string();
-                    assert!(xs_write(h.p(), t, c("/st/counter").as_ptr(), next.as_ptr().cast(), next.len() as u32));
+                    assert!(xs_write(
+                        h.p(),
+                        t,
+                        c("/st/counter").as_ptr(),
+                        next.as_ptr().cast(),
+                        next.len() as u32
+                    ));
                     rep.requests += 4;
                     if xs_transaction_end(h.p(), t, false) {
                         rep.commits += 1;
                         break;
                     }
-                    assert_eq!(errno_now(), libc::EAGAIN, "commit failed otherwise than EAGAIN");
+                    assert_eq!(
+                        errno_now(),
+                        libc::EAGAIN,
+                        "commit failed otherwise than EAGAIN"
+                    );
                     rep.retries += 1;
                 }
             }
@@ -129,7 +163,13 @@ fn shared_handle_under_load() {
             for p in ["/st/ev/keep", "/st/ev/drop", "/st/done"] {
                 assert!(xs_mkdir(h2.p(), 0, c(p).as_ptr()));
             }
-            assert!(xs_write(h2.p(), 0, c("/st/counter").as_ptr(), b"0".as_ptr().cast(), 1));
+            assert!(xs_write(
+                h2.p(),
+                0,
+                c("/st/counter").as_ptr(),
+                b"0".as_ptr().cast(),
+                1
+            ));
             assert!(xs_watch(h.p(), c("/st/ev/keep").as_ptr(), c("K").as_ptr()));
             assert!(xs_watch(h.p(), c("/st/ev/drop").as_ptr(), c("D").as_ptr()));
             assert!(xs_watch(h.p(), c("/st/done").as_ptr(), c("E").as_ptr()));
@@ -148,19 +188,28 @@ fn shared_handle_under_load() {
                     let mut n = 0;
                     // SAFETY: live handle; the block is freed by take_strings.
                     let ev = unsafe { xs_read_watch(h.p(), &mut n) };
-                    assert!(!ev.is_null(), "xs_read_watch failed: errno {}", errname(errno_now()));
+                    assert!(
+                        !ev.is_null(),
+                        "xs_read_watch failed: errno {}",
+                        errname(errno_now())
+                    );
                     let s = unsafe { take_strings(ev, n) };
                     let (path, token) = (s[0].as_str(), s[1].as_str());
                     match token {
                         "K" if path == "/st/ev/keep" => initial += 1,
                         "K" => {
-                            let k: usize = path.strip_prefix("/st/ev/keep/").unwrap().parse().unwrap();
-                            assert_eq!(k, rep.kept, "kept watch: event out of order, lost or repeated");
+                            let k: usize =
+                                path.strip_prefix("/st/ev/keep/").unwrap().parse().unwrap();
+                            assert_eq!(
+                                k, rep.kept,
+                                "kept watch: event out of order, lost or repeated"
+                            );
                             rep.kept += 1;
                         }
                         "D" if path == "/st/ev/drop" => initial += 1,
                         "D" => {
-                            let k: usize = path.strip_prefix("/st/ev/drop/").unwrap().parse().unwrap();
+                            let k: usize =
+                                path.strip_prefix("/st/ev/drop/").unwrap().parse().unwrap();
                             rep.last_dropped = rep.last_dropped.max(Some(k));
                             if after {
                                 rep.dropped_after += 1;
@@ -189,12 +238,22 @@ fn shared_handle_under_load() {
                     for dir in ["keep", "drop"] {
                         let p = c(&format!("/st/ev/{dir}/{k}"));
                         // SAFETY: live handle, NUL-terminated strings.
-                        assert!(unsafe { xs_write(h2.p(), 0, p.as_ptr(), b"x".as_ptr().cast(), 1) });
+                        assert!(unsafe {
+                            xs_write(h2.p(), 0, p.as_ptr(), b"x".as_ptr().cast(), 1)
+                        });
                     }
                     written.store(k + 1, Ordering::SeqCst);
                 }
                 // SAFETY: as above.
-                assert!(unsafe { xs_write(h2.p(), 0, c("/st/done/final").as_ptr(), b"1".as_ptr().cast(), 1) });
+                assert!(unsafe {
+                    xs_write(
+                        h2.p(),
+                        0,
+                        c("/st/done/final").as_ptr(),
+                        b"1".as_ptr().cast(),
+                        1,
+                    )
+                });
             })
         };
         let unwatcher = {
@@ -209,9 +268,14 @@ fn shared_handle_under_load() {
                 assert!(ok, "xs_unwatch: errno {}", errname(errno_now()));
             })
         };
-        let workers: Vec<_> = (0..WORKERS).map(|i| std::thread::spawn(move || worker(h, i))).collect();
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|i| std::thread::spawn(move || worker(h, i)))
+            .collect();
 
-        let reports: Vec<WorkerReport> = workers.into_iter().map(|w| w.join().expect("worker failed")).collect();
+        let reports: Vec<WorkerReport> = workers
+            .into_iter()
+            .map(|w| w.join().expect("worker failed"))
+            .collect();
         unwatcher.join().expect("unwatcher failed");
         writer.join().expect("event writer failed");
         let ev = consumer.join().expect("event consumer failed");
@@ -225,7 +289,11 @@ fn shared_handle_under_load() {
             let mut len = 0;
             let v = xs_read(h.p(), 0, c("/st/counter").as_ptr(), &mut len);
             assert!(!v.is_null());
-            let counter: usize = std::str::from_utf8(std::slice::from_raw_parts(v.cast::<u8>(), len as usize)).unwrap().parse().unwrap();
+            let counter: usize =
+                std::str::from_utf8(std::slice::from_raw_parts(v.cast::<u8>(), len as usize))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
             libc::free(v);
             assert_eq!(counter, commits, "the counter lost or gained increments");
             assert!(xs_check_watch(h.p()).is_null(), "events left over");
@@ -235,8 +303,14 @@ fn shared_handle_under_load() {
         }
         assert!(ev.other.is_empty(), "unexpected events: {:?}", ev.other);
         assert_eq!(ev.kept, EVENTS, "kept watch lost events");
-        assert_eq!(ev.dropped_after, 0, "events of the removed watch handed out after xs_unwatch returned");
-        assert!(ev.last_dropped < Some(EVENTS * 3 / 4), "the removed watch fired for a node written after xs_unwatch");
+        assert_eq!(
+            ev.dropped_after, 0,
+            "events of the removed watch handed out after xs_unwatch returned"
+        );
+        assert!(
+            ev.last_dropped < Some(EVENTS * 3 / 4),
+            "the removed watch fired for a node written after xs_unwatch"
+        );
         before.expect_back("stress");
         drop(d);
         format!(

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
             Ok(h) => h,
             Err(WireError::TooLong(n)) => {
                 assert_eq!(n, announced);
-                assert!(n as usize > PAYLOAD_MAX, "refused a header within the limit");
+                assert!(
+                    n as usize > PAYLOAD_MAX,
+                    "refused a header within the limit"
+                );
                 // A transport closes the connection here; keep going one byte later so the
                 // rest of the input still gets decoded.
                 rest = &rest[1..];
@@ -29,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(hdr.len as usize <= PAYLOAD_MAX);
         assert_eq!(hdr.len, announced);
-        assert_eq!(&hdr.to_bytes(), raw, "header does not re-encode to its bytes");
+        assert_eq!(
+            &hdr.to_bytes(),
+            raw,
+            "header does not re-encode to its bytes"
+        );
 
         if let Some(t) = hdr.msg_type() {
             assert_eq!(t as u32, hdr.ty);
@@ -48,8 +55,15 @@ fuzz_target!(|data: &[u8]| {
         if let Some(t) = hdr.msg_type() {
             let msg = wire::encode(t, hdr.req_id, hdr.tx_id, payload);
             assert_eq!(msg.len(), HEADER_LEN + payload.len());
-            let back = Header::parse(msg[..HEADER_LEN].try_into().unwrap()).expect("own header refused");
-            assert_eq!(back, Header { len: payload.len() as u32, ..hdr });
+            let back =
+                Header::parse(msg[..HEADER_LEN].try_into().unwrap()).expect("own header refused");
+            assert_eq!(
+                back,
+                Header {
+                    len: payload.len() as u32,
+                    ..hdr
+                }
+            );
             assert_eq!(&msg[HEADER_LEN..], payload);
         }
         rest = next;

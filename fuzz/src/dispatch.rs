@@ -6,7 +6,7 @@
 //! (requests naming them are skipped) and never makes the guest a target of domain 0: those
 //! would legitimately hand the guest rights the checks below say it must not have.
 
-use xenstore::store::{ConnId, Config, Store};
+use xenstore::store::{Config, ConnId, Store};
 use xenstore::wire::{self, Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
 use crate::{Op, TxSel, Who, GUEST, HIDDEN_NAME, HIDDEN_VALUE, PUBLIC_VALUE, SECRET_VALUE};
@@ -64,15 +64,27 @@ fn strings(payload: &[u8]) -> Vec<&[u8]> {
 
 /// Checks one message the store emitted and returns its header and payload.
 fn well_formed(msg: &[u8]) -> (Header, &[u8]) {
-    assert!(msg.len() >= HEADER_LEN, "output shorter than a header: {msg:?}");
-    let hdr = Header::parse(msg[..HEADER_LEN].try_into().unwrap()).expect("output header over the payload limit");
+    assert!(
+        msg.len() >= HEADER_LEN,
+        "output shorter than a header: {msg:?}"
+    );
+    let hdr = Header::parse(msg[..HEADER_LEN].try_into().unwrap())
+        .expect("output header over the payload limit");
     let payload = &msg[HEADER_LEN..];
-    assert_eq!(hdr.len as usize, payload.len(), "output header len does not match its payload");
+    assert_eq!(
+        hdr.len as usize,
+        payload.len(),
+        "output header len does not match its payload"
+    );
     assert!(payload.len() <= PAYLOAD_MAX);
-    let ty = hdr.msg_type().unwrap_or_else(|| panic!("output of unknown type {}", hdr.ty));
+    let ty = hdr
+        .msg_type()
+        .unwrap_or_else(|| panic!("output of unknown type {}", hdr.ty));
     match ty {
         MsgType::XS_ERROR => {
-            let name = payload.strip_suffix(b"\0").expect("error reply without NUL");
+            let name = payload
+                .strip_suffix(b"\0")
+                .expect("error reply without NUL");
             assert!(
                 wire::XSD_ERRORS.iter().any(|(_, n)| n.as_bytes() == name),
                 "error reply with unknown name {:?}",
@@ -83,7 +95,10 @@ fn well_formed(msg: &[u8]) -> (Header, &[u8]) {
             assert_eq!(hdr.req_id, 0);
             assert_eq!(hdr.tx_id, 0);
             assert!(payload.ends_with(b"\0"));
-            assert!(strings(payload).len() >= 2, "watch event without path and token");
+            assert!(
+                strings(payload).len() >= 2,
+                "watch event without path and token"
+            );
         }
         _ => {}
     }
@@ -94,9 +109,24 @@ impl Harness {
     /// The store as a toolstack would leave it: two guests introduced, planted nodes.
     pub fn new() -> Harness {
         let mut store = Store::new(Config::default());
-        let dom0 = Side { conn: store.connect(0), domid: 0, last_tx: 0 };
-        let guest = Side { conn: ConnId(0), domid: GUEST, last_tx: 0 };
-        let mut h = Harness { store, guest, dom0, mentioned: [false; 3], req_id: 0, filter_dom0: true };
+        let dom0 = Side {
+            conn: store.connect(0),
+            domid: 0,
+            last_tx: 0,
+        };
+        let guest = Side {
+            conn: ConnId(0),
+            domid: GUEST,
+            last_tx: 0,
+        };
+        let mut h = Harness {
+            store,
+            guest,
+            dom0,
+            mentioned: [false; 3],
+            req_id: 0,
+            filter_dom0: true,
+        };
         let setup: &[(MsgType, &[u8])] = &[
             (MsgType::XS_INTRODUCE, b"7\0001234\0005\0"),
             (MsgType::XS_INTRODUCE, b"8\0004321\0006\0"),
@@ -114,7 +144,9 @@ impl Harness {
         ];
         for (ty, payload) in setup {
             let conn = h.dom0.conn;
-            h.store.handle(conn, &Header::new(*ty, 1, 0, payload.len() as u32), payload).unwrap();
+            h.store
+                .handle(conn, &Header::new(*ty, 1, 0, payload.len() as u32), payload)
+                .unwrap();
             let reply = h.store.pop_output(conn).unwrap();
             assert_eq!(&reply[HEADER_LEN..], b"OK\0", "setup step {ty:?} failed");
             while h.store.pop_output(conn).is_some() {}
@@ -133,7 +165,10 @@ impl Harness {
 
     fn check_store(&self) {
         let problems = self.store.check();
-        assert!(problems.is_empty(), "store invariants broken: {problems:#?}");
+        assert!(
+            problems.is_empty(),
+            "store invariants broken: {problems:#?}"
+        );
     }
 
     /// Runs one input: decode, then every operation, then the final checks.
@@ -146,7 +181,12 @@ impl Harness {
         h.filter_dom0 = filter_dom0;
         let ops = crate::decode(data, MAX_OPS);
         for op in &ops {
-            if let Op::Request { who: Who::Guest, payload, .. } = op {
+            if let Op::Request {
+                who: Who::Guest,
+                payload,
+                ..
+            } = op
+            {
                 for (m, s) in h.mentioned.iter_mut().zip(PLANTED) {
                     *m |= contains(payload, s);
                 }
@@ -166,7 +206,10 @@ impl Harness {
         let s = self.side(who);
         s.conn = new;
         s.last_tx = 0;
-        assert!(self.store.pop_output(old).is_none(), "output for a closed connection");
+        assert!(
+            self.store.pop_output(old).is_none(),
+            "output for a closed connection"
+        );
     }
 
     fn step(&mut self, op: Op) {
@@ -176,7 +219,13 @@ impl Harness {
                 self.check_store();
                 return;
             }
-            Op::Request { who, ty, tx, payload, len_override } => (who, ty, tx, payload, len_override),
+            Op::Request {
+                who,
+                ty,
+                tx,
+                payload,
+                len_override,
+            } => (who, ty, tx, payload, len_override),
         };
         if who == Who::Dom0 && self.filter_dom0 && !self.dom0_may_send(ty, &payload) {
             return;
@@ -191,15 +240,27 @@ impl Harness {
         };
         self.req_id = self.req_id.wrapping_add(1);
         let len = len_override.unwrap_or(payload.len() as u32);
-        let hdr = Header { ty, req_id: self.req_id, tx_id, len };
+        let hdr = Header {
+            ty,
+            req_id: self.req_id,
+            tx_id,
+            len,
+        };
 
         let result = self.store.handle(conn, &hdr, &payload);
         let fatal = payload.len() > PAYLOAD_MAX || len as usize != payload.len();
-        assert_eq!(result.is_err(), fatal, "Fatal iff the payload is over the limit or mismatched: {result:?}");
+        assert_eq!(
+            result.is_err(),
+            fatal,
+            "Fatal iff the payload is over the limit or mismatched: {result:?}"
+        );
         if fatal {
             for who in [Who::Guest, Who::Dom0] {
                 let c = self.side(who).conn;
-                assert!(self.store.pop_output(c).is_none(), "output queued for a refused request");
+                assert!(
+                    self.store.pop_output(c).is_none(),
+                    "output queued for a refused request"
+                );
             }
             // The transport closes the connection; the peer opens a new one.
             self.reconnect(who);
@@ -274,16 +335,29 @@ impl Harness {
             self.side(who).last_tx = id;
         }
         if rh.ty == MsgType::XS_CONTROL as u32 && payload.starts_with(b"check\0") {
-            assert_eq!(rp, b"OK\0", "CONTROL check found problems: {}", String::from_utf8_lossy(rp));
+            assert_eq!(
+                rp,
+                b"OK\0",
+                "CONTROL check found problems: {}",
+                String::from_utf8_lossy(rp)
+            );
         }
         if who == Who::Guest {
             if PRIVILEGED_ONLY.iter().any(|t| *t as u32 == req.ty) {
-                assert_eq!(rh.ty, MsgType::XS_ERROR as u32, "guest got a privileged request through");
+                assert_eq!(
+                    rh.ty,
+                    MsgType::XS_ERROR as u32,
+                    "guest got a privileged request through"
+                );
                 assert_eq!(rp, b"EACCES\0");
             }
             // The initial event of the guest's own WATCH echoes the path it gave; any other
             // event is a change it may see.
-            let own_watch_event = if is_watch && tail == 1 { Some(at + 1) } else { None };
+            let own_watch_event = if is_watch && tail == 1 {
+                Some(at + 1)
+            } else {
+                None
+            };
             for (i, m) in msgs.iter().enumerate() {
                 self.check_guest_sees(m, Some(i) == own_watch_event);
             }
@@ -295,7 +369,11 @@ impl Harness {
         let conn = self.side(who).conn;
         while let Some(m) = self.store.pop_output(conn) {
             let (h, _) = well_formed(&m);
-            assert_eq!(h.ty, MsgType::XS_WATCH_EVENT as u32, "reply on a connection that sent nothing");
+            assert_eq!(
+                h.ty,
+                MsgType::XS_WATCH_EVENT as u32,
+                "reply on a connection that sent nothing"
+            );
             if who == Who::Guest {
                 self.check_guest_sees(&m, false);
             }
@@ -306,7 +384,11 @@ impl Harness {
     /// change under /secret (nothing there may change, and it may not read there anyway).
     fn check_guest_sees(&self, msg: &[u8], own_watch_echo: bool) {
         for (s, mentioned) in PLANTED.iter().zip(self.mentioned) {
-            assert!(mentioned || !contains(msg, s), "guest received {:?}", String::from_utf8_lossy(msg));
+            assert!(
+                mentioned || !contains(msg, s),
+                "guest received {:?}",
+                String::from_utf8_lossy(msg)
+            );
         }
         let (h, p) = well_formed(msg);
         if h.ty == MsgType::XS_WATCH_EVENT as u32 && !own_watch_echo {
@@ -325,7 +407,9 @@ impl Harness {
         let ask = |store: &mut Store, ty: MsgType| {
             let mut p = path.as_bytes().to_vec();
             p.push(0);
-            store.handle(conn, &Header::new(ty, 9, 0, p.len() as u32), &p).unwrap();
+            store
+                .handle(conn, &Header::new(ty, 9, 0, p.len() as u32), &p)
+                .unwrap();
             let m = store.pop_output(conn).unwrap();
             assert!(store.pop_output(conn).is_none());
             let (h, body) = well_formed(&m);
@@ -347,14 +431,19 @@ impl Harness {
             ("/tool/xenstored", b"", b"n0\0"),
         ];
         for (path, value, perms) in expect {
-            let (v, p) = self.inspect(path).unwrap_or_else(|| panic!("{path} is gone"));
+            let (v, p) = self
+                .inspect(path)
+                .unwrap_or_else(|| panic!("{path} is gone"));
             assert_eq!(v, value, "{path} changed value");
             assert_eq!(p, perms, "{path} changed permissions");
         }
         // The guest may write /shared (and remove it) but not change its permissions; a
         // RELEASE of the guest drops its grant.
         if let Some((_, p)) = self.inspect("/shared") {
-            assert!(p == b"n0\0b7\0" || p == b"n0\0", "/shared permissions changed: {p:?}");
+            assert!(
+                p == b"n0\0b7\0" || p == b"n0\0",
+                "/shared permissions changed: {p:?}"
+            );
         }
         for who in [Who::Guest, Who::Dom0] {
             let c = self.side(who).conn;
@@ -390,17 +479,34 @@ mod tests {
     #[test]
     fn checks_catch_a_guest_with_too_many_rights() {
         let d = |ty: MsgType, p: &[u8]| Op::Request {
-            who: Who::Dom0, ty: ty as u32, tx: TxSel::None, payload: p.to_vec(), len_override: None,
+            who: Who::Dom0,
+            ty: ty as u32,
+            tx: TxSel::None,
+            payload: p.to_vec(),
+            len_override: None,
         };
         let g = |ty: MsgType, p: &[u8]| Op::Request {
-            who: Who::Guest, ty: ty as u32, tx: TxSel::None, payload: p.to_vec(), len_override: None,
+            who: Who::Guest,
+            ty: ty as u32,
+            tx: TxSel::None,
+            payload: p.to_vec(),
+            len_override: None,
         };
         // Sanity: the same harness passes a harmless sequence.
-        assert!(!caught(&[d(XS_READ, b"/secret\0"), g(XS_READ, b"/secret\0")]));
+        assert!(!caught(&[
+            d(XS_READ, b"/secret\0"),
+            g(XS_READ, b"/secret\0")
+        ]));
         // The guest reads the secret once domain 0 let it.
-        assert!(caught(&[d(XS_SET_PERMS, b"/secret\0n0\0r7\0"), g(XS_READ, b"/secret\0")]));
+        assert!(caught(&[
+            d(XS_SET_PERMS, b"/secret\0n0\0r7\0"),
+            g(XS_READ, b"/secret\0")
+        ]));
         // The guest lists the hidden child.
-        assert!(caught(&[d(XS_SET_TARGET, b"7\x000\0"), g(XS_DIRECTORY, b"/secret\0")]));
+        assert!(caught(&[
+            d(XS_SET_TARGET, b"7\x000\0"),
+            g(XS_DIRECTORY, b"/secret\0")
+        ]));
         // A planted node changed.
         assert!(caught(&[d(XS_WRITE, b"/readable\0other")]));
         assert!(caught(&[d(XS_SET_PERMS, b"/shared\0n7\0")]));

@@ -52,7 +52,13 @@ pub enum TxSel {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Request { who: Who, ty: u32, tx: TxSel, payload: Vec<u8>, len_override: Option<u32> },
+    Request {
+        who: Who,
+        ty: u32,
+        tx: TxSel,
+        payload: Vec<u8>,
+        len_override: Option<u32>,
+    },
     Reconnect(Who),
 }
 
@@ -117,10 +123,19 @@ pub const PATHS: &[&str] = &[
 ];
 const NAMES: &[&str] = &["a", "b", "data", "x", "secret", "device", "0", "-_@"];
 const TOKENS: &[&str] = &["tok", "t2", "", "secret-token", "1"];
-const DOMIDS: &[&str] = &["7", "8", "0", "9", "65535", "32752", "x", "", "007", "100000"];
+const DOMIDS: &[&str] = &[
+    "7", "8", "0", "9", "65535", "32752", "x", "", "007", "100000",
+];
 const QUOTAS: &[&str] = &[
-    "nodes", "watches", "transactions", "outstanding", "transaction-nodes", "node-size",
-    "path-max", "permissions", "bogus",
+    "nodes",
+    "watches",
+    "transactions",
+    "outstanding",
+    "transaction-nodes",
+    "node-size",
+    "path-max",
+    "permissions",
+    "bogus",
 ];
 const CONTROLS: &[&[u8]] = &[
     b"check\0",
@@ -260,8 +275,18 @@ pub fn decode(data: &[u8], max_ops: usize) -> Vec<Op> {
         } else {
             structured_payload(&mut c, ty)
         };
-        let len_override = if b >> 4 == 0xE { Some(c.u16() as u32) } else { None };
-        ops.push(Op::Request { who, ty, tx, payload, len_override });
+        let len_override = if b >> 4 == 0xE {
+            Some(c.u16() as u32)
+        } else {
+            None
+        };
+        ops.push(Op::Request {
+            who,
+            ty,
+            tx,
+            payload,
+            len_override,
+        });
     }
     ops
 }
@@ -273,7 +298,13 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
     for op in ops {
         match op {
             Op::Reconnect(who) => out.push(0xF0 | (*who == Who::Dom0) as u8),
-            Op::Request { who, ty, tx, payload, len_override } => {
+            Op::Request {
+                who,
+                ty,
+                tx,
+                payload,
+                len_override,
+            } => {
                 let mut b = (*who == Who::Dom0) as u8 | 8;
                 b |= match tx {
                     TxSel::None => 0,
@@ -308,10 +339,28 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         let ops = vec![
-            Op::Request { who: Who::Guest, ty: 6, tx: TxSel::None, payload: b"\0".to_vec(), len_override: None },
-            Op::Request { who: Who::Dom0, ty: 11, tx: TxSel::Raw(77), payload: b"/a\0v".to_vec(), len_override: None },
+            Op::Request {
+                who: Who::Guest,
+                ty: 6,
+                tx: TxSel::None,
+                payload: b"\0".to_vec(),
+                len_override: None,
+            },
+            Op::Request {
+                who: Who::Dom0,
+                ty: 11,
+                tx: TxSel::Raw(77),
+                payload: b"/a\0v".to_vec(),
+                len_override: None,
+            },
             Op::Reconnect(Who::Guest),
-            Op::Request { who: Who::Guest, ty: 2, tx: TxSel::Last, payload: b"x\0".to_vec(), len_override: Some(9) },
+            Op::Request {
+                who: Who::Guest,
+                ty: 2,
+                tx: TxSel::Last,
+                payload: b"x\0".to_vec(),
+                len_override: Some(9),
+            },
         ];
         assert_eq!(decode(&encode(&ops), 100), ops);
     }

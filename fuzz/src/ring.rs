@@ -20,10 +20,13 @@ use std::ptr::addr_of_mut;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use xenstore::ring::{ClientRing, Field, Message, Ring, RingError, RingPage, ServerRing, RING_SIZE};
+use xenstore::ring::{
+    ClientRing, Field, Message, Ring, RingError, RingPage, ServerRing, RING_SIZE,
+};
 use xenstore::wire::{
-    Header, HEADER_LEN, PAYLOAD_MAX, XENSTORE_ERROR_NONE, XENSTORE_ERROR_PROTO, XENSTORE_ERROR_RINGIDX,
-    XENSTORE_RECONNECT, XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_RECONNECTION,
+    Header, HEADER_LEN, PAYLOAD_MAX, XENSTORE_ERROR_NONE, XENSTORE_ERROR_PROTO,
+    XENSTORE_ERROR_RINGIDX, XENSTORE_RECONNECT, XENSTORE_SERVER_FEATURE_ERROR,
+    XENSTORE_SERVER_FEATURE_RECONNECTION,
 };
 
 /// Most operations taken from one input.
@@ -83,7 +86,10 @@ impl WriteShadow {
     fn take(&mut self, mut n: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(n);
         while n > 0 {
-            let front = self.queue.front().expect("writer produced more than was queued");
+            let front = self
+                .queue
+                .front()
+                .expect("writer produced more than was queued");
             let k = (front.len() - self.front_off).min(n);
             out.extend_from_slice(&front[self.front_off..self.front_off + k]);
             self.front_off += k;
@@ -135,13 +141,33 @@ fn parse_len(hdr: &[u8]) -> u32 {
 impl Harness {
     fn new(idx: [u32; 4]) -> Harness {
         let page = Arc::new(RingPage::new());
-        for (f, v) in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd].into_iter().zip(idx) {
+        for (f, v) in [
+            Field::ReqCons,
+            Field::ReqProd,
+            Field::RspCons,
+            Field::RspProd,
+        ]
+        .into_iter()
+        .zip(idx)
+        {
             page.store(f, v, Relaxed);
         }
         let server = ServerRing::new(page.clone(), || {});
         let client = ClientRing::new(page.clone(), || {});
-        let side = || Side { read: ReadShadow::default(), write: WriteShadow::default(), seen: Vec::new() };
-        Harness { page, server, client, s: side(), c: side(), client_reconnecting: false, stats: Stats::default() }
+        let side = || Side {
+            read: ReadShadow::default(),
+            write: WriteShadow::default(),
+            seen: Vec::new(),
+        };
+        Harness {
+            page,
+            server,
+            client,
+            s: side(),
+            c: side(),
+            client_reconnecting: false,
+            stats: Stats::default(),
+        }
     }
 
     pub fn run(data: &[u8]) -> Stats {
@@ -251,7 +277,14 @@ impl Harness {
                     _ => c.u16() as u32,
                 };
                 let k = (c.u8() as usize).min(len as usize);
-                let mut b = Header { ty, req_id: 1, tx_id: 0, len }.to_bytes().to_vec();
+                let mut b = Header {
+                    ty,
+                    req_id: 1,
+                    tx_id: 0,
+                    len,
+                }
+                .to_bytes()
+                .to_vec();
                 b.extend(c.bytes(k));
                 let prod = self.get(r.prod());
                 self.poke(r, prod, &b);
@@ -260,7 +293,11 @@ impl Harness {
             5 => self.read(End::Server),
             6 => self.read(End::Client),
             7 | 8 => {
-                let end = if c.u8() & 1 == 0 { End::Server } else { End::Client };
+                let end = if c.u8() & 1 == 0 {
+                    End::Server
+                } else {
+                    End::Client
+                };
                 let len = match c.u8() % 4 {
                     0 => c.u8() as usize,
                     1 => PAYLOAD_MAX + 1,
@@ -278,14 +315,21 @@ impl Harness {
                     self.s.read.partial.clear();
                     self.s.write.clear();
                     self.s.seen.clear();
-                    for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd, Field::Error] {
+                    for f in [
+                        Field::ReqCons,
+                        Field::ReqProd,
+                        Field::RspCons,
+                        Field::RspProd,
+                        Field::Error,
+                    ] {
                         assert_eq!(self.get(f), 0, "{f:?} not reset");
                     }
                     assert_ne!(self.get(Field::Connection), XENSTORE_RECONNECT);
                 }
             }
             12 => {
-                let offered = self.get(Field::ServerFeatures) & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
+                let offered =
+                    self.get(Field::ServerFeatures) & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
                 match self.client.request_reconnect() {
                     Ok(()) => {
                         assert!(offered);
@@ -326,7 +370,8 @@ impl Harness {
     /// written restarts from its beginning.
     fn client_ready_model(&mut self) -> bool {
         let features = self.get(Field::ServerFeatures);
-        let honoured = self.client_reconnecting || features & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
+        let honoured =
+            self.client_reconnecting || features & XENSTORE_SERVER_FEATURE_RECONNECTION != 0;
         if honoured && self.get(Field::Connection) == XENSTORE_RECONNECT {
             self.client_reconnecting = true;
             return false;
@@ -384,13 +429,18 @@ impl Harness {
         let (prod, cons) = (self.get(rx.prod()), self.get(rx.cons()));
         let avail = prod.wrapping_sub(cons);
         let valid = avail <= RING_SIZE;
-        let bytes = if valid { self.peek(rx, cons, avail as usize) } else { Vec::new() };
+        let bytes = if valid {
+            self.peek(rx, cons, avail as usize)
+        } else {
+            Vec::new()
+        };
         // What a correct reader would make of the available bytes: the header it completes,
         // if any, and whether that header is over the limit.
         let partial_len = self.side(end).read.partial.len();
         let mut stream = self.side(end).read.partial.clone();
         stream.extend_from_slice(&bytes);
-        let too_long = stream.len() >= HEADER_LEN && parse_len(&stream[..HEADER_LEN]) as usize > PAYLOAD_MAX;
+        let too_long =
+            stream.len() >= HEADER_LEN && parse_len(&stream[..HEADER_LEN]) as usize > PAYLOAD_MAX;
         let err_before = self.get(Field::Error);
         let honoured_err = self.uses_field(end) && err_before != XENSTORE_ERROR_NONE;
         let fresh = self.fresh(end);
@@ -402,14 +452,26 @@ impl Harness {
         let consumed = self.get(rx.cons()).wrapping_sub(cons);
         match result {
             Ok(got) => {
-                assert!(ready || consumed == 0, "{end:?} read while a reset was pending");
+                assert!(
+                    ready || consumed == 0,
+                    "{end:?} read while a reset was pending"
+                );
                 if consumed > 0 || got.is_some() {
-                    assert!(valid, "{end:?} read through bad indexes (prod {prod}, cons {cons})");
-                    assert!(!too_long, "{end:?} accepted a header over the payload limit");
+                    assert!(
+                        valid,
+                        "{end:?} read through bad indexes (prod {prod}, cons {cons})"
+                    );
+                    assert!(
+                        !too_long,
+                        "{end:?} accepted a header over the payload limit"
+                    );
                     assert!(!honoured_err, "{end:?} ignored the error field");
                     assert!(fresh, "{end:?} read after failing");
                 }
-                assert!(consumed <= avail, "{end:?} consumed {consumed} of {avail} bytes");
+                assert!(
+                    consumed <= avail,
+                    "{end:?} consumed {consumed} of {avail} bytes"
+                );
                 let taken = &bytes[..consumed as usize];
                 let side = self.side(end);
                 side.read.partial.extend_from_slice(taken);
@@ -420,10 +482,14 @@ impl Harness {
                     }
                     None => {
                         let p = &side.read.partial;
-                        let incomplete = p.len() < HEADER_LEN || p.len() < HEADER_LEN + parse_len(p) as usize;
+                        let incomplete =
+                            p.len() < HEADER_LEN || p.len() < HEADER_LEN + parse_len(p) as usize;
                         assert!(incomplete, "{end:?} sat on a complete message");
                         if ready && valid && self.may_read(end) {
-                            assert_eq!(consumed, avail, "{end:?} left available bytes of an unfinished message");
+                            assert_eq!(
+                                consumed, avail,
+                                "{end:?} left available bytes of an unfinished message"
+                            );
                         }
                     }
                 }
@@ -446,8 +512,16 @@ impl Harness {
                     "{end:?} reported {e:?} for no reason (prod {prod}, cons {cons}, partial {partial_len}, error {err_before})"
                 );
                 if because && fresh && err_before == XENSTORE_ERROR_NONE {
-                    let want = if e == RingError::BadIndex { XENSTORE_ERROR_RINGIDX } else { XENSTORE_ERROR_PROTO };
-                    assert_eq!(self.get(Field::Error), want, "{e:?} published the wrong code");
+                    let want = if e == RingError::BadIndex {
+                        XENSTORE_ERROR_RINGIDX
+                    } else {
+                        XENSTORE_ERROR_PROTO
+                    };
+                    assert_eq!(
+                        self.get(Field::Error),
+                        want,
+                        "{e:?} published the wrong code"
+                    );
                 }
                 match e {
                     RingError::BadIndex => self.stats.bad_index += 1,
@@ -483,11 +557,20 @@ impl Harness {
     fn check_message(m: &Message, consumed: &[u8], end: End) {
         assert!(m.payload.len() <= PAYLOAD_MAX);
         assert_eq!(m.header.len as usize, m.payload.len());
-        assert_eq!(m.to_bytes(), consumed, "{end:?} returned other bytes than it consumed");
+        assert_eq!(
+            m.to_bytes(),
+            consumed,
+            "{end:?} returned other bytes than it consumed"
+        );
     }
 
     fn write(&mut self, end: End, req_id: u32, payload: &[u8]) {
-        let hdr = Header { ty: 2, req_id, tx_id: 0, len: 0 };
+        let hdr = Header {
+            ty: 2,
+            req_id,
+            tx_id: 0,
+            len: 0,
+        };
         let ready = match end {
             End::Server => self.server_ready_model(),
             End::Client => self.client_ready_model(),
@@ -502,7 +585,12 @@ impl Harness {
             End::Server => self.server.write_message(&hdr, payload),
             End::Client => self.client.write_message(&hdr, payload),
         };
-        let mut m = Header { len: payload.len() as u32, ..hdr }.to_bytes().to_vec();
+        let mut m = Header {
+            len: payload.len() as u32,
+            ..hdr
+        }
+        .to_bytes()
+        .to_vec();
         m.extend_from_slice(payload);
         // Whether the message was queued shows in the end's pending count: a refused message
         // (too long, or the ring had failed before) is not; one whose flush failed is.
@@ -512,12 +600,22 @@ impl Harness {
             End::Client => self.client.pending(),
         };
         if pending + put == pending_before + m.len() {
-            assert!(payload.len() <= PAYLOAD_MAX, "{end:?} queued an over-long message");
+            assert!(
+                payload.len() <= PAYLOAD_MAX,
+                "{end:?} queued an over-long message"
+            );
             assert!(!matches!(result, Err(RingError::TooLong(_))));
             self.side(end).write.queue.push_back(m);
         } else {
-            assert_eq!(pending + put, pending_before, "{end:?} pending count is off");
-            assert!(result.is_err(), "{end:?} dropped a message and reported success");
+            assert_eq!(
+                pending + put,
+                pending_before,
+                "{end:?} pending count is off"
+            );
+            assert!(
+                result.is_err(),
+                "{end:?} dropped a message and reported success"
+            );
         }
         if let Err(RingError::TooLong(n)) = result {
             assert_eq!(n, payload.len());
@@ -546,7 +644,11 @@ impl Harness {
     }
 
     fn snapshot(&self, tx: Ring) -> (u32, u32, u32) {
-        (self.get(tx.prod()), self.get(tx.cons()), self.get(Field::Error))
+        (
+            self.get(tx.prod()),
+            self.get(tx.cons()),
+            self.get(Field::Error),
+        )
     }
 
     fn finish_write(
@@ -564,16 +666,27 @@ impl Harness {
         match result {
             Ok(st) => {
                 let put = self.get(tx.prod()).wrapping_sub(prod);
-                assert_eq!(st.written as u32, put, "{end:?} reported {} bytes written, moved prod by {put}", st.written);
+                assert_eq!(
+                    st.written as u32, put,
+                    "{end:?} reported {} bytes written, moved prod by {put}",
+                    st.written
+                );
                 if put > 0 {
                     assert!(ready, "{end:?} wrote while a reset was pending");
                     assert!(used <= RING_SIZE, "{end:?} wrote through bad indexes");
-                    assert!(used + put <= RING_SIZE, "{end:?} overwrote unconsumed bytes");
+                    assert!(
+                        used + put <= RING_SIZE,
+                        "{end:?} overwrote unconsumed bytes"
+                    );
                     assert!(!honoured_err, "{end:?} ignored the error field");
                     assert!(fresh, "{end:?} wrote after failing");
                 }
                 self.check_produced(end, tx, (prod, cons, err_before), put);
-                assert_eq!(st.pending, self.side(end).write.pending(), "{end:?} pending count");
+                assert_eq!(
+                    st.pending,
+                    self.side(end).write.pending(),
+                    "{end:?} pending count"
+                );
                 if ready && used > RING_SIZE && st.pending > 0 && self.may_read(end) {
                     panic!("{end:?} accepted bad indexes on write (prod {prod}, cons {cons})");
                 }
@@ -581,7 +694,10 @@ impl Harness {
             Err(e) => {
                 assert_eq!(self.get(tx.prod()), prod, "{end:?} moved prod and failed");
                 let because = e == RingError::BadIndex && used > RING_SIZE;
-                assert!(because || self.may_report(end, e), "{end:?} reported {e:?} for no reason on write");
+                assert!(
+                    because || self.may_report(end, e),
+                    "{end:?} reported {e:?} for no reason on write"
+                );
                 if because && fresh && err_before == XENSTORE_ERROR_NONE {
                     assert_eq!(self.get(Field::Error), XENSTORE_ERROR_RINGIDX);
                 }

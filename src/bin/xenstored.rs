@@ -15,7 +15,9 @@ fn socket_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let rundir = var("XENSTORED_RUNDIR").map(PathBuf::from);
-    rundir.unwrap_or_else(|| PathBuf::from("/var/run/xenstored")).join("socket")
+    rundir
+        .unwrap_or_else(|| PathBuf::from("/var/run/xenstored"))
+        .join("socket")
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -49,12 +51,16 @@ fn serve(opts: &DaemonOptions) -> Result<(), String> {
     }
     let path = socket_path();
     let mut bound = BoundSocket::bind(&path).map_err(|e| e.to_string())?;
-    let listener = bound.take_listener().expect("fresh socket has its listener");
+    let listener = bound
+        .take_listener()
+        .expect("fresh socket has its listener");
 
     let shared = SharedStore::new(Store::new(opts.store_config()));
     let mut server = SocketServer::new(listener, &shared, opts.server_config())
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    server.stop_on(signals).map_err(|e| format!("cannot watch for signals: {e}"))?;
+    server
+        .stop_on(signals)
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
 
     let pid = std::process::id();
     if let Some(f) = &opts.pid_file {

@@ -21,7 +21,12 @@ fn is_c_space(c: u8) -> bool {
 /// The input ends at its first NUL, as a C string would.
 fn scan(s: &[u8], base: u32) -> Scan {
     let s = &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())];
-    let none = Scan { negative: false, magnitude: 0, overflow: false, end: 0 };
+    let none = Scan {
+        negative: false,
+        magnitude: 0,
+        overflow: false,
+        end: 0,
+    };
     let mut i = 0;
     while i < s.len() && is_c_space(s[i]) {
         i += 1;
@@ -47,7 +52,10 @@ fn scan(s: &[u8], base: u32) -> Scan {
     let mut magnitude: u64 = 0;
     let mut overflow = false;
     while let Some(d) = s.get(i).and_then(|&c| digit(c)).filter(|&d| d < base) {
-        match magnitude.checked_mul(base as u64).and_then(|m| m.checked_add(d as u64)) {
+        match magnitude
+            .checked_mul(base as u64)
+            .and_then(|m| m.checked_add(d as u64))
+        {
             Some(m) => magnitude = m,
             None => {
                 overflow = true;
@@ -59,7 +67,12 @@ fn scan(s: &[u8], base: u32) -> Scan {
     if i == start {
         return none;
     }
-    Scan { negative, magnitude, overflow, end: i }
+    Scan {
+        negative,
+        magnitude,
+        overflow,
+        end: i,
+    }
 }
 
 /// C `strtoul(s, &end, base)` on an LP64 system: the value and the number of bytes consumed.
@@ -68,7 +81,11 @@ pub fn strtoul(s: &[u8], base: u32) -> (u64, usize) {
     if r.overflow {
         return (u64::MAX, r.end);
     }
-    let v = if r.negative { r.magnitude.wrapping_neg() } else { r.magnitude };
+    let v = if r.negative {
+        r.magnitude.wrapping_neg()
+    } else {
+        r.magnitude
+    };
     (v, r.end)
 }
 

@@ -194,7 +194,14 @@ impl Conn {
             core.next_req_id = id.wrapping_add(1);
             let seq = core.next_seq;
             core.next_seq += 1;
-            core.slots.insert(id, Slot { reply: None, wake: wake.clone(), seq });
+            core.slots.insert(
+                id,
+                Slot {
+                    reply: None,
+                    wake: wake.clone(),
+                    seq,
+                },
+            );
             core.awaiting += 1;
             if core.awaiting == 1 {
                 // From now on this stream's data is ours to read, not the watch thread's.
@@ -215,7 +222,10 @@ impl Conn {
             return Err(e);
         }
         loop {
-            let slot = core.slots.get_mut(&req_id).expect("own slot stays until we leave");
+            let slot = core
+                .slots
+                .get_mut(&req_id)
+                .expect("own slot stays until we leave");
             if let Some(m) = slot.reply.take() {
                 core.slots.remove(&req_id);
                 return Ok(m);
@@ -250,7 +260,11 @@ impl Conn {
                 self.hand_off(&mut core);
                 return Ok(reply);
             }
-            let got = if busy { self.transport.recv_busy() } else { self.transport.recv(None) };
+            let got = if busy {
+                self.transport.recv_busy()
+            } else {
+                self.transport.recv(None)
+            };
             let mut core = self.core.lock();
             let outcome = match got {
                 Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
@@ -279,7 +293,12 @@ impl Conn {
 
     /// Routes one message: replies to their slot, events back to the reader for the queue.
     /// `mine` is the reader's own req_id (None for the watch thread).
-    fn dispatch(&self, core: &mut Core, m: Message, mine: Option<u32>) -> Result<Dispatched, Errno> {
+    fn dispatch(
+        &self,
+        core: &mut Core,
+        m: Message,
+        mine: Option<u32>,
+    ) -> Result<Dispatched, Errno> {
         // Once dead, requesters have given up and removed their slots, so what is still
         // buffered has nobody left to go to (and must not reach someone else's slot below).
         if let Some(e) = core.dead {
@@ -294,7 +313,12 @@ impl Conn {
         } else if core.awaiting == 1 {
             // A peer that does not echo req_id (or the one-at-a-time device): the only
             // outstanding request owns whatever reply comes.
-            *core.slots.iter().find(|(_, s)| s.reply.is_none()).map(|(id, _)| id).expect("awaiting == 1")
+            *core
+                .slots
+                .iter()
+                .find(|(_, s)| s.reply.is_none())
+                .map(|(id, _)| id)
+                .expect("awaiting == 1")
         } else {
             // A reply nobody can own: the stream cannot be trusted any more.
             return Err(Errno(libc::EBADF));
@@ -317,7 +341,11 @@ impl Conn {
     /// reply (it stays taken meanwhile), or free it and tell the watch thread the stream is
     /// its own again.
     fn hand_off(&self, core: &mut Core) {
-        let oldest = core.slots.iter().filter(|(_, s)| s.reply.is_none()).min_by_key(|(_, s)| s.seq);
+        let oldest = core
+            .slots
+            .iter()
+            .filter(|(_, s)| s.reply.is_none())
+            .min_by_key(|(_, s)| s.seq);
         if let Some((&id, s)) = oldest {
             core.reader_active = true;
             core.handed_to = Some(id);
@@ -365,7 +393,10 @@ impl Conn {
         if core.stream_armed == armed || core.dead.is_some() {
             return;
         }
-        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        let (fd, edge) = (
+            self.transport.readable_fd(),
+            self.transport.edge_triggered(),
+        );
         let r = sys::epoll_set(w.epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, false, edge);
         match r {
             Ok(()) => core.stream_armed = armed,
@@ -410,9 +441,19 @@ impl Conn {
         }
         let attention = sys::eventfd()?;
         let epoll = sys::epoll_create()?;
-        sys::epoll_set(epoll.as_raw_fd(), attention.as_raw_fd(), TOKEN_ATTENTION, true, true, false)?;
+        sys::epoll_set(
+            epoll.as_raw_fd(),
+            attention.as_raw_fd(),
+            TOKEN_ATTENTION,
+            true,
+            true,
+            false,
+        )?;
         let armed = core.awaiting == 0 || !self.transport.signals_replies();
-        let (fd, edge) = (self.transport.readable_fd(), self.transport.edge_triggered());
+        let (fd, edge) = (
+            self.transport.readable_fd(),
+            self.transport.edge_triggered(),
+        );
         sys::epoll_set(epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, true, edge)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
@@ -490,7 +531,11 @@ impl Conn {
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 }
-                got = if self.transport.pending() { self.transport.recv(None) } else { Ok(None) };
+                got = if self.transport.pending() {
+                    self.transport.recv(None)
+                } else {
+                    Ok(None)
+                };
             };
             let mut core = self.core.lock();
             core.reader_active = false;
@@ -544,7 +589,10 @@ mod tests {
     impl EdgeDouble {
         fn event() -> Message {
             let body = b"/late\0tok\0".to_vec();
-            Message { header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, body.len() as u32), body }
+            Message {
+                header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, body.len() as u32),
+                body,
+            }
         }
     }
 
@@ -552,7 +600,10 @@ mod tests {
         fn send(&self, msg: &[u8]) -> Result<(), Errno> {
             let h = Header::parse(msg.first_chunk::<HEADER_LEN>().unwrap()).unwrap();
             let body = b"v".to_vec();
-            let reply = Message { header: Header::new(MsgType::XS_READ, h.req_id, 0, body.len() as u32), body };
+            let reply = Message {
+                header: Header::new(MsgType::XS_READ, h.req_id, 0, body.len() as u32),
+                body,
+            };
             self.queue.lock().push_back(reply);
             Ok(())
         }
@@ -629,7 +680,10 @@ mod tests {
         assert_eq!(reply.body, b"v");
         assert!(double.inject_for.lock().is_none(), "the event was injected");
         // Nobody requests anything any more: only the watch thread can queue the event.
-        assert!(sys::poll(fd, None, 5000).unwrap().first, "the event was lost");
+        assert!(
+            sys::poll(fd, None, 5000).unwrap().first,
+            "the event was lost"
+        );
         assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/late");
         conn.stop_watch_thread();
         thread.join().unwrap();
@@ -648,7 +702,10 @@ mod tests {
     impl GatedDouble {
         fn deliver(&self, req_id: u32, body: &[u8]) {
             let header = Header::new(MsgType::XS_READ, req_id, 0, body.len() as u32);
-            self.inbox.lock().push_back(Message { header, body: body.to_vec() });
+            self.inbox.lock().push_back(Message {
+                header,
+                body: body.to_vec(),
+            });
             self.arrived.notify_all();
         }
 
@@ -718,6 +775,10 @@ mod tests {
         // The second request's reply was already on its way.
         double.deliver(ids[1], b"b's value");
         let got = reader.join().unwrap();
-        assert_eq!(got.map(|m| m.body), Err(Errno(libc::EIO)), "another request's reply was handed over");
+        assert_eq!(
+            got.map(|m| m.body),
+            Err(Errno(libc::EIO)),
+            "another request's reply was handed over"
+        );
     }
 }

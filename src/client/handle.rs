@@ -69,7 +69,9 @@ impl Handle {
     /// path is treated as a socket or a device according to what it is. Only
     /// OPEN_UNWATCH_FILTER has an effect. On failure, the errno of the last attempt.
     pub fn open(flags: u64) -> Result<Handle, Errno> {
-        let first = paths::daemon_socket().ok_or(Errno(libc::ENAMETOOLONG)).and_then(|p| Self::connect(&p));
+        let first = paths::daemon_socket()
+            .ok_or(Errno(libc::ENAMETOOLONG))
+            .and_then(|p| Self::connect(&p));
         let transport = match first {
             Ok(t) => t,
             Err(_) => Self::connect(&paths::domain_dev())?,
@@ -160,7 +162,11 @@ impl Handle {
             let mut list: Vec<u8> = Vec::new();
             loop {
                 let off = list.len().to_string();
-                let reply = match self.with_strings(MsgType::XS_DIRECTORY_PART, tx_id, &[path, off.as_bytes()]) {
+                let reply = match self.with_strings(
+                    MsgType::XS_DIRECTORY_PART,
+                    tx_id,
+                    &[path, off.as_bytes()],
+                ) {
                     Ok(r) => r,
                     // A store without DIRECTORY_PART: the directory is simply too big.
                     Err(Errno(libc::ENOSYS)) => return Err(Errno(libc::E2BIG)),
@@ -197,7 +203,8 @@ impl Handle {
 
     /// Sets the value of `path`.
     pub fn write(&self, tx_id: u32, path: &[u8], data: &[u8]) -> Result<(), Errno> {
-        self.talk(MsgType::XS_WRITE, tx_id, &[no_nul(path)?, b"\0", data]).map(drop)
+        self.talk(MsgType::XS_WRITE, tx_id, &[no_nul(path)?, b"\0", data])
+            .map(drop)
     }
 
     pub fn mkdir(&self, tx_id: u32, path: &[u8]) -> Result<(), Errno> {
@@ -213,7 +220,12 @@ impl Handle {
         perms::parse_list(&self.single(MsgType::XS_GET_PERMS, tx_id, path)?)
     }
 
-    pub fn set_permissions(&self, tx_id: u32, path: &[u8], list: &[Permission]) -> Result<(), Errno> {
+    pub fn set_permissions(
+        &self,
+        tx_id: u32,
+        path: &[u8],
+        list: &[Permission],
+    ) -> Result<(), Errno> {
         let mut parts: Vec<Vec<u8>> = vec![[no_nul(path)?, b"\0"].concat()];
         for p in list {
             let mut s = p.to_wire()?;
@@ -237,7 +249,9 @@ impl Handle {
                 .name("xenstore-watch".into())
                 .stack_size(WATCH_THREAD_STACK)
                 .spawn(move || {
-                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.run_watch_thread()));
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        conn.run_watch_thread()
+                    }));
                     if run.is_err() {
                         conn.abandon(Errno(libc::EIO));
                     }
@@ -253,7 +267,8 @@ impl Handle {
     /// Watches `path` and everything below it; events carry `token`.
     pub fn watch(&self, path: &[u8], token: &[u8]) -> Result<(), Errno> {
         self.ensure_watch_thread()?;
-        self.with_strings(MsgType::XS_WATCH, 0, &[path, token]).map(drop)
+        self.with_strings(MsgType::XS_WATCH, 0, &[path, token])
+            .map(drop)
     }
 
     /// Watches `path` down to `depth` levels below it. Needs the server's WATCHDEPTH feature;
@@ -264,12 +279,15 @@ impl Handle {
             return Err(Errno(libc::ENOSYS));
         }
         let d = depth.to_string();
-        self.with_strings(MsgType::XS_WATCH, 0, &[path, token, d.as_bytes()]).map(drop)
+        self.with_strings(MsgType::XS_WATCH, 0, &[path, token, d.as_bytes()])
+            .map(drop)
     }
 
     /// `watch_depth` where the server supports it, else a plain `watch`.
     pub fn watch_try_depth(&self, path: &[u8], token: &[u8], depth: u32) -> Result<(), Errno> {
-        let supported = self.features_supported().is_ok_and(|f| f & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0);
+        let supported = self
+            .features_supported()
+            .is_ok_and(|f| f & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0);
         if supported && self.watch_depth(path, token, depth).is_ok() {
             return Ok(());
         }
@@ -279,7 +297,9 @@ impl Handle {
     /// Removes a watch. With OPEN_UNWATCH_FILTER, queued events of that token for the path or
     /// below are dropped too (whether or not the store accepted the unwatch, as in C).
     pub fn unwatch(&self, path: &[u8], token: &[u8]) -> Result<(), Errno> {
-        let r = self.with_strings(MsgType::XS_UNWATCH, 0, &[path, token]).map(drop);
+        let r = self
+            .with_strings(MsgType::XS_UNWATCH, 0, &[path, token])
+            .map(drop);
         if self.unwatch_filter {
             self.conn.events.discard(path, token);
         }
@@ -288,7 +308,11 @@ impl Handle {
 
     /// The next fired watch, waiting for one. EINVAL once the connection is gone.
     pub fn read_watch(&self) -> Result<WatchEvent, Errno> {
-        Ok(self.conn.events.pop(true)?.expect("blocking pop returns an event or an error"))
+        Ok(self
+            .conn
+            .events
+            .pop(true)?
+            .expect("blocking pop returns an event or an error"))
     }
 
     /// The next fired watch if one is waiting; never blocks.
@@ -309,25 +333,38 @@ impl Handle {
 
     /// Commits (`abort` false) or discards a transaction. EAGAIN: conflict, retry it.
     pub fn transaction_end(&self, tx_id: u32, abort: bool) -> Result<(), Errno> {
-        self.single(MsgType::XS_TRANSACTION_END, tx_id, if abort { b"F" } else { b"T" }).map(drop)
+        self.single(
+            MsgType::XS_TRANSACTION_END,
+            tx_id,
+            if abort { b"F" } else { b"T" },
+        )
+        .map(drop)
     }
 
     pub fn introduce_domain(&self, domid: u32, mfn: u64, evtchn: u32) -> Result<(), Errno> {
         let (d, m, e) = (domid.to_string(), mfn.to_string(), evtchn.to_string());
-        self.with_strings(MsgType::XS_INTRODUCE, 0, &[d.as_bytes(), m.as_bytes(), e.as_bytes()]).map(drop)
+        self.with_strings(
+            MsgType::XS_INTRODUCE,
+            0,
+            &[d.as_bytes(), m.as_bytes(), e.as_bytes()],
+        )
+        .map(drop)
     }
 
     pub fn set_target(&self, domid: u32, target: u32) -> Result<(), Errno> {
         let (d, t) = (domid.to_string(), target.to_string());
-        self.with_strings(MsgType::XS_SET_TARGET, 0, &[d.as_bytes(), t.as_bytes()]).map(drop)
+        self.with_strings(MsgType::XS_SET_TARGET, 0, &[d.as_bytes(), t.as_bytes()])
+            .map(drop)
     }
 
     pub fn resume_domain(&self, domid: u32) -> Result<(), Errno> {
-        self.single(MsgType::XS_RESUME, 0, &Self::domid_str(domid)).map(drop)
+        self.single(MsgType::XS_RESUME, 0, &Self::domid_str(domid))
+            .map(drop)
     }
 
     pub fn release_domain(&self, domid: u32) -> Result<(), Errno> {
-        self.single(MsgType::XS_RELEASE, 0, &Self::domid_str(domid)).map(drop)
+        self.single(MsgType::XS_RELEASE, 0, &Self::domid_str(domid))
+            .map(drop)
     }
 
     /// The domain's home path, as the store sends it (NUL included if it sent one).
@@ -352,18 +389,26 @@ impl Handle {
     }
 
     pub fn features_domain(&self, domid: u32) -> Result<u32, Errno> {
-        Ok(c_uint(&self.single(MsgType::XS_GET_FEATURE, 0, &Self::domid_str(domid))?))
+        Ok(c_uint(&self.single(
+            MsgType::XS_GET_FEATURE,
+            0,
+            &Self::domid_str(domid),
+        )?))
     }
 
     pub fn set_features_domain(&self, domid: u32, features: u32) -> Result<(), Errno> {
         let (d, f) = (domid.to_string(), features.to_string());
-        self.with_strings(MsgType::XS_SET_FEATURE, 0, &[d.as_bytes(), f.as_bytes()]).map(drop)
+        self.with_strings(MsgType::XS_SET_FEATURE, 0, &[d.as_bytes(), f.as_bytes()])
+            .map(drop)
     }
 
     /// Names of the quotas the server knows (its reply is one space-separated string).
     pub fn quota_names(&self) -> Result<Vec<Vec<u8>>, Errno> {
         let body = self.talk(MsgType::XS_GET_QUOTA, 0, &[])?;
-        Ok(c_text(&body).split(|&c| c == b' ').map(<[u8]>::to_vec).collect())
+        Ok(c_text(&body)
+            .split(|&c| c == b' ')
+            .map(<[u8]>::to_vec)
+            .collect())
     }
 
     pub fn global_quota(&self, quota: &[u8]) -> Result<u32, Errno> {
@@ -372,17 +417,27 @@ impl Handle {
 
     pub fn set_global_quota(&self, quota: &[u8], value: u32) -> Result<(), Errno> {
         let v = value.to_string();
-        self.with_strings(MsgType::XS_SET_QUOTA, 0, &[quota, v.as_bytes()]).map(drop)
+        self.with_strings(MsgType::XS_SET_QUOTA, 0, &[quota, v.as_bytes()])
+            .map(drop)
     }
 
     pub fn domain_quota(&self, domid: u32, quota: &[u8]) -> Result<u32, Errno> {
         let d = domid.to_string();
-        Ok(c_uint(&self.with_strings(MsgType::XS_GET_QUOTA, 0, &[d.as_bytes(), quota])?))
+        Ok(c_uint(&self.with_strings(
+            MsgType::XS_GET_QUOTA,
+            0,
+            &[d.as_bytes(), quota],
+        )?))
     }
 
     pub fn set_domain_quota(&self, domid: u32, quota: &[u8], value: u32) -> Result<(), Errno> {
         let (d, v) = (domid.to_string(), value.to_string());
-        self.with_strings(MsgType::XS_SET_QUOTA, 0, &[d.as_bytes(), quota, v.as_bytes()]).map(drop)
+        self.with_strings(
+            MsgType::XS_SET_QUOTA,
+            0,
+            &[d.as_bytes(), quota, v.as_bytes()],
+        )
+        .map(drop)
     }
 
     /// A CONTROL command: `cmd`, NUL, then `data` as given. Returns the reply body.
@@ -451,8 +506,14 @@ mod tests {
     #[test]
     fn directory_lists() {
         assert_eq!(split_nul_terminated(b""), Vec::<Vec<u8>>::new());
-        assert_eq!(split_nul_terminated(b"a\0bc\0"), vec![b"a".to_vec(), b"bc".to_vec()]);
-        assert_eq!(split_nul_terminated(b"a\0bc"), vec![b"a".to_vec(), b"bc".to_vec()]);
+        assert_eq!(
+            split_nul_terminated(b"a\0bc\0"),
+            vec![b"a".to_vec(), b"bc".to_vec()]
+        );
+        assert_eq!(
+            split_nul_terminated(b"a\0bc"),
+            vec![b"a".to_vec(), b"bc".to_vec()]
+        );
         assert_eq!(split_nul_terminated(b"\0"), vec![b"".to_vec()]);
     }
 

@@ -12,9 +12,9 @@
 pub mod cnum;
 pub mod conn;
 pub mod handle;
+mod notify_pipe;
 pub mod paths;
 pub mod perms;
-mod notify_pipe;
 mod sys;
 pub mod transport;
 pub mod watch;

@@ -63,7 +63,9 @@ impl PipeOp {
 
 impl NotifyPipe {
     pub fn new() -> NotifyPipe {
-        NotifyPipe { fds: OnceLock::new() }
+        NotifyPipe {
+            fds: OnceLock::new(),
+        }
     }
 
     /// Under the queue's lock: what makes the pipe hold its byte (`want`) or not, given
@@ -75,7 +77,11 @@ impl NotifyPipe {
             return None;
         }
         *byte_in = want;
-        Some(if want { PipeOp::Fill(wr.as_raw_fd()) } else { PipeOp::Drain(rd.as_raw_fd()) })
+        Some(if want {
+            PipeOp::Fill(wr.as_raw_fd())
+        } else {
+            PipeOp::Drain(rd.as_raw_fd())
+        })
     }
 
     /// Under the queue's lock: the read end, creating the pipe (empty, so `byte_in` false) on
@@ -133,9 +139,14 @@ mod tests {
             drain.apply();
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(50)).is_err(), "waits for the byte");
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(50))
+                .is_err(),
+            "waits for the byte"
+        );
         fill.apply();
-        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("done once the byte landed");
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("done once the byte landed");
         t.join().unwrap();
         assert!(!readable(fd), "no stale byte");
     }
@@ -144,12 +155,22 @@ mod tests {
     /// there at the end, as the last decision says.
     #[test]
     fn every_order_of_execution_ends_as_decided() {
-        let orders = [[0, 1, 2], [0, 2, 1], [2, 0, 1], [2, 1, 0], [1, 0, 2], [1, 2, 0]];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [2, 0, 1],
+            [2, 1, 0],
+            [1, 0, 2],
+            [1, 2, 0],
+        ];
         for order in orders {
             let p = std::sync::Arc::new(NotifyPipe::new());
             let fd = p.read_end().unwrap();
             let mut byte_in = false;
-            let ops: Vec<PipeOp> = [true, false, true].iter().map(|&w| p.decide(&mut byte_in, w).unwrap()).collect();
+            let ops: Vec<PipeOp> = [true, false, true]
+                .iter()
+                .map(|&w| p.decide(&mut byte_in, w).unwrap())
+                .collect();
             // A drain run before any byte landed would wait: run each in its own thread, in
             // the given order, a little apart.
             let threads: Vec<_> = order

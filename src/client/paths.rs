@@ -39,7 +39,12 @@ pub fn domain_dev() -> OsString {
         return p;
     }
     let dev = CString::new(XENBUS_DEV).expect("constant has no NUL");
-    if sys::exists(&dev) { XENBUS_DEV } else { XENBUS_PROC }.into()
+    if sys::exists(&dev) {
+        XENBUS_DEV
+    } else {
+        XENBUS_PROC
+    }
+    .into()
 }
 
 /// Whether `child` is `parent` or lies below it, by plain string comparison.

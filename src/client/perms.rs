@@ -40,7 +40,10 @@ impl Permission {
         if rest.is_empty() || used != rest.len() {
             return Err(Errno(libc::EINVAL));
         }
-        Ok(Permission { id: value as u32, perms })
+        Ok(Permission {
+            id: value as u32,
+            perms,
+        })
     }
 
     /// The wire form ("r5"). The domain prints as a signed int, as the C library does; the
@@ -62,7 +65,10 @@ impl Permission {
 /// Parses a GET_PERMS reply: one entry per NUL-terminated string.
 pub fn parse_list(body: &[u8]) -> Result<Vec<Permission>, Errno> {
     let n = body.iter().filter(|&&c| c == 0).count();
-    body.split(|&c| c == 0).take(n).map(Permission::parse).collect()
+    body.split(|&c| c == 0)
+        .take(n)
+        .map(Permission::parse)
+        .collect()
 }
 
 #[cfg(test)]
@@ -71,11 +77,35 @@ mod tests {
 
     #[test]
     fn parses_like_the_c_library() {
-        assert_eq!(Permission::parse(b"r5"), Ok(Permission { id: 5, perms: PERM_READ }));
-        assert_eq!(Permission::parse(b"b0x10"), Ok(Permission { id: 16, perms: 3 }));
-        assert_eq!(Permission::parse(b"w010"), Ok(Permission { id: 8, perms: PERM_WRITE }));
-        assert_eq!(Permission::parse(b"n-1"), Ok(Permission { id: u32::MAX, perms: 0 }));
-        assert_eq!(Permission::parse(b"n 7"), Ok(Permission { id: 7, perms: 0 }));
+        assert_eq!(
+            Permission::parse(b"r5"),
+            Ok(Permission {
+                id: 5,
+                perms: PERM_READ
+            })
+        );
+        assert_eq!(
+            Permission::parse(b"b0x10"),
+            Ok(Permission { id: 16, perms: 3 })
+        );
+        assert_eq!(
+            Permission::parse(b"w010"),
+            Ok(Permission {
+                id: 8,
+                perms: PERM_WRITE
+            })
+        );
+        assert_eq!(
+            Permission::parse(b"n-1"),
+            Ok(Permission {
+                id: u32::MAX,
+                perms: 0
+            })
+        );
+        assert_eq!(
+            Permission::parse(b"n 7"),
+            Ok(Permission { id: 7, perms: 0 })
+        );
         for bad in [&b""[..], b"r", b"x1", b"r1a", b"r0x", b"r "] {
             assert_eq!(Permission::parse(bad), Err(Errno(libc::EINVAL)), "{bad:?}");
         }
@@ -93,7 +123,13 @@ mod tests {
     #[test]
     fn parses_a_reply() {
         let l = parse_list(b"n0\0r3\0").unwrap();
-        assert_eq!(l, vec![Permission { id: 0, perms: 0 }, Permission { id: 3, perms: 1 }]);
+        assert_eq!(
+            l,
+            vec![
+                Permission { id: 0, perms: 0 },
+                Permission { id: 3, perms: 1 }
+            ]
+        );
         assert!(parse_list(b"").unwrap().is_empty());
         assert!(parse_list(b"n0\0q1\0").is_err());
     }

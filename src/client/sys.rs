@@ -8,7 +8,11 @@ use super::Errno;
 
 /// The calling thread's errno.
 pub fn last_errno() -> Errno {
-    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    Errno(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
 }
 
 fn check(ret: libc::c_int) -> Result<libc::c_int, Errno> {
@@ -38,7 +42,11 @@ pub fn path_kind(path: &CStr) -> Result<PathKind, Errno> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `st` is a valid, writable struct stat.
     check(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
-    Ok(if st.st_mode & libc::S_IFMT == libc::S_IFSOCK { PathKind::Socket } else { PathKind::Other })
+    Ok(if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        PathKind::Socket
+    } else {
+        PathKind::Other
+    })
 }
 
 /// Whether a path exists (access F_OK).
@@ -50,7 +58,8 @@ pub fn exists(path: &CStr) -> bool {
 /// A close-on-exec stream socket connected to the Unix socket at `path`.
 pub fn connect_unix(path: &CStr) -> Result<OwnedFd, Errno> {
     // SAFETY: plain socket creation, no pointers.
-    let sock = owned(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let sock =
+        owned(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: an all-zero sockaddr_un is valid (family set below).
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -82,7 +91,12 @@ pub fn connect_unix(path: &CStr) -> Result<OwnedFd, Errno> {
 /// for the device from becoming our controlling terminal.
 pub fn open_rdwr(path: &CStr) -> Result<OwnedFd, Errno> {
     // SAFETY: `path` is NUL-terminated.
-    owned(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY) })
+    owned(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    })
 }
 
 /// One `read`; Ok(0) is end of file. EINTR is retried.
@@ -165,8 +179,16 @@ pub struct Ready {
 /// as poll(2) (-1: forever). EINTR is retried.
 pub fn poll(first: RawFd, second: Option<RawFd>, timeout_ms: i32) -> Result<Ready, Errno> {
     let mut fds = [
-        libc::pollfd { fd: first, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: second.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: first,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: second.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     let n = if second.is_some() { 2 } else { 1 };
     loop {
@@ -184,7 +206,10 @@ pub fn poll(first: RawFd, second: Option<RawFd>, timeout_ms: i32) -> Result<Read
     if fds[0].revents & libc::POLLNVAL != 0 {
         return Err(Errno(libc::EBADF));
     }
-    Ok(Ready { first: hit(&fds[0]), second: n == 2 && hit(&fds[1]) })
+    Ok(Ready {
+        first: hit(&fds[0]),
+        second: n == 2 && hit(&fds[1]),
+    })
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -245,13 +270,24 @@ pub fn epoll_create() -> Result<OwnedFd, Errno> {
 
 /// Registers (`add`) or updates `fd` in `ep`, interested in readability when `readable`
 /// (edge-triggered with `edge`), in nothing otherwise; `token` comes back from [`epoll_wait`].
-pub fn epoll_set(ep: RawFd, fd: RawFd, token: u64, readable: bool, add: bool, edge: bool) -> Result<(), Errno> {
+pub fn epoll_set(
+    ep: RawFd,
+    fd: RawFd,
+    token: u64,
+    readable: bool,
+    add: bool,
+    edge: bool,
+) -> Result<(), Errno> {
     let mut events = if readable { libc::EPOLLIN as u32 } else { 0 };
     if edge {
         events |= libc::EPOLLET as u32;
     }
     let mut ev = libc::epoll_event { events, u64: token };
-    let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+    let op = if add {
+        libc::EPOLL_CTL_ADD
+    } else {
+        libc::EPOLL_CTL_MOD
+    };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call.
     check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
 }
@@ -264,7 +300,9 @@ pub fn epoll_wait(ep: RawFd) -> Result<u64, Errno> {
         // SAFETY: `evs` has room for the 4 events we allow.
         let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as libc::c_int, -1) };
         if n >= 0 {
-            return Ok(evs[..n as usize].iter().fold(0, |set, e| set | 1u64 << (e.u64 & 63)));
+            return Ok(evs[..n as usize]
+                .iter()
+                .fold(0, |set, e| set | 1u64 << (e.u64 & 63)));
         }
         let e = last_errno();
         if e.0 != libc::EINTR {

@@ -121,14 +121,20 @@ struct ReadBuf {
 
 impl ReadBuf {
     fn new() -> ReadBuf {
-        ReadBuf { data: vec![0; READ_BUF].into_boxed_slice(), start: 0, end: 0 }
+        ReadBuf {
+            data: vec![0; READ_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
     }
 
     /// Takes one complete message off the front, if there is one. A header announcing more
     /// than the protocol allows is E2BIG, as in the C library.
     fn take(&mut self) -> Result<Option<Message>, Errno> {
         let avail = &self.data[self.start..self.end];
-        let Some(head) = avail.first_chunk::<HEADER_LEN>() else { return Ok(None) };
+        let Some(head) = avail.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
         let header = Header::parse(head).map_err(|WireError::TooLong(_)| Errno(libc::E2BIG))?;
         let total = HEADER_LEN + header.len as usize;
         if avail.len() < total {
@@ -176,7 +182,11 @@ pub struct StreamTransport {
 
 impl StreamTransport {
     pub fn new(fd: OwnedFd, kind: StreamKind) -> StreamTransport {
-        StreamTransport { fd, kind, rbuf: Mutex::new(ReadBuf::new()) }
+        StreamTransport {
+            fd,
+            kind,
+            rbuf: Mutex::new(ReadBuf::new()),
+        }
     }
 
     /// Connects to `path` as the C library does: a socket if `stat` says it is one, otherwise
@@ -324,7 +334,13 @@ mod tests {
     #[test]
     fn oversized_header_is_e2big() {
         let mut rb = ReadBuf::new();
-        let h = Header { ty: 2, req_id: 0, tx_id: 0, len: 5000 }.to_bytes();
+        let h = Header {
+            ty: 2,
+            req_id: 0,
+            tx_id: 0,
+            len: 5000,
+        }
+        .to_bytes();
         rb.space()[..16].copy_from_slice(&h);
         rb.end = 16;
         assert!(rb.has_message());

@@ -99,7 +99,11 @@ pub struct WatchQueue {
 impl Default for WatchQueue {
     fn default() -> Self {
         WatchQueue {
-            state: Mutex::new(State { queue: VecDeque::new(), dead: false, byte_in: false }),
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                dead: false,
+                byte_in: false,
+            }),
             arrived: Condvar::new(),
             pipe: NotifyPipe::new(),
         }
@@ -192,7 +196,8 @@ impl WatchQueue {
     /// Drops queued events of the watch (token, path or below it).
     pub fn discard(&self, path: &[u8], token: &[u8]) {
         let mut st = self.state.lock();
-        st.queue.retain(|ev| !(ev.token() == token && is_subpath(path, ev.path())));
+        st.queue
+            .retain(|ev| !(ev.token() == token && is_subpath(path, ev.path())));
         let op = self.settle(&mut st);
         drop(st);
         if let Some(op) = op {
@@ -222,13 +227,19 @@ mod tests {
     #[test]
     fn event_shapes() {
         let e = WatchEvent::from_payload(b"/a\0tok\0".to_vec());
-        assert_eq!((e.path(), e.token(), e.count()), (&b"/a"[..], &b"tok"[..], 2));
+        assert_eq!(
+            (e.path(), e.token(), e.count()),
+            (&b"/a"[..], &b"tok"[..], 2)
+        );
         let e = WatchEvent::from_payload(b"/a".to_vec());
         assert_eq!(e.as_bytes(), b"/a\0\0");
         assert_eq!(e.token(), b"");
         let e = WatchEvent::from_payload(b"/a\0t\0x\0".to_vec());
         assert_eq!(e.count(), 3);
-        assert_eq!(e.strings().collect::<Vec<_>>(), vec![&b"/a"[..], b"t", b"x"]);
+        assert_eq!(
+            e.strings().collect::<Vec<_>>(),
+            vec![&b"/a"[..], b"t", b"x"]
+        );
     }
 
     #[test]
@@ -237,7 +248,10 @@ mod tests {
         q.push(WatchEvent::new(b"/a", b"t"));
         let fd = q.fileno().unwrap();
         assert_eq!(q.fileno().unwrap(), fd);
-        assert!(pipe_readable(fd), "created with events waiting: readable at once");
+        assert!(
+            pipe_readable(fd),
+            "created with events waiting: readable at once"
+        );
         q.push(WatchEvent::new(b"/b", b"t"));
         assert_eq!(q.pop(false).unwrap().unwrap().path(), b"/a");
         assert!(pipe_readable(fd));
@@ -303,7 +317,10 @@ mod tests {
             assert_eq!(q.len(), 1000);
             assert!(pipe_readable(fd), "round {round}: events wait");
             while q.pop(false).unwrap().is_some() {}
-            assert!(!pipe_readable(fd), "round {round}: drained with the last event");
+            assert!(
+                !pipe_readable(fd),
+                "round {round}: drained with the last event"
+            );
         }
     }
 

@@ -31,7 +31,10 @@ pub(crate) struct Wakeups {
 
 impl Wakeups {
     pub const fn new() -> Wakeups {
-        Wakeups { bells: Vec::new(), events: Vec::new() }
+        Wakeups {
+            bells: Vec::new(),
+            events: Vec::new(),
+        }
     }
 
     /// Delivers `m` to the handle of `mailbox`; `own`: it is for the handle whose request is

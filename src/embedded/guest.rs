@@ -66,7 +66,14 @@ impl DomainRing {
         store: &mut Store,
         mut deliver: impl FnMut(ConnId, ring::Message),
     ) -> Result<(), RingError> {
-        let DomainRing { client, server, senders, recipients, received, .. } = self;
+        let DomainRing {
+            client,
+            server,
+            senders,
+            recipients,
+            received,
+            ..
+        } = self;
         let mut serve = |req: ring::Message, server: &mut ServerRing| -> Result<(), RingError> {
             let conn = senders.pop_front().ok_or(RingError::Malformed)?;
             // Err(Fatal) only for an unknown connection or a payload not matching its header,

@@ -50,7 +50,11 @@ impl Mailbox {
     pub fn new() -> Result<Mailbox, Errno> {
         Ok(Mailbox {
             sink: OnceLock::new(),
-            inbox: Mutex::new(Inbox { queue: VecDeque::new(), rung: false, dead: false }),
+            inbox: Mutex::new(Inbox {
+                queue: VecDeque::new(),
+                rung: false,
+                dead: false,
+            }),
             arrived: Condvar::new(),
             doorbell: eventfd()?,
         })
@@ -156,7 +160,11 @@ fn eventfd() -> Result<OwnedFd, Errno> {
     // SAFETY: no pointers.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
-        return Err(Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EMFILE)));
+        return Err(Errno(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EMFILE),
+        ));
     }
     // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -168,11 +176,18 @@ mod tests {
     use crate::wire::{Header, MsgType};
 
     fn msg(n: u32) -> Message {
-        Message { header: Header::new(MsgType::XS_WATCH_EVENT, n, 0, 0), body: Vec::new() }
+        Message {
+            header: Header::new(MsgType::XS_WATCH_EVENT, n, 0, 0),
+            body: Vec::new(),
+        }
     }
 
     fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut p, 1, 0) == 1 }
     }
@@ -203,13 +218,20 @@ mod tests {
         m.ring();
         assert_eq!(rings(&m), 1);
         assert_eq!(m.take(false).unwrap().unwrap().header.req_id, 2);
-        assert!(!m.put_other(msg(4)), "the woken reader has not emptied the queue yet");
+        assert!(
+            !m.put_other(msg(4)),
+            "the woken reader has not emptied the queue yet"
+        );
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 3);
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 4);
         assert!(!m.pending());
         assert!(m.put_other(msg(5)), "emptied: the next arrival wakes again");
         assert_eq!(m.take(true).unwrap().unwrap().header.req_id, 5);
-        assert_eq!(m.take(true), Ok(None), "a late look finds nothing and does not wait");
+        assert_eq!(
+            m.take(true),
+            Ok(None),
+            "a late look finds nothing and does not wait"
+        );
     }
 
     #[test]
@@ -239,7 +261,10 @@ mod tests {
             let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
             assert!(ep >= 0);
             let m = Mailbox::new().unwrap();
-            let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: 0 };
+            let mut ev = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                u64: 0,
+            };
             assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, m.fd(), &mut ev), 0);
             let mut out = [libc::epoll_event { events: 0, u64: 0 }; 2];
             let mut woken = || libc::epoll_wait(ep, out.as_mut_ptr(), 2, 0);
@@ -249,7 +274,11 @@ mod tests {
                 assert!(!m.put_other(msg(round + 10)));
                 m.ring();
                 assert_eq!(woken(), 1, "round {round}");
-                assert_eq!(woken(), 0, "round {round}: no second wake-up for the same batch");
+                assert_eq!(
+                    woken(),
+                    0,
+                    "round {round}: no second wake-up for the same batch"
+                );
                 while m.take(true).unwrap().is_some() {}
             }
             m.kill();

@@ -90,7 +90,9 @@ pub struct Embedded {
 impl Embedded {
     /// A new, separate store (the C API uses the process-wide [`Embedded::global`]).
     pub fn new(config: Config) -> Arc<Embedded> {
-        Arc::new(Embedded { world: Mutex::new(World::new(config)) })
+        Arc::new(Embedded {
+            world: Mutex::new(World::new(config)),
+        })
     }
 
     /// The process-wide store, created on first use with the default configuration.

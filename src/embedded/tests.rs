@@ -20,7 +20,11 @@ const ENOENT: Errno = Errno(libc::ENOENT);
 const EBADF: Errno = Errno(libc::EBADF);
 
 fn readable(fd: RawFd, ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, ms) == 1 }
 }
@@ -56,7 +60,15 @@ fn with_guest(domid: u32) -> (Arc<Embedded>, Handle) {
     dom0.introduce_domain(domid, 0x1234, 5).unwrap();
     let home = format!("/local/domain/{domid}");
     dom0.mkdir(0, home.as_bytes()).unwrap();
-    dom0.set_permissions(0, home.as_bytes(), &[Permission { id: domid, perms: PERM_NONE }]).unwrap();
+    dom0.set_permissions(
+        0,
+        home.as_bytes(),
+        &[Permission {
+            id: domid,
+            perms: PERM_NONE,
+        }],
+    )
+    .unwrap();
     (e, dom0)
 }
 
@@ -69,7 +81,15 @@ fn dom0_handles_share_one_store_and_are_privileged() {
     assert_eq!(b.read(0, b"/x/y").unwrap(), b"hello");
     assert_eq!(b.directory(0, b"/x").unwrap(), vec![b"y".to_vec()]);
     // Privileged: reading a node no one was granted.
-    a.set_permissions(0, b"/x/y", &[Permission { id: 3, perms: PERM_NONE }]).unwrap();
+    a.set_permissions(
+        0,
+        b"/x/y",
+        &[Permission {
+            id: 3,
+            perms: PERM_NONE,
+        }],
+    )
+    .unwrap();
     assert_eq!(b.read(0, b"/x/y").unwrap(), b"hello");
     // Separate stores are separate.
     let other = Embedded::new(Config::default()).open(0).unwrap();
@@ -112,7 +132,11 @@ fn events_are_pollable_when_the_request_returns() {
     assert_eq!(check(&watcher), ev("/d", "tok"));
     assert!(!readable(fd, 0));
     for i in 0..50 {
-        let (by, path) = if i % 2 == 0 { (&writer, "/d/x") } else { (&watcher, "/d/y") };
+        let (by, path) = if i % 2 == 0 {
+            (&writer, "/d/x")
+        } else {
+            (&watcher, "/d/y")
+        };
         by.write(0, path.as_bytes(), b"v").unwrap();
         assert!(readable(fd, 0), "round {i}: pollable at once");
         assert_eq!(check(&watcher), ev(path, "tok"));
@@ -142,17 +166,25 @@ fn only_other_handles_are_woken() {
     let theirs = Arc::new(Mailbox::new().unwrap());
     let me = w.connect_dom0(Arc::clone(&mine));
     let them = w.connect_dom0(Arc::clone(&theirs));
-    w.request(them, &encode(MsgType::XS_WATCH, 1, 0, b"/p\0t\0")).unwrap();
+    w.request(them, &encode(MsgType::XS_WATCH, 1, 0, b"/p\0t\0"))
+        .unwrap();
     assert!(theirs.take(false).unwrap().is_some() && theirs.take(false).unwrap().is_some());
-    assert!(!readable(theirs.fd(), 0), "their own reply and initial event rang nothing");
+    assert!(
+        !readable(theirs.fd(), 0),
+        "their own reply and initial event rang nothing"
+    );
     let mut wake = Wakeups::new();
     w.take_wakeups(&mut wake);
     wake.run();
     assert!(!readable(theirs.fd(), 0), "nothing to wake");
-    w.request(me, &encode(MsgType::XS_WRITE, 7, 0, b"/p\0v")).unwrap();
+    w.request(me, &encode(MsgType::XS_WRITE, 7, 0, b"/p\0v"))
+        .unwrap();
     assert!(!readable(mine.fd(), 0));
     let reply = mine.take(false).unwrap().unwrap();
-    assert_eq!((reply.header.req_id, reply.body.as_slice()), (7, &b"OK\0"[..]));
+    assert_eq!(
+        (reply.header.req_id, reply.body.as_slice()),
+        (7, &b"OK\0"[..])
+    );
     assert!(!readable(theirs.fd(), 0), "not under the store lock");
     w.take_wakeups(&mut wake);
     wake.run();
@@ -160,7 +192,10 @@ fn only_other_handles_are_woken() {
     assert!(!readable(mine.fd(), 0));
     assert_eq!(theirs.take(false).unwrap().unwrap().body, b"/p\0t\0");
     w.disconnect(them);
-    assert_eq!(w.request(them, &encode(MsgType::XS_READ, 1, 0, b"/p\0")), Err(EBADF));
+    assert_eq!(
+        w.request(them, &encode(MsgType::XS_READ, 1, 0, b"/p\0")),
+        Err(EBADF)
+    );
 }
 
 #[test]
@@ -169,7 +204,10 @@ fn guest_paths_are_relative_to_its_home_and_cross_its_ring() {
     assert_eq!(e.domain_ring(3), Some((0x1234, 5)));
     let g = e.open_domain(3, 0).unwrap();
     g.write(0, b"data/x", b"from guest").unwrap();
-    assert_eq!(dom0.read(0, b"/local/domain/3/data/x").unwrap(), b"from guest");
+    assert_eq!(
+        dom0.read(0, b"/local/domain/3/data/x").unwrap(),
+        b"from guest"
+    );
     assert_eq!(g.read(0, b"/local/domain/3/data/x").unwrap(), b"from guest");
     assert_eq!(g.get_domain_path(3).unwrap(), b"/local/domain/3\0".to_vec());
     let perms = g.get_permissions(0, b"data/x").unwrap();
@@ -177,14 +215,31 @@ fn guest_paths_are_relative_to_its_home_and_cross_its_ring() {
 
     // Every byte went through the page: the indexes count them.
     let page = e.world.lock().ring_page(3).unwrap();
-    let (req0, rsp0) = (page.load(Field::ReqProd, Ordering::Acquire), page.load(Field::RspProd, Ordering::Acquire));
+    let (req0, rsp0) = (
+        page.load(Field::ReqProd, Ordering::Acquire),
+        page.load(Field::RspProd, Ordering::Acquire),
+    );
     g.read(0, b"data/x").unwrap();
     let req1 = page.load(Field::ReqProd, Ordering::Acquire);
     let rsp1 = page.load(Field::RspProd, Ordering::Acquire);
-    assert_eq!(req1.wrapping_sub(req0) as usize, HEADER_LEN + b"data/x\0".len());
-    assert_eq!(rsp1.wrapping_sub(rsp0) as usize, HEADER_LEN + b"from guest".len());
-    assert_eq!(page.load(Field::ReqCons, Ordering::Acquire), req1, "the store consumed it all");
-    assert_eq!(page.load(Field::RspCons, Ordering::Acquire), rsp1, "the guest consumed it all");
+    assert_eq!(
+        req1.wrapping_sub(req0) as usize,
+        HEADER_LEN + b"data/x\0".len()
+    );
+    assert_eq!(
+        rsp1.wrapping_sub(rsp0) as usize,
+        HEADER_LEN + b"from guest".len()
+    );
+    assert_eq!(
+        page.load(Field::ReqCons, Ordering::Acquire),
+        req1,
+        "the store consumed it all"
+    );
+    assert_eq!(
+        page.load(Field::RspCons, Ordering::Acquire),
+        rsp1,
+        "the guest consumed it all"
+    );
 }
 
 #[test]
@@ -211,10 +266,27 @@ fn guests_are_held_to_permissions() {
     assert_eq!(g.write(0, b"/secret", b"x"), Err(EACCES));
     assert_eq!(g.write(0, b"/local/domain/6/x", b"x"), Err(EACCES));
     assert_eq!(g.read(0, b"/local/domain/6"), Err(EACCES));
-    assert_eq!(g.introduce_domain(9, 1, 1), Err(EACCES), "only domain 0 introduces");
+    assert_eq!(
+        g.introduce_domain(9, 1, 1),
+        Err(EACCES),
+        "only domain 0 introduces"
+    );
     // A grant opens exactly what it names.
-    dom0.set_permissions(0, b"/secret", &[Permission { id: 0, perms: PERM_NONE }, Permission { id: 5, perms: PERM_READ }])
-        .unwrap();
+    dom0.set_permissions(
+        0,
+        b"/secret",
+        &[
+            Permission {
+                id: 0,
+                perms: PERM_NONE,
+            },
+            Permission {
+                id: 5,
+                perms: PERM_READ,
+            },
+        ],
+    )
+    .unwrap();
     assert_eq!(g.read(0, b"/secret").unwrap(), b"s");
     assert_eq!(g.write(0, b"/secret", b"x"), Err(EACCES));
     assert_eq!(dom0.read(0, b"/secret").unwrap(), b"s");
@@ -246,18 +318,34 @@ fn guest_watches_are_reported_relative() {
     g.watch(b"/local/domain/10/device", b"abs").unwrap();
     let mut initial = vec![next_event(&g), next_event(&g)];
     initial.sort();
-    assert_eq!(initial, vec![ev("/local/domain/10/device", "abs"), ev("device", "rel")]);
+    assert_eq!(
+        initial,
+        vec![ev("/local/domain/10/device", "abs"), ev("device", "rel")]
+    );
     // Fired by domain 0's write: the event crosses the guest's ring from dom0's thread.
-    dom0.write(0, b"/local/domain/10/device/state", b"1").unwrap();
+    dom0.write(0, b"/local/domain/10/device/state", b"1")
+        .unwrap();
     let mut got = vec![next_event(&g), next_event(&g)];
     got.sort();
-    assert_eq!(got, vec![ev("/local/domain/10/device/state", "abs"), ev("device/state", "rel")]);
+    assert_eq!(
+        got,
+        vec![
+            ev("/local/domain/10/device/state", "abs"),
+            ev("device/state", "rel")
+        ]
+    );
     // Another handle of the same domain fires it too.
     let g2 = e.open_domain(10, 0).unwrap();
     g2.write(0, b"device/state", b"2").unwrap();
     let mut got = vec![next_event(&g), next_event(&g)];
     got.sort();
-    assert_eq!(got, vec![ev("/local/domain/10/device/state", "abs"), ev("device/state", "rel")]);
+    assert_eq!(
+        got,
+        vec![
+            ev("/local/domain/10/device/state", "abs"),
+            ev("device/state", "rel")
+        ]
+    );
     assert_eq!(g2.check_watch().unwrap(), None, "watches are per handle");
 }
 
@@ -286,7 +374,11 @@ fn release_fails_the_guests_handles_and_wakes_their_waiters() {
     std::thread::sleep(Duration::from_millis(20));
     dom0.release_domain(11).unwrap();
     assert_eq!(next_event(&dom0), ev("@releaseDomain", "rel"));
-    assert_eq!(blocked.join().unwrap(), Err(Errno(libc::EINVAL)), "the waiter is woken");
+    assert_eq!(
+        blocked.join().unwrap(),
+        Err(Errno(libc::EINVAL)),
+        "the waiter is woken"
+    );
     assert!(readable(fd, 5000), "the pipe tells pollers");
     assert_eq!(g.read(0, b"x"), Err(EBADF));
     assert!(g.is_dead());
@@ -297,7 +389,15 @@ fn release_fails_the_guests_handles_and_wakes_their_waiters() {
     assert_eq!(e.domain_ring(11), Some((9, 9)));
     // Its home went with the release (it owned it): the toolstack makes it again.
     dom0.mkdir(0, b"/local/domain/11").unwrap();
-    dom0.set_permissions(0, b"/local/domain/11", &[Permission { id: 11, perms: PERM_NONE }]).unwrap();
+    dom0.set_permissions(
+        0,
+        b"/local/domain/11",
+        &[Permission {
+            id: 11,
+            perms: PERM_NONE,
+        }],
+    )
+    .unwrap();
     let g3 = e.open_domain(11, 0).unwrap();
     g3.write(0, b"again", b"1").unwrap();
     assert_eq!(g.read(0, b"again"), Err(EBADF), "old handles stay dead");
@@ -379,7 +479,10 @@ fn a_half_written_request_fails_the_ring_instead_of_hanging() {
     });
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(rx.recv_timeout(Duration::from_secs(5)).expect("a guest request hung"));
+        got.push(
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("a guest request hung"),
+        );
     }
     assert!(got[0].is_err(), "{got:?}");
     assert_eq!(&got[1..], &[Err(EBADF), Err(EBADF)]);
@@ -397,10 +500,17 @@ fn a_notified_request_from_no_handle_fails_the_ring() {
     let msg = encode(MsgType::XS_READ, 1, 0, b"x\0");
     let prod = page.load(Field::ReqProd, Ordering::Acquire);
     page.write_data(crate::ring::Ring::Req, prod, &msg);
-    page.store(Field::ReqProd, prod.wrapping_add(msg.len() as u32), Ordering::Release);
+    page.store(
+        Field::ReqProd,
+        prod.wrapping_add(msg.len() as u32),
+        Ordering::Release,
+    );
     e.notify_domain(16).unwrap();
     assert_eq!(g.read(0, b"x"), Err(EBADF));
-    assert!(!Arc::ptr_eq(&page, &e.domain_page(16).unwrap()), "a fresh page");
+    assert!(
+        !Arc::ptr_eq(&page, &e.domain_page(16).unwrap()),
+        "a fresh page"
+    );
     assert_eq!(e.notify_domain(17), Err(ENOENT));
 }
 
@@ -415,7 +525,11 @@ fn a_message_the_store_never_wrote_fails_the_ring() {
     let forged = encode(MsgType::XS_READ, 77, 0, b"forged");
     let prod = page.load(Field::RspProd, Ordering::Acquire);
     page.write_data(crate::ring::Ring::Rsp, prod, &forged);
-    page.store(Field::RspProd, prod.wrapping_add(forged.len() as u32), Ordering::Release);
+    page.store(
+        Field::RspProd,
+        prod.wrapping_add(forged.len() as u32),
+        Ordering::Release,
+    );
     e.notify_domain(18).unwrap();
     assert_eq!(g.read(0, b"x"), Err(EBADF));
     assert!(!Arc::ptr_eq(&page, &e.domain_page(18).unwrap()));

@@ -17,7 +17,11 @@ pub(crate) struct EmbeddedTransport {
 
 impl EmbeddedTransport {
     pub fn new(embedded: Arc<Embedded>, conn: ConnId, mailbox: Arc<Mailbox>) -> EmbeddedTransport {
-        EmbeddedTransport { embedded, conn, mailbox }
+        EmbeddedTransport {
+            embedded,
+            conn,
+            mailbox,
+        }
     }
 }
 

@@ -63,7 +63,13 @@ impl World {
     /// A privileged connection (domain 0) whose messages go to `mailbox`.
     pub fn connect_dom0(&mut self, mailbox: Arc<Mailbox>) -> ConnId {
         let id = self.store.connect(0);
-        self.ends.insert(id, End { mailbox, route: Route::Direct });
+        self.ends.insert(
+            id,
+            End {
+                mailbox,
+                route: Route::Direct,
+            },
+        );
         id
     }
 
@@ -77,7 +83,13 @@ impl World {
             return Err(Errno(libc::ENOENT));
         }
         let id = self.store.connect(domid);
-        self.ends.insert(id, End { mailbox, route: Route::Ring(domid) });
+        self.ends.insert(
+            id,
+            End {
+                mailbox,
+                route: Route::Ring(domid),
+            },
+        );
         Ok(id)
     }
 
@@ -99,7 +111,9 @@ impl World {
                 let head = msg.first_chunk::<HEADER_LEN>().ok_or(Errno(libc::EINVAL))?;
                 let hdr = Header::parse(head).map_err(|_| Errno(libc::E2BIG))?;
                 // Err(Fatal) means a malformed message, which the handle never sends.
-                self.store.handle(conn, &hdr, &msg[HEADER_LEN..]).map_err(|_| Errno(libc::EINVAL))
+                self.store
+                    .handle(conn, &hdr, &msg[HEADER_LEN..])
+                    .map_err(|_| Errno(libc::EINVAL))
             }
             Route::Ring(domid) => self.through_ring(domid, conn, msg),
         };
@@ -137,9 +151,14 @@ impl World {
                 self.route_output(me, c);
             }
             while let Some(domid) = self.to_pump.pop() {
-                let Some(ring) = self.rings.get_mut(&domid) else { continue };
+                let Some(ring) = self.rings.get_mut(&domid) else {
+                    continue;
+                };
                 let (ends, wake) = (&self.ends, &mut self.wakeups);
-                if ring.pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m)).is_err() {
+                if ring
+                    .pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m))
+                    .is_err()
+                {
                     self.broken.push(domid);
                 }
             }
@@ -150,7 +169,10 @@ impl World {
                 continue;
             }
             // A re-introduction keeps the ring (the store has reset the connections' state).
-            let ring = self.rings.entry(intro.domid).or_insert_with(|| DomainRing::new(&intro));
+            let ring = self
+                .rings
+                .entry(intro.domid)
+                .or_insert_with(|| DomainRing::new(&intro));
             ring.mfn = intro.mfn;
             ring.port = intro.port;
         }
@@ -163,7 +185,11 @@ impl World {
         while let Some(domid) = self.broken.pop() {
             // A failed ring is replaced by a fresh page: its handles die, new ones may open.
             if let Some(old) = self.rings.remove(&domid) {
-                let fresh = DomainRing::new(&crate::store::Introduced { domid, mfn: old.mfn, port: old.port });
+                let fresh = DomainRing::new(&crate::store::Introduced {
+                    domid,
+                    mfn: old.mfn,
+                    port: old.port,
+                });
                 self.rings.insert(domid, fresh);
                 self.kill_domain_handles(domid);
             }
@@ -186,7 +212,9 @@ impl World {
                 }
             }
             Route::Ring(domid) => {
-                let Some(ring) = self.rings.get_mut(&domid) else { return };
+                let Some(ring) = self.rings.get_mut(&domid) else {
+                    return;
+                };
                 // Usually nothing is left: a guest's own output already went into its ring
                 // while its request was served.
                 let mut queued = false;
@@ -208,8 +236,12 @@ impl World {
 
     /// Every handle of `domid` fails from now on, and whoever waits on one is woken.
     fn kill_domain_handles(&mut self, domid: u32) {
-        let gone: Vec<ConnId> =
-            self.ends.iter().filter(|(_, e)| e.route == Route::Ring(domid)).map(|(&id, _)| id).collect();
+        let gone: Vec<ConnId> = self
+            .ends
+            .iter()
+            .filter(|(_, e)| e.route == Route::Ring(domid))
+            .map(|(&id, _)| id)
+            .collect();
         for c in gone {
             if let Some(end) = self.ends.remove(&c) {
                 end.mailbox.kill();
@@ -242,7 +274,10 @@ impl World {
         let ring = self.rings.get_mut(&domid).ok_or(Errno(libc::ENOENT))?;
         let (ends, wake) = (&self.ends, &mut self.wakeups);
         let me = ConnId(u64::MAX);
-        if ring.pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m)).is_err() {
+        if ring
+            .pump(&mut self.store, |to, m| deliver(ends, wake, me, to, m))
+            .is_err()
+        {
             self.broken.push(domid);
         }
         self.settle(me);
@@ -251,9 +286,22 @@ impl World {
 }
 
 /// A message off a ring, to the handle of `to`.
-fn deliver(ends: &IdMap<ConnId, End>, wake: &mut Wakeups, me: ConnId, to: ConnId, m: ring::Message) {
+fn deliver(
+    ends: &IdMap<ConnId, End>,
+    wake: &mut Wakeups,
+    me: ConnId,
+    to: ConnId,
+    m: ring::Message,
+) {
     if let Some(end) = ends.get(&to) {
-        wake.put(&end.mailbox, to == me, Message { header: m.header, body: m.payload });
+        wake.put(
+            &end.mailbox,
+            to == me,
+            Message {
+                header: m.header,
+                body: m.payload,
+            },
+        );
     }
 }
 

@@ -5,7 +5,10 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use super::{bytes, guard, guard_io, handle, malloc_array, malloc_string_array, malloc_text, put, static_text, text};
+use super::{
+    bytes, guard, guard_io, handle, malloc_array, malloc_string_array, malloc_text, put,
+    static_text, text,
+};
 use super::{into_raw, xs_handle, EINVAL};
 use crate::client::{paths, perms, Errno, Permission};
 use crate::embedded;
@@ -18,7 +21,9 @@ pub type xs_transaction_t = u32;
 
 /// With XENSTORE_EMBEDDED=1, a handle on the process's embedded store (see `crate::embedded`).
 pub extern "C" fn xs_open(flags: c_ulong) -> *mut xs_handle {
-    guard(std::ptr::null_mut(), || Ok(into_raw(embedded::open_from_env(flags)?)))
+    guard(std::ptr::null_mut(), || {
+        Ok(into_raw(embedded::open_from_env(flags)?))
+    })
 }
 
 pub unsafe extern "C" fn xs_close(h: *mut xs_handle) {
@@ -94,15 +99,29 @@ pub unsafe extern "C" fn xs_write(
     data: *const c_void,
     len: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true)
+    })
 }
 
-pub unsafe extern "C" fn xs_mkdir(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
-    guard_io(false, || unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true))
+pub unsafe extern "C" fn xs_mkdir(
+    h: *mut xs_handle,
+    t: xs_transaction_t,
+    path: *const c_char,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true)
+    })
 }
 
-pub unsafe extern "C" fn xs_rm(h: *mut xs_handle, t: xs_transaction_t, path: *const c_char) -> bool {
-    guard_io(false, || unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true))
+pub unsafe extern "C" fn xs_rm(
+    h: *mut xs_handle,
+    t: xs_transaction_t,
+    path: *const c_char,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true)
+    })
 }
 
 /// Removed from the protocol long ago; always false, errno untouched, as in the C library.
@@ -149,8 +168,14 @@ pub unsafe extern "C" fn xs_set_permissions(
     })
 }
 
-pub unsafe extern "C" fn xs_watch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
-    guard_io(false, || unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true))
+pub unsafe extern "C" fn xs_watch(
+    h: *mut xs_handle,
+    path: *const c_char,
+    token: *const c_char,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_watch_depth(
@@ -159,7 +184,9 @@ pub unsafe extern "C" fn xs_watch_depth(
     token: *const c_char,
     depth: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_watch_try_depth(
@@ -168,7 +195,9 @@ pub unsafe extern "C" fn xs_watch_try_depth(
     token: *const c_char,
     depth: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_fileno(h: *mut xs_handle) -> c_int {
@@ -181,9 +210,11 @@ fn event_block(ev: &crate::client::WatchEvent) -> Result<(*mut *mut c_char, u32)
 }
 
 pub unsafe extern "C" fn xs_check_watch(h: *mut xs_handle) -> *mut *mut c_char {
-    guard(std::ptr::null_mut(), || match unsafe { handle(h)?.check_watch()? } {
-        Some(ev) => Ok(event_block(&ev)?.0),
-        None => Err(Errno(libc::EAGAIN)),
+    guard(std::ptr::null_mut(), || {
+        match unsafe { handle(h)?.check_watch()? } {
+            Some(ev) => Ok(event_block(&ev)?.0),
+            None => Err(Errno(libc::EAGAIN)),
+        }
     })
 }
 
@@ -196,16 +227,28 @@ pub unsafe extern "C" fn xs_read_watch(h: *mut xs_handle, num: *mut c_uint) -> *
     })
 }
 
-pub unsafe extern "C" fn xs_unwatch(h: *mut xs_handle, path: *const c_char, token: *const c_char) -> bool {
-    guard_io(false, || unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true))
+pub unsafe extern "C" fn xs_unwatch(
+    h: *mut xs_handle,
+    path: *const c_char,
+    token: *const c_char,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_transaction_start(h: *mut xs_handle) -> xs_transaction_t {
     guard_io(0, || unsafe { handle(h)?.transaction_start() })
 }
 
-pub unsafe extern "C" fn xs_transaction_end(h: *mut xs_handle, t: xs_transaction_t, abort: bool) -> bool {
-    guard_io(false, || unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true))
+pub unsafe extern "C" fn xs_transaction_end(
+    h: *mut xs_handle,
+    t: xs_transaction_t,
+    abort: bool,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_introduce_domain(
@@ -214,34 +257,51 @@ pub unsafe extern "C" fn xs_introduce_domain(
     mfn: c_ulong,
     eventchn: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.introduce_domain(domid, mfn, eventchn) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.introduce_domain(domid, mfn, eventchn) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_set_target(h: *mut xs_handle, domid: c_uint, target: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.set_target(domid, target) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.set_target(domid, target) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_resume_domain(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.resume_domain(domid) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.resume_domain(domid) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_release_domain(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.release_domain(domid) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.release_domain(domid) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_get_domain_path(h: *mut xs_handle, domid: c_uint) -> *mut c_char {
-    guard_io(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? }))
+    guard_io(std::ptr::null_mut(), || {
+        malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? })
+    })
 }
 
 pub unsafe extern "C" fn xs_path_is_subpath(parent: *const c_char, child: *const c_char) -> bool {
-    guard(false, || Ok(paths::is_subpath(unsafe { text(parent)? }, unsafe { text(child)? })))
+    guard(false, || {
+        Ok(paths::is_subpath(unsafe { text(parent)? }, unsafe {
+            text(child)?
+        }))
+    })
 }
 
 pub unsafe extern "C" fn xs_is_domain_introduced(h: *mut xs_handle, domid: c_uint) -> bool {
     guard_io(false, || unsafe { handle(h)?.is_domain_introduced(domid) })
 }
 
-pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: *mut c_uint) -> bool {
+pub unsafe extern "C" fn xs_get_features_supported(
+    h: *mut xs_handle,
+    features: *mut c_uint,
+) -> bool {
     guard_io(false, || {
         let f = unsafe { handle(h)?.features_supported()? };
         unsafe { put(features, f) };
@@ -249,7 +309,11 @@ pub unsafe extern "C" fn xs_get_features_supported(h: *mut xs_handle, features: 
     })
 }
 
-pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint, features: *mut c_uint) -> bool {
+pub unsafe extern "C" fn xs_get_features_domain(
+    h: *mut xs_handle,
+    domid: c_uint,
+    features: *mut c_uint,
+) -> bool {
     guard_io(false, || {
         let f = unsafe { handle(h)?.features_domain(domid)? };
         unsafe { put(features, f) };
@@ -257,11 +321,20 @@ pub unsafe extern "C" fn xs_get_features_domain(h: *mut xs_handle, domid: c_uint
     })
 }
 
-pub unsafe extern "C" fn xs_set_features_domain(h: *mut xs_handle, domid: c_uint, features: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true))
+pub unsafe extern "C" fn xs_set_features_domain(
+    h: *mut xs_handle,
+    domid: c_uint,
+    features: c_uint,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true)
+    })
 }
 
-pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint) -> *mut *const c_char {
+pub unsafe extern "C" fn xs_get_quota_names(
+    h: *mut xs_handle,
+    num: *mut c_uint,
+) -> *mut *const c_char {
     guard_io(std::ptr::null_mut(), || {
         let names = unsafe { handle(h)?.quota_names()? };
         let (block, n) = malloc_string_array(names.iter().map(|s| s.as_slice()))?;
@@ -270,7 +343,11 @@ pub unsafe extern "C" fn xs_get_quota_names(h: *mut xs_handle, num: *mut c_uint)
     })
 }
 
-pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_char, value: *mut c_uint) -> bool {
+pub unsafe extern "C" fn xs_get_global_quota(
+    h: *mut xs_handle,
+    quota: *const c_char,
+    value: *mut c_uint,
+) -> bool {
     guard_io(false, || {
         let v = unsafe { handle(h)?.global_quota(text(quota)?)? };
         unsafe { put(value, v) };
@@ -278,8 +355,14 @@ pub unsafe extern "C" fn xs_get_global_quota(h: *mut xs_handle, quota: *const c_
     })
 }
 
-pub unsafe extern "C" fn xs_set_global_quota(h: *mut xs_handle, quota: *const c_char, value: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true))
+pub unsafe extern "C" fn xs_set_global_quota(
+    h: *mut xs_handle,
+    quota: *const c_char,
+    value: c_uint,
+) -> bool {
+    guard_io(false, || {
+        unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_get_domain_quota(
@@ -301,7 +384,9 @@ pub unsafe extern "C" fn xs_set_domain_quota(
     quota: *const c_char,
     value: c_uint,
 ) -> bool {
-    guard_io(false, || unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true))
+    guard_io(false, || {
+        unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true)
+    })
 }
 
 pub unsafe extern "C" fn xs_control_command(
@@ -310,7 +395,9 @@ pub unsafe extern "C" fn xs_control_command(
     data: *mut c_void,
     len: c_uint,
 ) -> *mut c_char {
-    guard_io(std::ptr::null_mut(), || malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? }))
+    guard_io(std::ptr::null_mut(), || {
+        malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? })
+    })
 }
 
 pub unsafe extern "C" fn xs_debug_command(
@@ -329,7 +416,11 @@ pub extern "C" fn xs_suspend_evtchn_port(domid: c_int) -> c_int {
     guard(-1, || {
         let path = format!("/local/domain/{domid}/device/suspend/event-channel");
         let value = embedded::open_from_env(0)?.read(0, path.as_bytes())?;
-        Ok(if value.is_empty() { -1 } else { crate::client::cnum::atoi(&value) })
+        Ok(if value.is_empty() {
+            -1
+        } else {
+            crate::client::cnum::atoi(&value)
+        })
     })
 }
 
@@ -338,7 +429,9 @@ pub extern "C" fn xs_daemon_rundir() -> *const c_char {
 }
 
 pub extern "C" fn xs_daemon_socket() -> *const c_char {
-    guard(std::ptr::null(), || Ok(paths::daemon_socket().map_or(std::ptr::null(), static_text)))
+    guard(std::ptr::null(), || {
+        Ok(paths::daemon_socket().map_or(std::ptr::null(), static_text))
+    })
 }
 
 /// The same path as xs_daemon_socket: the read-only socket is gone from current daemons.
@@ -367,7 +460,11 @@ pub unsafe extern "C" fn xs_write_all(fd: c_int, data: *const c_void, len: c_uin
 }
 
 /// Parses `num` consecutive NUL-terminated entries ("r0", "b5", ...) into `perms`.
-pub unsafe extern "C" fn xs_strings_to_perms(perms: *mut xs_permissions, num: c_uint, strings: *const c_char) -> bool {
+pub unsafe extern "C" fn xs_strings_to_perms(
+    perms: *mut xs_permissions,
+    num: c_uint,
+    strings: *const c_char,
+) -> bool {
     guard(false, || {
         if num == 0 {
             return Ok(true);
@@ -393,5 +490,7 @@ pub unsafe extern "C" fn xs_strings_to_perms(perms: *mut xs_permissions, num: c_
 /// ring. NULL with ENOENT when the domain is not introduced (or the embedded mode is off),
 /// EINVAL for domain 0.
 pub extern "C" fn xs_embedded_open_domain(domid: c_uint) -> *mut xs_handle {
-    guard(std::ptr::null_mut(), || Ok(into_raw(embedded::open_domain_from_env(domid, 0)?)))
+    guard(std::ptr::null_mut(), || {
+        Ok(into_raw(embedded::open_domain_from_env(domid, 0)?))
+    })
 }

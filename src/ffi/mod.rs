@@ -151,7 +151,9 @@ fn malloc_text(data: &[u8]) -> Result<*mut c_char, Errno> {
 
 /// The C library's string-array shape: one malloc'd block holding the array of pointers
 /// followed by the strings they point to, each NUL-terminated.
-fn malloc_string_array<'a>(strings: impl Iterator<Item = &'a [u8]> + Clone) -> Result<(*mut *mut c_char, u32), Errno> {
+fn malloc_string_array<'a>(
+    strings: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Result<(*mut *mut c_char, u32), Errno> {
     let n = strings.clone().count();
     let text: usize = strings.clone().map(|s| s.len() + 1).sum();
     let ptrs = n * std::mem::size_of::<*mut c_char>();
@@ -184,7 +186,9 @@ fn malloc_array<T: Copy>(items: &[T]) -> Result<*mut T, Errno> {
 /// value ever returned, so earlier pointers never dangle.
 fn static_text(s: OsString) -> *const c_char {
     static KEPT: Mutex<Vec<CString>> = Mutex::new(Vec::new());
-    let Ok(c) = CString::new(s.as_bytes()) else { return std::ptr::null() };
+    let Ok(c) = CString::new(s.as_bytes()) else {
+        return std::ptr::null();
+    };
     let mut kept = KEPT.lock();
     if let Some(k) = kept.iter().find(|k| **k == c) {
         return k.as_ptr();

@@ -173,7 +173,8 @@ impl OutQueue {
         let mut i = 0;
         self.msgs.retain(|m| {
             let keep = (i == 0 && head_started)
-                || m.queued.is_none_or(|t| now.saturating_duration_since(t) <= timeout);
+                || m.queued
+                    .is_none_or(|t| now.saturating_duration_since(t) <= timeout);
             i += 1;
             if !keep {
                 dropped += 1;
@@ -239,12 +240,16 @@ mod tests {
 
     #[test]
     fn oversized_length_is_refused_before_the_payload_arrives() {
-        let mut h = Header::new(MsgType::XS_WRITE, 1, 0, 4097).to_bytes().to_vec();
+        let mut h = Header::new(MsgType::XS_WRITE, 1, 0, 4097)
+            .to_bytes()
+            .to_vec();
         let mut inb = InBuf::new();
         inb.extend(&h);
         assert_eq!(inb.next_message().err(), Some(WireError::TooLong(4097)));
         // Exactly the maximum is fine.
-        h = Header::new(MsgType::XS_WRITE, 1, 0, 4096).to_bytes().to_vec();
+        h = Header::new(MsgType::XS_WRITE, 1, 0, 4096)
+            .to_bytes()
+            .to_vec();
         let mut inb = InBuf::new();
         inb.extend(&h);
         assert_eq!(inb.next_message(), Ok(None));
@@ -296,7 +301,11 @@ mod tests {
             q.push(m);
         }
         assert_eq!(q.bytes(), expected.len());
-        let mut w = Trickle { got: Vec::new(), cap: 7, budget: 333 };
+        let mut w = Trickle {
+            got: Vec::new(),
+            cap: 7,
+            budget: 333,
+        };
         assert_eq!(q.write_to(&mut w).unwrap(), 333);
         assert_eq!(q.bytes(), expected.len() - 333);
         w.budget = usize::MAX;
@@ -315,10 +324,17 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(30);
         assert!(q.oldest_event().is_some());
         // Start sending the first event: it must survive.
-        let mut w = Trickle { got: Vec::new(), cap: 5, budget: 5 };
+        let mut w = Trickle {
+            got: Vec::new(),
+            cap: 5,
+            budget: 5,
+        };
         q.write_to(&mut w).unwrap();
         assert_eq!(q.drop_stale_events(later, Duration::from_secs(20)), 1);
-        assert_eq!(q.drop_stale_events(Instant::now(), Duration::from_secs(20)), 0);
+        assert_eq!(
+            q.drop_stale_events(Instant::now(), Duration::from_secs(20)),
+            0
+        );
         w.budget = usize::MAX;
         w.cap = usize::MAX;
         q.write_to(&mut w).unwrap();

@@ -27,10 +27,18 @@ impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BindError::InUse(p) => {
-                write!(f, "{}: another xenstored is already listening there", p.display())
+                write!(
+                    f,
+                    "{}: another xenstored is already listening there",
+                    p.display()
+                )
             }
             BindError::NotASocket(p) => {
-                write!(f, "{}: exists and is not a socket; refusing to replace it", p.display())
+                write!(
+                    f,
+                    "{}: exists and is not a socket; refusing to replace it",
+                    p.display()
+                )
             }
             BindError::Io(p, what, e) => write!(f, "{}: cannot {}: {}", p.display(), what, e),
         }
@@ -75,11 +83,17 @@ impl BoundSocket {
                 err("listen", e)
             }
         })?;
-        listener.set_nonblocking(true).map_err(|e| err("listen", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| err("listen", e))?;
         let md = fs::symlink_metadata(path).map_err(|e| err("inspect", e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .map_err(|e| err("set permissions of", e))?;
-        Ok(BoundSocket { listener: Some(listener), path: path.to_path_buf(), dev_ino: (md.dev(), md.ino()) })
+        Ok(BoundSocket {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+            dev_ino: (md.dev(), md.ino()),
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -122,11 +122,13 @@ const SPEC: &[(char, &str, Arg)] = &[
 ];
 
 fn number(opt: &str, v: &str) -> Result<u64, String> {
-    v.parse::<u64>().map_err(|_| format!("option {opt}: '{v}' is not a non-negative number"))
+    v.parse::<u64>()
+        .map_err(|_| format!("option {opt}: '{v}' is not a non-negative number"))
 }
 
 fn key_value<'a>(opt: &str, v: &'a str) -> Result<(&'a str, &'a str), String> {
-    v.split_once('=').ok_or_else(|| format!("option {opt}: expected <what>=<value>, got '{v}'"))
+    v.split_once('=')
+        .ok_or_else(|| format!("option {opt}: expected <what>=<value>, got '{v}'"))
 }
 
 /// Parses the arguments after the program name.
@@ -155,7 +157,9 @@ where
             let value = match (kind, attached) {
                 (Arg::Flag, Some(_)) => return Err(format!("option --{name} takes no value")),
                 (Arg::Value, None) => {
-                    let v = args.get(i).ok_or(format!("option --{name} needs a value"))?;
+                    let v = args
+                        .get(i)
+                        .ok_or(format!("option --{name} needs a value"))?;
                     i += 1;
                     Some(v.clone())
                 }
@@ -211,7 +215,9 @@ where
                         "transaction-nodes" => o.transaction_nodes = Some(n),
                         "memory" => {
                             o.memory = Some(n);
-                            o.notes.push("-Q memory ignored: memory is not accounted per domain".into());
+                            o.notes.push(
+                                "-Q memory ignored: memory is not accounted per domain".into(),
+                            );
                         }
                         "outstanding" => o.outstanding = Some(n),
                         _ => return Err(format!("option -Q: unknown quota '{what}'")),
@@ -223,7 +229,9 @@ where
                     match what {
                         "memory" => {
                             o.memory_soft = Some(n);
-                            o.notes.push("-q memory ignored: memory is not accounted per domain".into());
+                            o.notes.push(
+                                "-q memory ignored: memory is not accounted per domain".into(),
+                            );
                         }
                         _ => return Err(format!("option -q: unknown soft quota '{what}'")),
                     }
@@ -238,12 +246,18 @@ where
                 }
                 'K' => o.keep_orphans = true,
                 'N' => {}
-                'D' => o.notes.push("-D ignored: there is no hypervisor; domain 0 always exists".into()),
+                'D' => o
+                    .notes
+                    .push("-D ignored: there is no hypervisor; domain 0 always exists".into()),
                 'T' => o.notes.push("-T ignored: no trace file is written".into()),
-                'R' => o.notes.push("-R ignored: the store lives in memory only".into()),
+                'R' => o
+                    .notes
+                    .push("-R ignored: the store lives in memory only".into()),
                 'I' => match v.as_str() {
                     "" | "on" => {}
-                    "off" => o.notes.push("-I off ignored: the store lives in memory only".into()),
+                    "off" => o
+                        .notes
+                        .push("-I off ignored: the store lives in memory only".into()),
                     _ => return Err(format!("option -I: expected on or off, got '{v}'")),
                 },
                 _ => unreachable!("every SPEC letter is matched"),
@@ -278,7 +292,10 @@ impl DaemonOptions {
 
     /// The socket transport's settings these options imply.
     pub fn server_config(&self) -> ServerConfig {
-        let mut cfg = ServerConfig { verbose: self.verbose, ..ServerConfig::default() };
+        let mut cfg = ServerConfig {
+            verbose: self.verbose,
+            ..ServerConfig::default()
+        };
         if let Some(secs) = self.watch_event_timeout {
             cfg.watch_event_timeout = (secs > 0).then(|| Duration::from_secs(secs));
         }
@@ -299,7 +316,17 @@ mod tests {
 
     #[test]
     fn all_getopt_forms() {
-        let o = run(&["-E", "10", "-S5", "--watch-nb", "7", "--transaction=3", "-NV", "-A", "4"]);
+        let o = run(&[
+            "-E",
+            "10",
+            "-S5",
+            "--watch-nb",
+            "7",
+            "--transaction=3",
+            "-NV",
+            "-A",
+            "4",
+        ]);
         assert_eq!(o.entry_nb, Some(10));
         assert_eq!(o.entry_size, Some(5));
         assert_eq!(o.watch_nb, Some(7));
@@ -308,17 +335,41 @@ mod tests {
         assert!(o.verbose);
         assert!(o.notes.is_empty());
         let q = o.store_config().quota;
-        assert_eq!((q.nodes, q.node_size, q.watches, q.transactions, q.node_permissions), (10, 5, 7, 3, 4));
+        assert_eq!(
+            (
+                q.nodes,
+                q.node_size,
+                q.watches,
+                q.transactions,
+                q.node_permissions
+            ),
+            (10, 5, 7, 3, 4)
+        );
         let d = run(&[]).store_config();
-        assert_eq!(d.quota, Config::default().quota, "no options, the engine's defaults");
-        assert_eq!(run(&["-E", "99999999999"]).store_config().quota.nodes, u32::MAX);
+        assert_eq!(
+            d.quota,
+            Config::default().quota,
+            "no options, the engine's defaults"
+        );
+        assert_eq!(
+            run(&["-E", "99999999999"]).store_config().quota.nodes,
+            u32::MAX
+        );
     }
 
     #[test]
     fn quotas_and_timeouts() {
         let o = run(&[
-            "-Q", "transaction-nodes=100", "--quota=memory=2048", "-Qoutstanding=5",
-            "-q", "memory=1024", "-w", "watch-event=0", "--path-max", "512",
+            "-Q",
+            "transaction-nodes=100",
+            "--quota=memory=2048",
+            "-Qoutstanding=5",
+            "-q",
+            "memory=1024",
+            "-w",
+            "watch-event=0",
+            "--path-max",
+            "512",
         ]);
         assert_eq!(o.transaction_nodes, Some(100));
         assert_eq!(o.memory, Some(2048));
@@ -328,15 +379,39 @@ mod tests {
         assert_eq!(o.notes.len(), 2, "memory quotas are noted as ignored");
         assert_eq!(o.server_config().watch_event_timeout, None);
         let cfg = o.store_config();
-        assert_eq!((cfg.quota.transaction_nodes, cfg.quota.outstanding, cfg.quota.path_max), (100, 5, 512));
+        assert_eq!(
+            (
+                cfg.quota.transaction_nodes,
+                cfg.quota.outstanding,
+                cfg.quota.path_max
+            ),
+            (100, 5, 512)
+        );
         let o = run(&["--timeout", "watch-event=3"]);
-        assert_eq!(o.server_config().watch_event_timeout, Some(Duration::from_secs(3)));
-        assert_eq!(run(&[]).server_config().watch_event_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(
+            o.server_config().watch_event_timeout,
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            run(&[]).server_config().watch_event_timeout,
+            Some(Duration::from_secs(20))
+        );
     }
 
     #[test]
     fn compatibility_options_are_noted() {
-        let o = run(&["-D", "-T", "/tmp/t", "-R", "-I", "--internal-db=off", "-F", "/run/x.pid", "-P", "-K"]);
+        let o = run(&[
+            "-D",
+            "-T",
+            "/tmp/t",
+            "-R",
+            "-I",
+            "--internal-db=off",
+            "-F",
+            "/run/x.pid",
+            "-P",
+            "-K",
+        ]);
         assert_eq!(o.notes.len(), 4);
         assert_eq!(o.pid_file, Some(PathBuf::from("/run/x.pid")));
         assert!(o.output_pid && o.keep_orphans);
@@ -348,9 +423,17 @@ mod tests {
         assert_eq!(parse(["--help"]).unwrap(), Command::Help);
         assert_eq!(parse(["-N", "-H"]).unwrap(), Command::Help);
         for bad in [
-            &["-E"][..], &["-E", "x"], &["--bogus"], &["-Z"], &["-Q", "memory"],
-            &["-Q", "nodes=3"], &["-q", "outstanding=1"], &["-w", "other=1"], &["stray"],
-            &["--no-fork=1"], &["-Ix"],
+            &["-E"][..],
+            &["-E", "x"],
+            &["--bogus"],
+            &["-Z"],
+            &["-Q", "memory"],
+            &["-Q", "nodes=3"],
+            &["-q", "outstanding=1"],
+            &["-w", "other=1"],
+            &["stray"],
+            &["--no-fork=1"],
+            &["-Ix"],
         ] {
             let e = parse(bad.iter().copied()).unwrap_err();
             assert!(!e.contains('\n'), "{e}");

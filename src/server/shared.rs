@@ -48,7 +48,11 @@ pub struct SharedStore<E: Engine = Store> {
 impl<E: Engine> SharedStore<E> {
     pub fn new(store: E) -> Arc<SharedStore<E>> {
         Arc::new(SharedStore {
-            inner: Mutex::new(Inner { store, owner: IdMap::default(), slots: Vec::new() }),
+            inner: Mutex::new(Inner {
+                store,
+                owner: IdMap::default(),
+                slots: Vec::new(),
+            }),
         })
     }
 
@@ -57,8 +61,15 @@ impl<E: Engine> SharedStore<E> {
     /// domain.
     pub fn register(self: &Arc<Self>, wake: impl Fn() + Send + Sync + 'static) -> Transport<E> {
         let mut g = self.inner.lock();
-        g.slots.push(Slot { dirty: Vec::new(), released: Vec::new(), wake: Arc::new(wake) });
-        Transport { shared: Arc::clone(self), slot: g.slots.len() - 1 }
+        g.slots.push(Slot {
+            dirty: Vec::new(),
+            released: Vec::new(),
+            wake: Arc::new(wake),
+        });
+        Transport {
+            shared: Arc::clone(self),
+            slot: g.slots.len() - 1,
+        }
     }
 }
 
@@ -66,7 +77,11 @@ impl<E: Engine> SharedStore<E> {
     /// Runs `f` on the store outside any transport (queries such as `is_introduced`, or
     /// set-up). Output it causes is routed and every transport concerned is woken.
     pub fn with_store<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
-        let mut s = Session { guard: Some(self.inner.lock()), me: usize::MAX, wake: Vec::new() };
+        let mut s = Session {
+            guard: Some(self.inner.lock()),
+            me: usize::MAX,
+            wake: Vec::new(),
+        };
         f(s.store())
     }
 }
@@ -80,7 +95,11 @@ pub struct Transport<E: Engine = Store> {
 impl<E: Engine> Transport<E> {
     /// Takes the store lock for a batch of work.
     pub fn lock(&self) -> Session<'_, E> {
-        Session { guard: Some(self.shared.inner.lock()), me: self.slot, wake: Vec::new() }
+        Session {
+            guard: Some(self.shared.inner.lock()),
+            me: self.slot,
+            wake: Vec::new(),
+        }
     }
 }
 
@@ -173,7 +192,11 @@ impl<E: Engine> Drop for Session<'_, E> {
     fn drop(&mut self) {
         self.route();
         let inner = self.guard.as_ref().expect("session dropped twice");
-        let wake: Vec<WakeFn> = self.wake.iter().map(|&i| Arc::clone(&inner.slots[i].wake)).collect();
+        let wake: Vec<WakeFn> = self
+            .wake
+            .iter()
+            .map(|&i| Arc::clone(&inner.slots[i].wake))
+            .collect();
         drop(self.guard.take());
         for w in wake {
             w();
@@ -204,12 +227,16 @@ mod tests {
             let mut s = t0.lock();
             let c = s.connect(0);
             let m = encode(MsgType::XS_WATCH, 1, 0, b"");
-            s.handle(c, &Header::parse(m[..16].try_into().unwrap()).unwrap(), b"").unwrap();
+            s.handle(c, &Header::parse(m[..16].try_into().unwrap()).unwrap(), b"")
+                .unwrap();
             assert_eq!(s.take_dirty(), vec![c]);
             assert!(s.pop_output(c).is_some());
             c
         };
-        assert_eq!(woke[0].load(Ordering::SeqCst) + woke[1].load(Ordering::SeqCst), 0);
+        assert_eq!(
+            woke[0].load(Ordering::SeqCst) + woke[1].load(Ordering::SeqCst),
+            0
+        );
         {
             let mut s = t1.lock();
             let w = s.connect(5);
@@ -217,8 +244,16 @@ mod tests {
             s.handle(w, &h, b"/p").unwrap();
             assert_eq!(s.take_dirty(), vec![w], "only its own connection");
         }
-        assert_eq!(woke[0].load(Ordering::SeqCst), 1, "the watcher's transport is woken");
-        assert_eq!(woke[1].load(Ordering::SeqCst), 0, "a transport never wakes itself");
+        assert_eq!(
+            woke[0].load(Ordering::SeqCst),
+            1,
+            "the watcher's transport is woken"
+        );
+        assert_eq!(
+            woke[1].load(Ordering::SeqCst),
+            0,
+            "a transport never wakes itself"
+        );
         let mut s = t0.lock();
         assert_eq!(s.take_dirty(), vec![watcher]);
         let ev = s.pop_output(watcher).unwrap();

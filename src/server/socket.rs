@@ -249,8 +249,12 @@ impl<E: Engine> SocketServer<E> {
         let mut keep = 0;
         for i in 0..self.deferred.len() {
             let idx = self.deferred[i];
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { continue };
-            let aged = c.deferred_at.is_none_or(|t| now.saturating_duration_since(t) >= DEFER_MAX);
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            let aged = c
+                .deferred_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= DEFER_MAX);
             if aged || c.unconsumed == 0 {
                 consume(c, &mut self.scratch);
                 c.deferred_at = None;
@@ -323,7 +327,11 @@ impl<E: Engine> SocketServer<E> {
             });
             let peeking = sys::enable_peek_offset(stream.as_fd()).is_ok();
             let token = idx as u64 + TOKEN_FIRST_CONN;
-            if self.epoll.add(stream.as_fd(), READABLE | PEER_SHUT | EDGE, token).is_err() {
+            if self
+                .epoll
+                .add(stream.as_fd(), READABLE | PEER_SHUT | EDGE, token)
+                .is_err()
+            {
                 self.free.push(idx);
                 self.transport.lock().disconnect(id);
                 continue;
@@ -351,7 +359,9 @@ impl<E: Engine> SocketServer<E> {
     /// Readiness of one client: read what it sent (bounded) or note that it is gone.
     fn on_ready(&mut self, idx: usize, events: u32) {
         let chunk = self.cfg.read_chunk;
-        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else { return };
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
         if events & READABLE != 0 && !c.paused && !c.closing {
             let mut got = 0;
             loop {
@@ -410,7 +420,9 @@ impl<E: Engine> SocketServer<E> {
             let mut s = self.transport.lock();
             requesters = self.touched.len();
             for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else { continue };
+                let Some(c) = self.conns[idx].as_mut() else {
+                    continue;
+                };
                 let n = handle_requests(&mut s, c, &self.cfg);
                 c.deferred_msgs = c.deferred_msgs.saturating_add(n);
             }
@@ -429,7 +441,9 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
             for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else { continue };
+                let Some(c) = self.conns[idx].as_mut() else {
+                    continue;
+                };
                 if c.backlog {
                     pull_output(&mut s, c, self.cfg.out_high);
                 }
@@ -442,7 +456,9 @@ impl<E: Engine> SocketServer<E> {
         order.rotate_left(requesters);
         let mut gone = Vec::new();
         for idx in order {
-            let Some(c) = self.conns[idx].as_mut() else { continue };
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
             c.touched = false;
             if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
                 c.closing = true;
@@ -501,7 +517,11 @@ impl<E: Engine> SocketServer<E> {
         }
         let was_pending = c.interest & WRITABLE != 0;
         let token = idx as u64 + TOKEN_FIRST_CONN;
-        if self.epoll.modify(c.stream.as_fd(), want | PEER_SHUT | EDGE, token).is_err() {
+        if self
+            .epoll
+            .modify(c.stream.as_fd(), want | PEER_SHUT | EDGE, token)
+            .is_err()
+        {
             c.closing = true;
             self.again.push(idx);
             return;
@@ -518,7 +538,9 @@ impl<E: Engine> SocketServer<E> {
     fn close(&mut self, idxs: &[usize]) {
         let mut ids = Vec::with_capacity(idxs.len());
         for &idx in idxs {
-            let Some(mut c) = self.conns[idx].take() else { continue };
+            let Some(mut c) = self.conns[idx].take() else {
+                continue;
+            };
             // Unread bytes would make the peer see a reset instead of the end of the stream.
             consume(&mut c, &mut self.scratch);
             if c.interest & WRITABLE != 0 {
@@ -540,7 +562,11 @@ impl<E: Engine> SocketServer<E> {
     }
 
     fn resume_accepting(&mut self) {
-        if self.epoll.modify(self.listener.as_fd(), READABLE, TOKEN_LISTENER).is_ok() {
+        if self
+            .epoll
+            .modify(self.listener.as_fd(), READABLE, TOKEN_LISTENER)
+            .is_ok()
+        {
             self.accepting = true;
         }
     }
@@ -552,14 +578,19 @@ impl<E: Engine> SocketServer<E> {
         if !self.accepting {
             self.resume_accepting();
         }
-        let Some(timeout) = self.cfg.watch_event_timeout else { return };
+        let Some(timeout) = self.cfg.watch_event_timeout else {
+            return;
+        };
         if self.pending_out == 0 {
             return;
         }
         let mut drained = Vec::new();
         for (idx, slot) in self.conns.iter_mut().enumerate() {
             let Some(c) = slot.as_mut() else { continue };
-            if c.out.oldest_event().is_some_and(|t| now.saturating_duration_since(t) > timeout) {
+            if c.out
+                .oldest_event()
+                .is_some_and(|t| now.saturating_duration_since(t) > timeout)
+            {
                 c.out.drop_stale_events(now, timeout);
                 drained.push(idx);
             }
@@ -657,7 +688,6 @@ fn pull_output<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, high: usize) {
     c.backlog = true;
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,15 +715,20 @@ mod tests {
     }
 
     fn start(tag: &str, cfg: ServerConfig) -> Running {
-        let path = std::env::temp_dir()
-            .join(format!("xs-sock-{}-{}.sock", tag, std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("xs-sock-{}-{}.sock", tag, std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         let shared = SharedStore::new(StandIn::default());
         let mut server = SocketServer::new(listener, &shared, cfg).unwrap();
         let stop = server.stop_handle();
         let thread = Some(thread::spawn(move || server.run().unwrap()));
-        Running { path, stop, thread, shared }
+        Running {
+            path,
+            stop,
+            thread,
+            shared,
+        }
     }
 
     fn read_msg(s: &mut UnixStream) -> (Header, Vec<u8>) {
@@ -719,7 +754,10 @@ mod tests {
             c.write_all(std::slice::from_ref(b)).unwrap();
         }
         c.write_all(&all).unwrap();
-        assert_eq!(read_msg(&mut c), (Header::new(MsgType::XS_READ, 1000, 0, 5), b"first".to_vec()));
+        assert_eq!(
+            read_msg(&mut c),
+            (Header::new(MsgType::XS_READ, 1000, 0, 5), b"first".to_vec())
+        );
         for i in 1..=200u32 {
             let (h, p) = read_msg(&mut c);
             assert_eq!(h.req_id, i);
@@ -732,13 +770,21 @@ mod tests {
         let r = start("fatal", ServerConfig::default());
         let mut good = UnixStream::connect(&r.path).unwrap();
         let mut bad = UnixStream::connect(&r.path).unwrap();
-        bad.write_all(&Header::new(MsgType::XS_WRITE, 1, 0, 5000).to_bytes()).unwrap();
+        bad.write_all(&Header::new(MsgType::XS_WRITE, 1, 0, 5000).to_bytes())
+            .unwrap();
         let mut buf = [0u8; 1];
-        assert_eq!(bad.read(&mut buf).unwrap(), 0, "oversized header closes the client");
+        assert_eq!(
+            bad.read(&mut buf).unwrap(),
+            0,
+            "oversized header closes the client"
+        );
         let mut fatal = UnixStream::connect(&r.path).unwrap();
-        fatal.write_all(&encode(MsgType::XS_CONTROL, 1, 0, b"fatal")).unwrap();
+        fatal
+            .write_all(&encode(MsgType::XS_CONTROL, 1, 0, b"fatal"))
+            .unwrap();
         assert_eq!(fatal.read(&mut buf).unwrap(), 0);
-        good.write_all(&encode(MsgType::XS_READ, 7, 0, b"ok")).unwrap();
+        good.write_all(&encode(MsgType::XS_READ, 7, 0, b"ok"))
+            .unwrap();
         assert_eq!(read_msg(&mut good).1, b"ok");
         // Both broken clients were disconnected from the engine.
         thread::sleep(Duration::from_millis(50));
@@ -747,15 +793,29 @@ mod tests {
 
     #[test]
     fn watch_events_reach_an_idle_client_and_a_stalled_client_is_bounded() {
-        let cfg = ServerConfig { out_high: 8 * 1024, out_low: 2 * 1024, ..Default::default() };
+        let cfg = ServerConfig {
+            out_high: 8 * 1024,
+            out_low: 2 * 1024,
+            ..Default::default()
+        };
         let r = start("stall", cfg);
         let mut watcher = UnixStream::connect(&r.path).unwrap();
-        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        watcher
+            .write_all(&encode(MsgType::XS_WATCH, 1, 0, b""))
+            .unwrap();
         assert_eq!(read_msg(&mut watcher).1, b"OK\0");
         let mut writer = UnixStream::connect(&r.path).unwrap();
-        writer.write_all(&encode(MsgType::XS_WRITE, 2, 0, b"/x")).unwrap();
+        writer
+            .write_all(&encode(MsgType::XS_WRITE, 2, 0, b"/x"))
+            .unwrap();
         assert_eq!(read_msg(&mut writer).1, b"OK\0");
-        assert_eq!(read_msg(&mut watcher), (Header::new(MsgType::XS_WATCH_EVENT, 0, 0, 2), b"/x".to_vec()));
+        assert_eq!(
+            read_msg(&mut watcher),
+            (
+                Header::new(MsgType::XS_WATCH_EVENT, 0, 0, 2),
+                b"/x".to_vec()
+            )
+        );
 
         // A client that pipelines big requests and never reads: the server stops reading it
         // once its queue and the socket buffers are full; the writer below keeps being served.
@@ -781,22 +841,32 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert!(stuck_since.is_some(), "server kept reading a client that never reads");
+        assert!(
+            stuck_since.is_some(),
+            "server kept reading a client that never reads"
+        );
         assert!(sent < 64 * 1024 * 1024, "sent {sent}");
         let handled_at_stall = r.shared.with_store(|s| s.handled);
         for i in 0..50 {
-            writer.write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v")).unwrap();
+            writer
+                .write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v"))
+                .unwrap();
             assert_eq!(read_msg(&mut writer).0.req_id, 100 + i);
         }
         let handled = r.shared.with_store(|s| s.handled);
-        assert_eq!(handled, handled_at_stall + 50, "the hog's requests were not handled meanwhile");
+        assert_eq!(
+            handled,
+            handled_at_stall + 50,
+            "the hog's requests were not handled meanwhile"
+        );
     }
 
     #[test]
     fn events_are_in_the_watchers_sockets_before_the_writer_has_its_reply() {
         let r = start("evfirst", ServerConfig::default());
-        let mut watchers: Vec<UnixStream> =
-            (0..20).map(|_| UnixStream::connect(&r.path).unwrap()).collect();
+        let mut watchers: Vec<UnixStream> = (0..20)
+            .map(|_| UnixStream::connect(&r.path).unwrap())
+            .collect();
         for w in &mut watchers {
             w.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
             assert_eq!(read_msg(w).1, b"OK\0");
@@ -804,12 +874,15 @@ mod tests {
         let mut writer = UnixStream::connect(&r.path).unwrap();
         for round in 0..20u32 {
             let p = format!("/r{round}");
-            writer.write_all(&encode(MsgType::XS_WRITE, round, 0, p.as_bytes())).unwrap();
+            writer
+                .write_all(&encode(MsgType::XS_WRITE, round, 0, p.as_bytes()))
+                .unwrap();
             assert_eq!(read_msg(&mut writer).0.req_id, round);
             for w in &mut watchers {
                 w.set_nonblocking(true).unwrap();
                 let mut h = [0u8; HEADER_LEN];
-                w.read_exact(&mut h).expect("event already there when the writer got its reply");
+                w.read_exact(&mut h)
+                    .expect("event already there when the writer got its reply");
                 w.set_nonblocking(false).unwrap();
                 let mut body = vec![0; Header::parse(&h).unwrap().len as usize];
                 w.read_exact(&mut body).unwrap();
@@ -835,12 +908,16 @@ mod tests {
         let all_taken = |c: &UnixStream| {
             let deadline = Instant::now() + Duration::from_secs(5);
             while unconsumed_by_peer(c) != 0 {
-                assert!(Instant::now() < deadline, "request bytes left in the socket");
+                assert!(
+                    Instant::now() < deadline,
+                    "request bytes left in the socket"
+                );
                 thread::sleep(Duration::from_millis(2));
             }
         };
         // One request, then silence: taken after a short while.
-        c.write_all(&encode(MsgType::XS_READ, 1, 0, b"one")).unwrap();
+        c.write_all(&encode(MsgType::XS_READ, 1, 0, b"one"))
+            .unwrap();
         assert_eq!(read_msg(&mut c).1, b"one");
         all_taken(&c);
         // Many at once.
@@ -883,16 +960,21 @@ mod tests {
     fn activity_on_another_transport_wakes_the_server() {
         let r = start("bell", ServerConfig::default());
         let mut watcher = UnixStream::connect(&r.path).unwrap();
-        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        watcher
+            .write_all(&encode(MsgType::XS_WATCH, 1, 0, b""))
+            .unwrap();
         assert_eq!(read_msg(&mut watcher).1, b"OK\0");
         // Another transport (think: a domain's ring) writes; the socket loop is asleep.
         let other = r.shared.register(|| {});
         {
             let mut s = other.lock();
             let c = s.connect(3);
-            s.handle(c, &Header::new(MsgType::XS_WRITE, 9, 0, 4), b"/dom").unwrap();
+            s.handle(c, &Header::new(MsgType::XS_WRITE, 9, 0, 4), b"/dom")
+                .unwrap();
         }
-        watcher.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        watcher
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         assert_eq!(read_msg(&mut watcher).1, b"/dom");
     }
 
@@ -906,19 +988,25 @@ mod tests {
         };
         let r = start("timeout", cfg);
         let mut watcher = UnixStream::connect(&r.path).unwrap();
-        watcher.write_all(&encode(MsgType::XS_WATCH, 1, 0, b"")).unwrap();
+        watcher
+            .write_all(&encode(MsgType::XS_WATCH, 1, 0, b""))
+            .unwrap();
         assert_eq!(read_msg(&mut watcher).1, b"OK\0");
         // Flood the watcher with far more events than its socket holds.
         let mut writer = UnixStream::connect(&r.path).unwrap();
         let n = 2000u32;
         for i in 0..n {
             let path = format!("/e{i:04}{}", "x".repeat(1000));
-            writer.write_all(&encode(MsgType::XS_WRITE, i, 0, path.as_bytes())).unwrap();
+            writer
+                .write_all(&encode(MsgType::XS_WRITE, i, 0, path.as_bytes()))
+                .unwrap();
             read_msg(&mut writer);
         }
         thread::sleep(Duration::from_millis(2500));
         // Drain everything the server still has for us.
-        watcher.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+        watcher
+            .set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
         let mut got = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -930,15 +1018,27 @@ mod tests {
             }
         }
         let events = got.len() / (HEADER_LEN + 1006);
-        assert!(events > 0 && events < n as usize, "{events} of {n} events delivered");
+        assert!(
+            events > 0 && events < n as usize,
+            "{events} of {n} events delivered"
+        );
         // The stream is still well framed: every message is a whole event.
         assert_eq!(got.len() % (HEADER_LEN + 1006), 0);
         let seq: Vec<u32> = got
             .chunks(HEADER_LEN + 1006)
-            .map(|m| std::str::from_utf8(&m[HEADER_LEN + 2..HEADER_LEN + 6]).unwrap().parse().unwrap())
+            .map(|m| {
+                std::str::from_utf8(&m[HEADER_LEN + 2..HEADER_LEN + 6])
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert!(seq.windows(2).all(|w| w[0] < w[1]), "events stay in order");
-        assert_eq!(*seq.last().unwrap(), n - 1, "events after the stall are delivered");
+        assert_eq!(
+            *seq.last().unwrap(),
+            n - 1,
+            "events after the stall are delivered"
+        );
     }
 
     #[test]
@@ -961,7 +1061,8 @@ mod tests {
     fn half_closed_client_gets_its_replies() {
         let r = start("halfclose", ServerConfig::default());
         let mut c = UnixStream::connect(&r.path).unwrap();
-        c.write_all(&encode(MsgType::XS_READ, 5, 0, b"bye")).unwrap();
+        c.write_all(&encode(MsgType::XS_READ, 5, 0, b"bye"))
+            .unwrap();
         c.shutdown(std::net::Shutdown::Write).unwrap();
         assert_eq!(read_msg(&mut c).1, b"bye");
         let mut rest = Vec::new();

@@ -21,7 +21,10 @@ pub struct StandIn {
 
 impl StandIn {
     fn queue(&mut self, conn: ConnId, msg: Vec<u8>) {
-        let q = self.queues.get_mut(&conn).expect("queue of a live connection");
+        let q = self
+            .queues
+            .get_mut(&conn)
+            .expect("queue of a live connection");
         if q.is_empty() {
             self.dirty.push(conn);
         }

@@ -43,7 +43,10 @@ impl Epoll {
         // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
         // that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        Ok(Epoll { fd, buf: vec![libc::epoll_event { events: 0, u64: 0 }; 256] })
+        Ok(Epoll {
+            fd,
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -77,10 +80,17 @@ impl Epoll {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         for ev in &self.buf[..n as usize] {
-            out.push(Ready { token: ev.u64, events: ev.events });
+            out.push(Ready {
+                token: ev.u64,
+                events: ev.events,
+            });
         }
         Ok(())
     }
@@ -96,7 +106,9 @@ impl EventFd {
         // SAFETY: no pointers; a non-negative result is a new descriptor we now own.
         let raw = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: `raw` was just returned by eventfd and is owned by nobody else.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
     }
 
     /// Rings the bell. Never blocks; a saturated counter is already ringing.
@@ -104,7 +116,11 @@ impl EventFd {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64, as eventfd requires.
         let _ = unsafe {
-            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), std::mem::size_of::<u64>())
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
         };
     }
 
@@ -113,7 +129,11 @@ impl EventFd {
         let mut v: u64 = 0;
         // SAFETY: reads at most 8 bytes into a live u64.
         let n = unsafe {
-            libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), std::mem::size_of::<u64>())
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut v as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
         };
         n == 8
     }
@@ -144,8 +164,14 @@ impl TermSignals {
             if rc != 0 {
                 return Err(io::Error::from_raw_os_error(rc));
             }
-            let raw = cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
-            Ok(TermSignals { fd: OwnedFd::from_raw_fd(raw) })
+            let raw = cvt(libc::signalfd(
+                -1,
+                &set,
+                libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+            ))?;
+            Ok(TermSignals {
+                fd: OwnedFd::from_raw_fd(raw),
+            })
         }
     }
 }
@@ -189,7 +215,11 @@ impl io::Write for NoSigPipe<'_> {
         mh.msg_iovlen = bufs.len().min(1024) as _;
         // SAFETY: `mh` points at `bufs`, which outlives the call; the kernel only reads them.
         let n = unsafe {
-            libc::sendmsg(self.0.as_raw_fd(), &mh, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+            libc::sendmsg(
+                self.0.as_raw_fd(),
+                &mh,
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
         };
         if n < 0 {
             Err(io::Error::last_os_error())
@@ -236,7 +266,10 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize>
 /// Raises the soft open-file limit to the hard limit, so that thousands of clients fit.
 /// Returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a valid rlimit the kernel fills in / reads.
     cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
     if lim.rlim_cur < lim.rlim_max {
@@ -277,7 +310,11 @@ mod tests {
         use std::io::Write;
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut w = NoSigPipe(a.as_fd());
-        assert_eq!(w.write_vectored(&[io::IoSlice::new(b"ab"), io::IoSlice::new(b"c")]).unwrap(), 3);
+        assert_eq!(
+            w.write_vectored(&[io::IoSlice::new(b"ab"), io::IoSlice::new(b"c")])
+                .unwrap(),
+            3
+        );
         drop(b);
         assert_eq!(w.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
@@ -304,7 +341,11 @@ mod tests {
         assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap(), 1);
         assert_eq!(buf[0], b'!');
         drop(a);
-        assert_eq!(recv(b.as_fd(), &mut buf, true).unwrap(), 0, "end of stream once all is peeked");
+        assert_eq!(
+            recv(b.as_fd(), &mut buf, true).unwrap(),
+            0,
+            "end of stream once all is peeked"
+        );
         let n = recv(b.as_fd(), &mut buf, false).unwrap();
         assert_eq!(&buf[..n], b"oworld!");
     }

@@ -42,12 +42,21 @@ impl Store {
             let _ = id;
         }
         if listed != self.watches.len() {
-            problems.push(format!("{listed} watches listed by connections, {} indexed", self.watches.len()));
+            problems.push(format!(
+                "{listed} watches listed by connections, {} indexed",
+                self.watches.len()
+            ));
         }
         for (p, e) in self.watches.all() {
-            let ok = self.conns.get(&e.conn).is_some_and(|c| c.watches.contains(&(p.into(), e.token.clone())));
+            let ok = self
+                .conns
+                .get(&e.conn)
+                .is_some_and(|c| c.watches.contains(&(p.into(), e.token.clone())));
             if !ok {
-                problems.push(format!("indexed watch {p} of connection {} is not listed", e.conn.0));
+                problems.push(format!(
+                    "indexed watch {p} of connection {} is not listed",
+                    e.conn.0
+                ));
             }
         }
         let cap = Self::event_cap(&self.cfg);
@@ -57,25 +66,39 @@ impl Store {
             let c = &self.conns[&id];
             let (n, bytes) = (c.out.queued_events(), c.out.queued_event_bytes());
             if n > cap.events || bytes > cap.bytes {
-                problems.push(format!("connection {}: {n} events / {bytes} bytes queued, bounds {} / {}", id.0, cap.events, cap.bytes));
+                problems.push(format!(
+                    "connection {}: {n} events / {bytes} bytes queued, bounds {} / {}",
+                    id.0, cap.events, cap.bytes
+                ));
             }
             let want = self.domains.get(c.access.domid).and_then(|d| d.target);
             if c.access.target != want {
-                problems.push(format!("connection {}: target {:?}, its domain's is {want:?}", id.0, c.access.target));
+                problems.push(format!(
+                    "connection {}: target {:?}, its domain's is {want:?}",
+                    id.0, c.access.target
+                ));
             }
         }
         for id in self.domains.ids() {
-            let Some(d) = self.domains.get(id) else { continue };
+            let Some(d) = self.domains.get(id) else {
+                continue;
+            };
             if let Some(t) = d.target.filter(|&t| !self.domains.is_introduced(t)) {
                 problems.push(format!("domain {id}: target {t} is not introduced"));
             }
             let w = watches.get(&id).copied().unwrap_or(0);
             if d.watches != w {
-                problems.push(format!("domain {id}: accounted {} watches, has {w}", d.watches));
+                problems.push(format!(
+                    "domain {id}: accounted {} watches, has {w}",
+                    d.watches
+                ));
             }
             let t = txns.get(&id).copied().unwrap_or(0);
             if d.transactions != t {
-                problems.push(format!("domain {id}: accounted {} transactions, has {t}", d.transactions));
+                problems.push(format!(
+                    "domain {id}: accounted {} transactions, has {t}",
+                    d.transactions
+                ));
             }
         }
         problems
@@ -100,7 +123,10 @@ impl Store {
             for (i, c) in kids.iter().enumerate() {
                 let name = c.name();
                 bytes += name.len() + 1;
-                if name.is_empty() || !super::path::valid_chars(name.as_bytes()) || name.contains('/') {
+                if name.is_empty()
+                    || !super::path::valid_chars(name.as_bytes())
+                    || name.contains('/')
+                {
                     out.push(format!("{p}: bad child name {name:?}"));
                 }
                 if i > 0 && kids[i - 1].name() >= name {
@@ -108,13 +134,20 @@ impl Store {
                 }
             }
             if bytes != n.child_bytes() {
-                out.push(format!("{p}: child size {} recorded, {bytes} real", n.child_bytes()));
+                out.push(format!(
+                    "{p}: child size {} recorded, {bytes} real",
+                    n.child_bytes()
+                ));
             }
         });
         for s in &self.specials {
             *owners.entry(s.perms.owner()).or_default() += 1;
             if s.perms.owner() >= DOMID_FIRST_RESERVED {
-                out.push(format!("{}: owner {} is not a domain", s.name, s.perms.owner()));
+                out.push(format!(
+                    "{}: owner {} is not a domain",
+                    s.name,
+                    s.perms.owner()
+                ));
             }
         }
         owners
@@ -147,28 +180,50 @@ mod tests {
     use crate::wire::{encode, perms::Perm, MsgType};
 
     fn store() -> Store {
-        Store::new(Config { max_queued_events: 2, ..Config::default() })
+        Store::new(Config {
+            max_queued_events: 2,
+            ..Config::default()
+        })
     }
 
     #[test]
     fn owners_must_be_domains() {
         let mut s = store();
         assert_eq!(s.check(), Vec::<String>::new());
-        let bad = Perms::from_vec(vec![Perm { domid: 0x7FF5, read: false, write: false }]);
+        let bad = Perms::from_vec(vec![Perm {
+            domid: 0x7FF5,
+            read: false,
+            write: false,
+        }]);
         s.tree.node_mut("/tool").unwrap().perms = bad.clone();
         s.specials[0].perms = bad;
         let p = s.check();
-        assert!(p.iter().any(|l| l.starts_with("/tool: owner 32757")), "{p:?}");
-        assert!(p.iter().any(|l| l.starts_with("@releaseDomain: owner 32757")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.starts_with("/tool: owner 32757")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("@releaseDomain: owner 32757")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn queued_events_within_bounds() {
         let mut s = store();
         let c = s.connect(3);
-        let wide = super::super::conn::EventCap { events: 100, bytes: usize::MAX };
+        let wide = super::super::conn::EventCap {
+            events: 100,
+            bytes: usize::MAX,
+        };
         for i in 0..3 {
-            let ev = encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("/e{i}\0t\0").as_bytes());
+            let ev = encode(
+                MsgType::XS_WATCH_EVENT,
+                0,
+                0,
+                format!("/e{i}\0t\0").as_bytes(),
+            );
             assert!(s.conns.get_mut(&c).unwrap().out.push_event(ev, wide));
         }
         let p = s.check();
@@ -183,7 +238,10 @@ mod tests {
         let mut s = store();
         let c = s.connect(3);
         s.conns.get_mut(&c).unwrap().access.target = Some(4);
-        assert!(s.check().iter().any(|l| l.contains("target Some(4), its domain's is None")));
+        assert!(s
+            .check()
+            .iter()
+            .any(|l| l.contains("target Some(4), its domain's is None")));
         s.domains.get_mut(3).target = Some(4);
         let p = s.check();
         assert_eq!(p, vec!["domain 3: target 4 is not introduced".to_string()]);

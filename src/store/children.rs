@@ -27,13 +27,21 @@ pub(crate) struct Children<T> {
 // Not derived: cloning must not require `T: Clone` (only the Arcs are cloned).
 impl<T> Clone for Children<T> {
     fn clone(&self) -> Self {
-        Children { keys: self.keys.clone(), kids: self.kids.clone(), bytes: self.bytes }
+        Children {
+            keys: self.keys.clone(),
+            kids: self.kids.clone(),
+            bytes: self.bytes,
+        }
     }
 }
 
 impl<T> Default for Children<T> {
     fn default() -> Self {
-        Children { keys: Vec::new(), kids: Vec::new(), bytes: 0 }
+        Children {
+            keys: Vec::new(),
+            kids: Vec::new(),
+            bytes: 0,
+        }
     }
 }
 
@@ -174,7 +182,9 @@ mod tests {
         let mut model = BTreeMap::new();
         let mut x: u64 = 7;
         for step in 0..20_000u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let r = (x >> 33) as usize;
             // Many names share their first four bytes ("feat..."), some are short.
             let name = match r % 3 {
@@ -194,14 +204,21 @@ mod tests {
             }
         }
         check(&c, &model);
-        assert_eq!(c.find(b"featurf"), Err(c.len() - model.range(b"featurf".to_vec()..).count()));
+        assert_eq!(
+            c.find(b"featurf"),
+            Err(c.len() - model.range(b"featurf".to_vec()..).count())
+        );
         assert!(c.get(b"feature-x").is_none() && c.get(b"zz").is_none() && c.get(b"").is_none());
         let keys: Vec<Vec<u8>> = model.keys().cloned().collect();
         for k in keys {
             c.remove(&k).unwrap();
         }
         assert!(c.is_empty() && c.bytes() == 0);
-        assert!(c.kids.capacity() <= 16, "memory given back ({})", c.kids.capacity());
+        assert!(
+            c.kids.capacity() <= 16,
+            "memory given back ({})",
+            c.kids.capacity()
+        );
     }
 
     #[test]

@@ -154,25 +154,39 @@ mod tests {
     use crate::wire::{encode, MsgType};
 
     fn ev(p: &str) -> Vec<u8> {
-        encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("{p}\0tok\0").as_bytes())
+        encode(
+            MsgType::XS_WATCH_EVENT,
+            0,
+            0,
+            format!("{p}\0tok\0").as_bytes(),
+        )
     }
 
     fn count(n: usize) -> EventCap {
-        EventCap { events: n, bytes: usize::MAX }
+        EventCap {
+            events: n,
+            bytes: usize::MAX,
+        }
     }
 
     #[test]
     fn cap_and_duplicates() {
         let mut q = Outq::default();
         assert!(q.push_event(ev("/a"), count(2)));
-        assert!(!q.push_event(ev("/a"), count(2)), "duplicate of a queued event");
+        assert!(
+            !q.push_event(ev("/a"), count(2)),
+            "duplicate of a queued event"
+        );
         assert_eq!(q.dropped, 0, "duplicates are not drops");
         assert!(q.push_event(ev("@releaseDomain"), count(2)));
         assert!(!q.push_event(ev("/b"), count(2)), "over the cap");
         assert_eq!(q.dropped, 1);
         q.push_reply(vec![0; 16]);
         assert_eq!(q.pop().unwrap(), ev("/a"));
-        assert!(q.push_event(ev("/a"), count(2)), "no longer queued, so not a duplicate");
+        assert!(
+            q.push_event(ev("/a"), count(2)),
+            "no longer queued, so not a duplicate"
+        );
         assert_eq!(q.len(), 3);
         assert_eq!(q.queued_events(), 2);
     }
@@ -180,7 +194,10 @@ mod tests {
     #[test]
     fn byte_cap() {
         let one = ev("/a").len();
-        let cap = EventCap { events: 100, bytes: 2 * one + 1 };
+        let cap = EventCap {
+            events: 100,
+            bytes: 2 * one + 1,
+        };
         let mut q = Outq::default();
         assert!(q.push_event(ev("/a"), cap));
         assert!(q.push_event(ev("/b"), cap));
@@ -204,7 +221,10 @@ mod tests {
         assert_eq!(q.queued(), (0, 0));
         assert_eq!(q.queued_event_bytes(), 0);
         // A cap smaller than one event drops everything.
-        let tiny = EventCap { events: 100, bytes: one - 1 };
+        let tiny = EventCap {
+            events: 100,
+            bytes: one - 1,
+        };
         assert!(!q.push_event(ev("/e"), tiny));
         q.clear();
         assert_eq!(q.queued(), (0, 0));
@@ -223,8 +243,18 @@ mod duplicate_cost {
     /// on the queue's length.
     #[test]
     fn duplicates_of_a_full_queue_cost_a_lookup() {
-        let cap = EventCap { events: 16 * 1024, bytes: usize::MAX };
-        let ev = |i: usize| encode(MsgType::XS_WATCH_EVENT, 0, 0, format!("/load/b{i}/k\0sleeper\0").as_bytes());
+        let cap = EventCap {
+            events: 16 * 1024,
+            bytes: usize::MAX,
+        };
+        let ev = |i: usize| {
+            encode(
+                MsgType::XS_WATCH_EVENT,
+                0,
+                0,
+                format!("/load/b{i}/k\0sleeper\0").as_bytes(),
+            )
+        };
         let mut q = Outq::default();
         for i in 0..cap.events {
             assert!(q.push_event(ev(i), cap));
@@ -236,7 +266,10 @@ mod duplicate_cost {
         }
         let took = t.elapsed();
         assert_eq!(q.dropped, 0, "duplicates are not drops");
-        assert!(took < Duration::from_secs(2), "200,000 duplicate checks took {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "200,000 duplicate checks took {took:?}"
+        );
         // Popping keeps the index right: a popped event may be queued again.
         let first = q.pop().unwrap();
         assert!(q.push_event(first, cap));

@@ -38,7 +38,10 @@ use super::{ok_reply, reply_buf, Errno, Store};
 const HELP: [(&str, &str); 9] = [
     ("check", ""),
     ("log", "on|off"),
-    ("live-update", "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds."),
+    (
+        "live-update",
+        "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds.",
+    ),
     ("logfile", "<file>"),
     ("memreport", "[<file>]"),
     ("print", "<string>"),
@@ -60,7 +63,9 @@ fn text_reply(s: &str) -> Vec<u8> {
 impl Store {
     pub(crate) fn control(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
         let s = strings(payload);
-        let Some((&cmd, args)) = s.split_first() else { return Err(libc::EINVAL) };
+        let Some((&cmd, args)) = s.split_first() else {
+            return Err(libc::EINVAL);
+        };
         match cmd {
             b"help" if args.is_empty() => {
                 let mut r = String::new();
@@ -159,7 +164,9 @@ impl Store {
             }
             [domid] => {
                 let domid = super::domain::parse_domid(domid)?;
-                let Some(d) = self.domains.get(domid) else { return Err(libc::ENOENT) };
+                let Some(d) = self.domains.get(domid) else {
+                    return Err(libc::ENOENT);
+                };
                 let mut r = format!("Domain {domid}:\n");
                 for (name, _) in NAMES {
                     let (v, max) = match name {
@@ -180,7 +187,11 @@ impl Store {
     fn memreport(&self, file: &[u8]) -> Result<Vec<u8>, Errno> {
         use std::os::unix::ffi::OsStrExt;
         let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file));
-        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|_| libc::EINVAL)?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|_| libc::EINVAL)?;
         let nodes: u64 = self.domains.iter().map(|(_, d)| d.nodes).sum();
         let (mut msgs, mut bytes, mut watches, mut txns) = (0usize, 0usize, 0usize, 0usize);
         for c in self.conns.values() {

@@ -53,7 +53,12 @@ impl Store {
     /// Canonical path for a request of `who`. The path-length quota applies to every
     /// connection, domain 0 included, as in the C daemon of 4.17 (see path.rs).
     fn canon<'p>(&self, who: Access, raw: &'p [u8], special: bool) -> Result<Cow<'p, str>, Errno> {
-        path::canonicalize(raw, who.domid, special, Some(self.domains.quota(who.domid).path_max))
+        path::canonicalize(
+            raw,
+            who.domid,
+            special,
+            Some(self.domains.quota(who.domid).path_max),
+        )
     }
 
     /// Runs `f` on the live tree (tx 0) or the transaction's version.
@@ -63,7 +68,15 @@ impl Store {
         tx: u32,
         f: impl FnOnce(&mut Env) -> Result<R, Errno>,
     ) -> Result<R, Errno> {
-        let Store { tree, conns, domains, gen, watches, events, .. } = self;
+        let Store {
+            tree,
+            conns,
+            domains,
+            gen,
+            watches,
+            events,
+            ..
+        } = self;
         let c = conns.get_mut(&conn).ok_or(libc::EINVAL)?;
         let who = c.access;
         let (tree, log) = if tx == 0 {
@@ -72,7 +85,15 @@ impl Store {
             let t = c.txns.get_mut(&tx).ok_or(libc::ENOENT)?;
             (&mut t.tree, Some(&mut t.log))
         };
-        let mut env = Env { tree, log, domains, gen, watches, events, who };
+        let mut env = Env {
+            tree,
+            log,
+            domains,
+            gen,
+            watches,
+            events,
+            who,
+        };
         f(&mut env)
     }
 
@@ -106,8 +127,17 @@ impl Store {
         if privileged_only && !who.privileged {
             return Err(libc::EACCES);
         }
-        let tx = if matches!(ty, XS_WATCH | XS_UNWATCH) { 0 } else { hdr.tx_id };
-        if tx != 0 && !self.conns.get(&conn).is_some_and(|c| c.txns.contains_key(&tx)) {
+        let tx = if matches!(ty, XS_WATCH | XS_UNWATCH) {
+            0
+        } else {
+            hdr.tx_id
+        };
+        if tx != 0
+            && !self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.txns.contains_key(&tx))
+        {
             return Err(libc::ENOENT);
         }
         match ty {
@@ -168,7 +198,8 @@ impl Store {
             XS_RESET_WATCHES => {
                 if let Some(mut c) = self.conns.remove(&conn) {
                     self.drop_watches(conn, &mut c);
-                    self.domains.add_transactions(who.domid, -(c.txns.len() as i64));
+                    self.domains
+                        .add_transactions(who.domid, -(c.txns.len() as i64));
                     c.txns.clear();
                     self.conns.insert(conn, c);
                 }
@@ -260,13 +291,24 @@ impl Store {
         }
     }
 
-    fn set_perms(&mut self, conn: ConnId, who: Access, tx: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+    fn set_perms(
+        &mut self,
+        conn: ConnId,
+        who: Access,
+        tx: u32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Errno> {
         let s = strings(payload);
         if s.len() < 2 {
             return Err(libc::EINVAL);
         }
         let n_perms = s.len() - 1;
-        if !who.privileged && exceeds(self.domains.quota(who.domid).node_permissions, n_perms as u64) {
+        if !who.privileged
+            && exceeds(
+                self.domains.quota(who.domid).node_permissions,
+                n_perms as u64,
+            )
+        {
             return Err(libc::ENOSPC);
         }
         let perms = Perms::parse(s[1..].iter().copied())?;
@@ -296,7 +338,10 @@ impl Store {
             self.events.push(Event {
                 path: (*p).into(),
                 kind: Match::Subtree,
-                perms: EvPerms::Captured { node: perms, parent },
+                perms: EvPerms::Captured {
+                    node: perms,
+                    parent,
+                },
                 old: Some(old),
             });
         } else {
@@ -313,7 +358,8 @@ impl Store {
         after: &mut Option<Vec<u8>>,
     ) -> Result<Vec<u8>, Errno> {
         let s = strings(payload);
-        let depth_ok = self.domains.get_mut(who.domid).features & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0;
+        let depth_ok =
+            self.domains.get_mut(who.domid).features & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0;
         let depth = match s.len() {
             2 => None,
             3 if depth_ok => {
@@ -339,7 +385,11 @@ impl Store {
                 return Err(libc::E2BIG);
             }
         }
-        let prefix_len = if relative { path::home(who.domid).len() + 1 } else { 0 };
+        let prefix_len = if relative {
+            path::home(who.domid).len() + 1
+        } else {
+            0
+        };
         self.watches.add(&p, conn, token, depth, prefix_len);
         self.domains.add_watches(who.domid, 1);
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -383,12 +433,24 @@ impl Store {
         let snapshot = self.tree.clone();
         let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
         let id = c.alloc_txid();
-        c.txns.insert(id, Txn { tree: snapshot, log: TxnLog::new(limit) });
+        c.txns.insert(
+            id,
+            Txn {
+                tree: snapshot,
+                log: TxnLog::new(limit),
+            },
+        );
         self.domains.add_transactions(who.domid, 1);
         Ok(reply_str(&id.to_string()))
     }
 
-    fn transaction_end(&mut self, conn: ConnId, who: Access, tx: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+    fn transaction_end(
+        &mut self,
+        conn: ConnId,
+        who: Access,
+        tx: u32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Errno> {
         let commit = match onearg(payload)? {
             b"T" => true,
             b"F" => false,
@@ -408,7 +470,13 @@ impl Store {
         }
         if t.log.created && !who.privileged {
             for (&owner, &d) in &t.log.delta {
-                if owner != 0 && d > 0 && exceeds(self.domains.quota(owner).nodes, (self.domains.nodes(owner) as i64 + d) as u64) {
+                if owner != 0
+                    && d > 0
+                    && exceeds(
+                        self.domains.quota(owner).nodes,
+                        (self.domains.nodes(owner) as i64 + d) as u64,
+                    )
+                {
                     return Err(libc::ENOSPC);
                 }
             }
@@ -450,8 +518,12 @@ impl Store {
         d.port = port as u32;
         if domid != 0 {
             // A (re-)introduced domain starts with a clean connection state.
-            let ids: Vec<ConnId> =
-                self.conns.iter().filter(|(_, c)| c.access.domid == domid).map(|(&id, _)| id).collect();
+            let ids: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.access.domid == domid)
+                .map(|(&id, _)| id)
+                .collect();
             for id in ids {
                 if let Some(mut c) = self.conns.remove(&id) {
                     self.drop_watches(id, &mut c);
@@ -462,7 +534,11 @@ impl Store {
                 }
             }
         }
-        self.introduced.push(super::Introduced { domid, mfn, port: port as u32 });
+        self.introduced.push(super::Introduced {
+            domid,
+            mfn,
+            port: port as u32,
+        });
         if fresh && domid != 0 {
             self.fire_special("@introduceDomain", domid);
         }
@@ -478,8 +554,12 @@ impl Store {
             return Err(libc::ENOENT);
         }
         // Its connections are dead to us: no events for its own removed nodes.
-        let ids: Vec<ConnId> =
-            self.conns.iter().filter(|(_, c)| c.access.domid == domid).map(|(&id, _)| id).collect();
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.access.domid == domid)
+            .map(|(&id, _)| id)
+            .collect();
         for id in ids {
             if let Some(mut c) = self.conns.remove(&id) {
                 self.drop_watches(id, &mut c);
@@ -532,7 +612,10 @@ impl Store {
         tree::preorder(self.tree.root(), "/", &mut |p, n| {
             if n.perms.owner() == domid {
                 owned.push(p.to_string());
-                let inside = tops.last().is_some_and(|t| p.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('/')));
+                let inside = tops.last().is_some_and(|t| {
+                    p.strip_prefix(t.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+                });
                 if !inside && p != "/" {
                     tops.push(p.to_string());
                 }
@@ -550,8 +633,23 @@ impl Store {
                 self.domains.add_nodes(0, 1);
             }
         } else {
-            let Store { tree, domains, gen, watches, events, .. } = self;
-            let mut env = Env { tree, log: None, domains, gen, watches, events, who: Access::new(0) };
+            let Store {
+                tree,
+                domains,
+                gen,
+                watches,
+                events,
+                ..
+            } = self;
+            let mut env = Env {
+                tree,
+                log: None,
+                domains,
+                gen,
+                watches,
+                events,
+                who: Access::new(0),
+            };
             for p in tops {
                 let _ = env.remove_subtree(&p);
             }

@@ -41,7 +41,11 @@ pub(crate) struct Domains {
 
 impl Domains {
     pub fn new(global: Quotas, supported: u32) -> Domains {
-        Domains { map: IdMap::default(), global, supported }
+        Domains {
+            map: IdMap::default(),
+            global,
+            supported,
+        }
     }
 
     pub fn get(&self, domid: u32) -> Option<&Domain> {
@@ -118,7 +122,10 @@ pub(crate) fn parse_domid(s: &[u8]) -> Result<u32, super::Errno> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return Err(libc::EINVAL);
     }
-    let v: u32 = std::str::from_utf8(s).map_err(|_| libc::EINVAL)?.parse().map_err(|_| libc::EINVAL)?;
+    let v: u32 = std::str::from_utf8(s)
+        .map_err(|_| libc::EINVAL)?
+        .parse()
+        .map_err(|_| libc::EINVAL)?;
     if v > 0xFFFF {
         return Err(libc::EINVAL);
     }

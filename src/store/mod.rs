@@ -206,7 +206,11 @@ impl Store {
             .iter()
             .map(|&name| {
                 gen += 1;
-                Special { name, perms: n0.clone(), gen }
+                Special {
+                    name,
+                    perms: n0.clone(),
+                    gen,
+                }
             })
             .collect();
         let mut domains = Domains::new(config.quota.clone(), config.features);
@@ -243,7 +247,8 @@ impl Store {
     pub fn disconnect(&mut self, conn: ConnId) {
         if let Some(mut c) = self.conns.remove(&conn) {
             self.drop_watches(conn, &mut c);
-            self.domains.add_transactions(c.access.domid, -(c.txns.len() as i64));
+            self.domains
+                .add_transactions(c.access.domid, -(c.txns.len() as i64));
         }
     }
 
@@ -327,7 +332,9 @@ impl Store {
 
     /// Feature bits of a domain (all supported ones unless SET_FEATURE cleared some).
     pub fn domain_features(&self, domid: u32) -> u32 {
-        self.domains.get(domid).map_or(self.cfg.features, |d| d.features)
+        self.domains
+            .get(domid)
+            .map_or(self.cfg.features, |d| d.features)
     }
 
     /// The outstanding-requests quota a transport should apply to `conn` (None: unlimited).
@@ -354,7 +361,9 @@ impl Store {
 
     /// Bytes of the watch events currently queued for `conn` (whole messages).
     pub fn queued_event_bytes(&self, conn: ConnId) -> usize {
-        self.conns.get(&conn).map_or(0, |c| c.out.queued_event_bytes())
+        self.conns
+            .get(&conn)
+            .map_or(0, |c| c.out.queued_event_bytes())
     }
 
     // ----- internals shared by the handler modules -----
@@ -374,7 +383,10 @@ impl Store {
     }
 
     fn event_cap(cfg: &Config) -> EventCap {
-        EventCap { events: cfg.max_queued_events, bytes: cfg.max_queued_event_bytes }
+        EventCap {
+            events: cfg.max_queued_events,
+            bytes: cfg.max_queued_event_bytes,
+        }
     }
 
     fn push_event(&mut self, id: ConnId, msg: Vec<u8>) {
@@ -407,7 +419,14 @@ impl Store {
     }
 
     fn deliver(&mut self, ev: &Event) {
-        let Store { watches, conns, tree, cfg, dirty, .. } = self;
+        let Store {
+            watches,
+            conns,
+            tree,
+            cfg,
+            dirty,
+            ..
+        } = self;
         let hits = watches.matches(&ev.path, ev.kind);
         if hits.is_empty() {
             return;
@@ -427,7 +446,9 @@ impl Store {
         // relative): encode such an event once and copy the bytes for the others.
         let mut last: Option<(usize, &[u8], Vec<u8>)> = None;
         for e in hits {
-            let Some(c) = conns.get_mut(&e.conn) else { continue };
+            let Some(c) = conns.get_mut(&e.conn) else {
+                continue;
+            };
             let allowed = match verdict {
                 Some((id, ok)) if id == e.conn => ok,
                 _ => {
@@ -443,7 +464,9 @@ impl Store {
                 Some((p, t, m)) if *p == e.prefix_len && **t == *e.token => m.clone(),
                 _ => {
                     let shown = ev.path.get(e.prefix_len..).unwrap_or(&ev.path);
-                    let Some(m) = event_msg(shown, &e.token) else { continue };
+                    let Some(m) = event_msg(shown, &e.token) else {
+                        continue;
+                    };
                     last = Some((e.prefix_len, &e.token, m.clone()));
                     m
                 }
@@ -458,23 +481,34 @@ impl Store {
     /// name for watches without depth, "<name>/<domid>" for depth watches and per-domain
     /// watches.
     fn fire_special(&mut self, name: &str, domid: u32) {
-        let Some(s) = self.specials.iter().find(|s| s.name == name) else { return };
+        let Some(s) = self.specials.iter().find(|s| s.name == name) else {
+            return;
+        };
         let node = s.perms.clone();
         let parent = Some(self.tree.root().perms.clone());
         let mk = |path: String, kind| Event {
             path: path.into(),
             kind,
-            perms: EvPerms::Captured { node: node.clone(), parent: parent.clone() },
+            perms: EvPerms::Captured {
+                node: node.clone(),
+                parent: parent.clone(),
+            },
             old: None,
         };
         self.events.push(mk(name.to_string(), Match::NoDepth));
-        self.events.push(mk(format!("{name}/{domid}"), Match::Depth));
+        self.events
+            .push(mk(format!("{name}/{domid}"), Match::Depth));
     }
 }
 
 /// The C daemon's `watch_permitted`: the watcher may read the node (before or after a
 /// permission change) or its parent.
-fn may_see(who: &Access, old: Option<&Perms>, node: Option<&Perms>, parent: Option<&Perms>) -> bool {
+fn may_see(
+    who: &Access,
+    old: Option<&Perms>,
+    node: Option<&Perms>,
+    parent: Option<&Perms>,
+) -> bool {
     if who.privileged {
         return true;
     }
@@ -517,7 +551,12 @@ pub(crate) fn ok_reply() -> Vec<u8> {
 
 fn set_header(msg: &mut [u8], ty: u32, req_id: u32, tx_id: u32) {
     let len = (msg.len() - HEADER_LEN) as u32;
-    let h = Header { ty, req_id, tx_id, len };
+    let h = Header {
+        ty,
+        req_id,
+        tx_id,
+        len,
+    };
     msg[..HEADER_LEN].copy_from_slice(&h.to_bytes());
 }
 

@@ -10,7 +10,11 @@ pub(crate) const INLINE: usize = 21;
 
 #[derive(Clone)]
 pub(crate) enum NameValue {
-    Inline { name_len: u8, len: u8, buf: [u8; INLINE] },
+    Inline {
+        name_len: u8,
+        len: u8,
+        buf: [u8; INLINE],
+    },
     /// `data` is the name followed by the value.
     Heap { name_len: u32, data: Box<[u8]> },
 }
@@ -22,13 +26,20 @@ impl NameValue {
             let mut buf = [0u8; INLINE];
             buf[..name.len()].copy_from_slice(name);
             buf[name.len()..len].copy_from_slice(value);
-            NameValue::Inline { name_len: name.len() as u8, len: len as u8, buf }
+            NameValue::Inline {
+                name_len: name.len() as u8,
+                len: len as u8,
+                buf,
+            }
         } else {
             let mut data = Vec::with_capacity(len);
             data.extend_from_slice(name);
             data.extend_from_slice(value);
             // Names are path components, far shorter than 4 GiB (the payload limit is 4 KiB).
-            NameValue::Heap { name_len: name.len() as u32, data: data.into_boxed_slice() }
+            NameValue::Heap {
+                name_len: name.len() as u32,
+                data: data.into_boxed_slice(),
+            }
         }
     }
 
@@ -96,8 +107,9 @@ mod tests {
         assert!(matches!(nv, NameValue::Inline { .. }));
         assert_eq!((nv.name(), nv.value()), (&name[..], &b""[..]));
         // Grow the value byte by byte past the inline limit and back down again.
-        let mut values: Vec<Vec<u8>> =
-            (0..40).map(|n| (0..n).map(|i| b'a' + i as u8 % 26).collect()).collect();
+        let mut values: Vec<Vec<u8>> = (0..40)
+            .map(|n| (0..n).map(|i| b'a' + i as u8 % 26).collect())
+            .collect();
         let down: Vec<Vec<u8>> = values.iter().rev().cloned().collect();
         values.extend(down);
         for v in &values {
@@ -105,7 +117,12 @@ mod tests {
             assert_eq!(nv.name(), name);
             assert_eq!(nv.value(), &v[..]);
             let inline = name.len() + v.len() <= INLINE;
-            assert_eq!(matches!(nv, NameValue::Inline { .. }), inline, "{} bytes", v.len());
+            assert_eq!(
+                matches!(nv, NameValue::Inline { .. }),
+                inline,
+                "{} bytes",
+                v.len()
+            );
         }
         // Same-length rewrite of a heap value happens in place.
         let long = [b'x'; 30];

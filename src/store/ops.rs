@@ -73,7 +73,10 @@ impl<'a> Env<'a> {
 
     fn count_nodes(&self, domid: u32) -> u64 {
         let base = self.domains.nodes(domid) as i64;
-        let delta = self.log.as_ref().map_or(0, |l| l.delta.get(&domid).copied().unwrap_or(0));
+        let delta = self
+            .log
+            .as_ref()
+            .map_or(0, |l| l.delta.get(&domid).copied().unwrap_or(0));
         (base + delta).max(0) as u64
     }
 
@@ -94,7 +97,12 @@ impl<'a> Env<'a> {
         if let Some(log) = self.log.as_deref_mut() {
             log.queue_watch(p, kind);
         } else if self.watches.any(p, kind) {
-            self.events.push(Event { path: p.into(), kind, perms, old });
+            self.events.push(Event {
+                path: p.into(),
+                kind,
+                perms,
+                old,
+            });
         }
     }
 
@@ -159,7 +167,9 @@ impl<'a> Env<'a> {
         };
         match found {
             Ok((nperms, child_bytes)) => {
-                if self.unprivileged() && exceeds(size_q, node_size(nperms, value.len(), child_bytes)) {
+                if self.unprivileged()
+                    && exceeds(size_q, node_size(nperms, value.len(), child_bytes))
+                {
                     return Err(libc::ENOSPC);
                 }
                 if let Some(log) = self.log.as_deref_mut() {
@@ -194,13 +204,27 @@ impl<'a> Env<'a> {
         let (nodes_q, size_q) = (q.nodes, q.node_size);
         let (anc_depth, anc_perms, anc_vlen, anc_cb) = {
             let f = self.tree.find(p);
-            (f.anc_depth, f.anc.perms.clone(), f.anc.value().len(), f.anc.child_bytes())
+            (
+                f.anc_depth,
+                f.anc.perms.clone(),
+                f.anc.value().len(),
+                f.anc.child_bytes(),
+            )
         };
         let names: Vec<&str> = path::components(p).skip(anc_depth).collect();
-        let Some(first) = names.first() else { return Err(libc::EEXIST) };
-        let perms = if unpriv { anc_perms.with_owner(self.who.domid) } else { anc_perms.clone() };
+        let Some(first) = names.first() else {
+            return Err(libc::EEXIST);
+        };
+        let perms = if unpriv {
+            anc_perms.with_owner(self.who.domid)
+        } else {
+            anc_perms.clone()
+        };
         if unpriv {
-            if exceeds(nodes_q, self.count_nodes(self.who.domid) + names.len() as u64) {
+            if exceeds(
+                nodes_q,
+                self.count_nodes(self.who.domid) + names.len() as u64,
+            ) {
                 return Err(libc::ENOSPC);
             }
             let grown = node_size(anc_perms.len(), anc_vlen, anc_cb + first.len() + 1);
@@ -227,7 +251,8 @@ impl<'a> Env<'a> {
             log.created = true;
         }
         self.add_nodes(perms.owner(), names.len() as i64);
-        self.tree.insert_chain(anc_path, &names, &perms, value, self.gen);
+        self.tree
+            .insert_chain(anc_path, &names, &perms, value, self.gen);
         self.fire(p, Match::Subtree, EvPerms::Lookup, None);
         Ok(())
     }
@@ -242,7 +267,11 @@ impl<'a> Env<'a> {
                 if let Some(log) = self.log.as_deref_mut() {
                     log.record(parent, n)?;
                 }
-                return if n.is_some() { Ok(()) } else { Err(libc::ENOENT) };
+                return if n.is_some() {
+                    Ok(())
+                } else {
+                    Err(libc::ENOENT)
+                };
             }
             Err(e) => return Err(e),
         }
@@ -259,9 +288,12 @@ impl<'a> Env<'a> {
         // (path, perms, parent's perms), children before parents.
         let mut victims: Vec<(String, Perms, Option<Perms>)> = Vec::new();
         {
-            let Some(top) = self.tree.get(p) else { return Err(libc::ENOENT) };
+            let Some(top) = self.tree.get(p) else {
+                return Err(libc::ENOENT);
+            };
             let top_parent = self.tree.get(parent_path).map(|n| n.perms.clone());
-            let mut stack: Vec<(String, &Node, Option<Perms>)> = vec![(p.to_string(), top, top_parent)];
+            let mut stack: Vec<(String, &Node, Option<Perms>)> =
+                vec![(p.to_string(), top, top_parent)];
             while let Some((at, n, pp)) = stack.pop() {
                 for c in n.children() {
                     stack.push((path::child_path(&at, c.name()), c, Some(n.perms.clone())));
@@ -286,8 +318,20 @@ impl<'a> Env<'a> {
         self.tree.remove(p, g);
         for (at, perms, pp) in victims {
             self.add_nodes(perms.owner(), -1);
-            let kind = if at == p { Match::Subtree } else { Match::Exact };
-            self.fire(&at, kind, EvPerms::Captured { node: perms, parent: pp }, None);
+            let kind = if at == p {
+                Match::Subtree
+            } else {
+                Match::Exact
+            };
+            self.fire(
+                &at,
+                kind,
+                EvPerms::Captured {
+                    node: perms,
+                    parent: pp,
+                },
+                None,
+            );
         }
         Ok(())
     }

@@ -21,14 +21,17 @@ use super::Errno;
 
 /// The characters a path may contain.
 pub(crate) fn valid_chars(b: &[u8]) -> bool {
-    b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'/' | b'_' | b'@'))
+    b.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'/' | b'_' | b'@'))
 }
 
 /// Length of a leading "/local/domain/<n>/" (at most 5 digits), or 0: the part of a path the
 /// path-length quota does not count.
 pub(crate) fn home_prefix_len(p: &str) -> usize {
     const P: &str = "/local/domain/";
-    let Some(rest) = p.strip_prefix(P) else { return 0 };
+    let Some(rest) = p.strip_prefix(P) else {
+        return 0;
+    };
     let rest = rest.as_bytes();
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || digits > 5 || rest.get(digits) != Some(&b'/') {
@@ -76,7 +79,11 @@ pub(crate) fn canonicalize<'a>(
 
 /// The components of an absolute path ("/" has none).
 pub(crate) fn components(p: &str) -> impl Iterator<Item = &str> {
-    let body = if p == "/" { "" } else { p.strip_prefix('/').unwrap_or(p) };
+    let body = if p == "/" {
+        ""
+    } else {
+        p.strip_prefix('/').unwrap_or(p)
+    };
     body.split('/').filter(|c| !c.is_empty())
 }
 
@@ -166,18 +173,42 @@ mod tests {
     #[test]
     fn canonical_forms() {
         assert_eq!(canonicalize(b"/a/b", 3, false, None).unwrap(), "/a/b");
-        assert_eq!(canonicalize(b"x/y", 3, false, None).unwrap(), "/local/domain/3/x/y");
+        assert_eq!(
+            canonicalize(b"x/y", 3, false, None).unwrap(),
+            "/local/domain/3/x/y"
+        );
         assert_eq!(canonicalize(b"/", 3, false, None).unwrap(), "/");
-        for bad in [&b""[..], b"/a/", b"/a//b", b"a b", b"/a\xff", b"@x", b"/a/b/"] {
-            assert_eq!(canonicalize(bad, 0, false, None), Err(libc::EINVAL), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"/a/",
+            b"/a//b",
+            b"a b",
+            b"/a\xff",
+            b"@x",
+            b"/a/b/",
+        ] {
+            assert_eq!(
+                canonicalize(bad, 0, false, None),
+                Err(libc::EINVAL),
+                "{bad:?}"
+            );
         }
-        assert_eq!(canonicalize(b"@releaseDomain", 0, true, None).unwrap(), "@releaseDomain");
+        assert_eq!(
+            canonicalize(b"@releaseDomain", 0, true, None).unwrap(),
+            "@releaseDomain"
+        );
         let long = format!("/{}", "a".repeat(3072));
-        assert_eq!(canonicalize(long.as_bytes(), 0, false, None), Err(libc::EINVAL));
+        assert_eq!(
+            canonicalize(long.as_bytes(), 0, false, None),
+            Err(libc::EINVAL)
+        );
         // The quota counts only the part below the domain's home.
         let rel = "b".repeat(20);
         assert!(canonicalize(rel.as_bytes(), 7, false, Some(20)).is_ok());
-        assert_eq!(canonicalize(rel.as_bytes(), 7, false, Some(19)), Err(libc::EINVAL));
+        assert_eq!(
+            canonicalize(rel.as_bytes(), 7, false, Some(19)),
+            Err(libc::EINVAL)
+        );
     }
 
     #[test]
@@ -197,11 +228,17 @@ mod tests {
         assert_eq!(v, [("/".into(), 2), ("/a".into(), 1), ("/a/b".into(), 0)]);
         v.clear();
         for_each_ancestor("@releaseDomain/5", |p, l| v.push((p.to_string(), l)));
-        assert_eq!(v, [("@releaseDomain".into(), 1), ("@releaseDomain/5".into(), 0)]);
+        assert_eq!(
+            v,
+            [("@releaseDomain".into(), 1), ("@releaseDomain/5".into(), 0)]
+        );
         v.clear();
         for_each_ancestor("/", |p, l| v.push((p.to_string(), l)));
         assert_eq!(v, [("/".to_string(), 0)]);
-        assert_eq!(home_prefix_len("/local/domain/12/x"), "/local/domain/12/".len());
+        assert_eq!(
+            home_prefix_len("/local/domain/12/x"),
+            "/local/domain/12/".len()
+        );
         assert_eq!(home_prefix_len("/local/domain/123456/x"), 0);
         assert_eq!(home_prefix_len("/local/domain/12"), 0);
     }

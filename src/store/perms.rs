@@ -22,7 +22,11 @@ pub(crate) struct Perms(Arc<Box<[Perm]>>);
 impl Perms {
     /// Owned by `domid`, nobody else has rights ("n<domid>").
     pub fn owned_by(domid: u32) -> Perms {
-        Perms(Arc::new(Box::new([Perm { domid, read: false, write: false }])))
+        Perms(Arc::new(Box::new([Perm {
+            domid,
+            read: false,
+            write: false,
+        }])))
     }
 
     pub fn from_vec(v: Vec<Perm>) -> Perms {
@@ -100,7 +104,11 @@ pub(crate) struct Access {
 
 impl Access {
     pub fn new(domid: u32) -> Access {
-        Access { domid, privileged: domid == 0, target: None }
+        Access {
+            domid,
+            privileged: domid == 0,
+            target: None,
+        }
     }
 
     fn is(&self, domid: u32) -> bool {
@@ -126,7 +134,11 @@ pub(crate) enum Need {
 }
 
 impl Rights {
-    const ALL: Rights = Rights { read: true, write: true, owner: true };
+    const ALL: Rights = Rights {
+        read: true,
+        write: true,
+        owner: true,
+    };
 
     /// All of what `need` asks for.
     pub fn allow(self, need: Need) -> bool {
@@ -155,7 +167,11 @@ pub(crate) fn rights(who: &Access, perms: &Perms) -> Rights {
         return Rights::ALL;
     }
     let p = e[1..].iter().find(|p| who.is(p.domid)).unwrap_or(&e[0]);
-    Rights { read: p.read, write: p.write, owner: false }
+    Rights {
+        read: p.read,
+        write: p.write,
+        owner: false,
+    }
 }
 
 #[cfg(test)]
@@ -169,12 +185,49 @@ mod tests {
     #[test]
     fn rule() {
         let p = perms(&["r5", "b7", "n8", "w9"]);
-        let r = |domid, target| rights(&Access { domid, privileged: false, target }, &p);
+        let r = |domid, target| {
+            rights(
+                &Access {
+                    domid,
+                    privileged: false,
+                    target,
+                },
+                &p,
+            )
+        };
         assert_eq!(r(5, None), Rights::ALL);
-        assert_eq!(r(7, None), Rights { read: true, write: true, owner: false });
-        assert_eq!(r(8, None), Rights { read: false, write: false, owner: false });
-        assert_eq!(r(9, None), Rights { read: false, write: true, owner: false });
-        assert_eq!(r(3, None), Rights { read: true, write: false, owner: false });
+        assert_eq!(
+            r(7, None),
+            Rights {
+                read: true,
+                write: true,
+                owner: false
+            }
+        );
+        assert_eq!(
+            r(8, None),
+            Rights {
+                read: false,
+                write: false,
+                owner: false
+            }
+        );
+        assert_eq!(
+            r(9, None),
+            Rights {
+                read: false,
+                write: true,
+                owner: false
+            }
+        );
+        assert_eq!(
+            r(3, None),
+            Rights {
+                read: true,
+                write: false,
+                owner: false
+            }
+        );
         // A domain with a target acts with the target's rights too.
         assert_eq!(r(3, Some(5)), Rights::ALL);
         assert!(r(3, Some(7)).write);
@@ -188,10 +241,22 @@ mod tests {
         assert_eq!(out, b"w0\0r1\0");
         assert!(Perms::parse([&b"x1"[..]]).is_err());
         assert!(Perms::parse(std::iter::empty()).is_err());
-        for bad in ["r010", "n00", "b0x10", "r+5", "r 5", "r-1", "r4294967296", "r"] {
+        for bad in [
+            "r010",
+            "n00",
+            "b0x10",
+            "r+5",
+            "r 5",
+            "r-1",
+            "r4294967296",
+            "r",
+        ] {
             assert_eq!(Perms::parse([bad.as_bytes()]), Err(libc::EINVAL), "{bad}");
         }
         assert_eq!(perms(&["n0", "r4294967295"]).entries()[1].domid, u32::MAX);
-        assert_eq!(perms(&["b3", "r1"]).with_owner(4).entries()[0].to_bytes(), b"b4");
+        assert_eq!(
+            perms(&["b3", "r1"]).with_owner(4).entries()[0].to_bytes(),
+            b"b4"
+        );
     }
 }

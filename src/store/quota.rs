@@ -53,7 +53,10 @@ pub(crate) const NAMES: [(&str, &str); 8] = [
     ("watches", "Watches per domain"),
     ("outstanding", "Outstanding requests per domain"),
     ("transactions", "Active transactions per domain"),
-    ("transaction-nodes", "Max. number of accessed nodes per transaction"),
+    (
+        "transaction-nodes",
+        "Max. number of accessed nodes per transaction",
+    ),
     ("node-permissions", "Max. number of permissions per node"),
     ("path-max", "Max. length of a node path"),
     ("node-size", "Max. size of a node"),

@@ -48,7 +48,13 @@ impl Named for Node {
 
 impl Node {
     pub fn new(name: &str, value: &[u8], perms: Perms, gen: u64) -> Node {
-        Node { perms, gen, seq: gen, dir: None, nv: NameValue::new(name.as_bytes(), value) }
+        Node {
+            perms,
+            gen,
+            seq: gen,
+            dir: None,
+            nv: NameValue::new(name.as_bytes(), value),
+        }
     }
 
     /// Names are valid path components, hence ASCII (the tree only receives `&str` names).
@@ -129,7 +135,9 @@ pub(crate) struct Tree {
 
 impl Tree {
     pub fn new(root: Node) -> Tree {
-        Tree { root: Arc::new(root) }
+        Tree {
+            root: Arc::new(root),
+        }
     }
 
     pub fn root(&self) -> &Node {
@@ -153,10 +161,20 @@ impl Tree {
                     cur = n;
                     d += 1;
                 }
-                None => return Found { node: None, anc: cur, anc_depth: d },
+                None => {
+                    return Found {
+                        node: None,
+                        anc: cur,
+                        anc_depth: d,
+                    }
+                }
             }
         }
-        Found { node: Some(cur), anc: cur, anc_depth: d }
+        Found {
+            node: Some(cur),
+            anc: cur,
+            anc_depth: d,
+        }
     }
 
     /// Mutable access to an existing node, copying shared nodes on the way (see module
@@ -181,7 +199,9 @@ impl Tree {
         value: &[u8],
         gen: &mut u64,
     ) -> bool {
-        let Some((&first, _)) = names.split_first() else { return false };
+        let Some((&first, _)) = names.split_first() else {
+            return false;
+        };
         if self.get(anc_path).is_none() {
             return false;
         }
@@ -212,7 +232,9 @@ impl Tree {
     /// the node's sequence number. Used to replay a transaction's creations.
     pub fn insert_leaf(&mut self, p: &str, node: &Node, gen: u64, parent_gen: u64) -> bool {
         let parent_path = path::parent(p);
-        let Some(parent) = self.node_mut(parent_path) else { return false };
+        let Some(parent) = self.node_mut(parent_path) else {
+            return false;
+        };
         let leaf = Node {
             perms: node.perms.clone(),
             gen,
@@ -289,7 +311,10 @@ mod tests {
         assert_eq!(snap.get("/a").unwrap().value(), b"1");
         assert_eq!(t.get("/a").unwrap().value(), b"changed");
         // The untouched sibling is the very same allocation in both versions.
-        assert!(Arc::ptr_eq(snap.root.child("b").unwrap(), t.root.child("b").unwrap()));
+        assert!(Arc::ptr_eq(
+            snap.root.child("b").unwrap(),
+            t.root.child("b").unwrap()
+        ));
         // Without a snapshot, writes happen in place.
         drop(snap);
         let before = Arc::as_ptr(&t.root);
@@ -325,7 +350,9 @@ mod tests {
         // A deterministic shuffle of inserts, overwrites and removals.
         let mut x: u64 = 12345;
         for step in 0..3000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let name = format!("k{}", (x >> 33) % 500);
             let p = format!("/d/{name}");
             if (x >> 20).is_multiple_of(4) {
@@ -340,10 +367,22 @@ mod tests {
                 let v = format!("value-{step}-{}", "x".repeat(step % 40));
                 if t.get("/d").is_none() {
                     let names = ["d", name.as_str()];
-                    assert!(t.insert_chain("/", &names, &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                    assert!(t.insert_chain(
+                        "/",
+                        &names,
+                        &Perms::owned_by(0),
+                        v.as_bytes(),
+                        &mut gen
+                    ));
                 } else {
                     let names = [name.as_str()];
-                    assert!(t.insert_chain("/d", &names, &Perms::owned_by(0), v.as_bytes(), &mut gen));
+                    assert!(t.insert_chain(
+                        "/d",
+                        &names,
+                        &Perms::owned_by(0),
+                        v.as_bytes(),
+                        &mut gen
+                    ));
                 }
                 model.insert(name, v);
             }
@@ -355,7 +394,10 @@ mod tests {
         for (k, v) in &model {
             assert_eq!(t.get(&format!("/d/{k}")).unwrap().value(), v.as_bytes());
         }
-        assert_eq!(d.child_bytes(), model.keys().map(|k| k.len() + 1).sum::<usize>());
+        assert_eq!(
+            d.child_bytes(),
+            model.keys().map(|k| k.len() + 1).sum::<usize>()
+        );
         // Listing follows creation order.
         let seqs: Vec<u64> = d.listing().iter().map(|n| n.seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
@@ -374,12 +416,23 @@ mod tests {
         let (mut t, mut gen) = tree();
         t.insert_chain("/", &["d"], &Perms::owned_by(0), b"", &mut gen);
         for i in 0..20 {
-            t.insert_chain("/d", &[&format!("n{i}")], &Perms::owned_by(0), b"0", &mut gen);
+            t.insert_chain(
+                "/d",
+                &[&format!("n{i}")],
+                &Perms::owned_by(0),
+                b"0",
+                &mut gen,
+            );
         }
         let snap = t.clone();
-        t.node_mut("/d/n7").unwrap().set_value(b"a value longer than the inline limit");
+        t.node_mut("/d/n7")
+            .unwrap()
+            .set_value(b"a value longer than the inline limit");
         assert_eq!(snap.get("/d/n7").unwrap().value(), b"0");
-        assert_eq!(t.get("/d/n7").unwrap().value(), b"a value longer than the inline limit");
+        assert_eq!(
+            t.get("/d/n7").unwrap().value(),
+            b"a value longer than the inline limit"
+        );
         let (a, b) = (snap.get("/d").unwrap(), t.get("/d").unwrap());
         assert!(Arc::ptr_eq(a.child("n8").unwrap(), b.child("n8").unwrap()));
         assert!(!Arc::ptr_eq(a.child("n7").unwrap(), b.child("n7").unwrap()));

@@ -57,7 +57,10 @@ pub(crate) struct TxnLog {
 
 impl TxnLog {
     pub fn new(limit: u32) -> TxnLog {
-        TxnLog { limit, ..Default::default() }
+        TxnLog {
+            limit,
+            ..Default::default()
+        }
     }
 
     /// Logs a first access to `p` (nothing if already logged). ENOSPC past the
@@ -111,7 +114,9 @@ pub(crate) struct Txn {
 
 /// Whether any logged node changed in `live` since the transaction first saw it.
 pub(crate) fn conflicts(log: &TxnLog, live: &Tree) -> bool {
-    log.entries.iter().any(|e| live.get(&e.path).map(|n| n.gen) != e.gen)
+    log.entries
+        .iter()
+        .any(|e| live.get(&e.path).map(|n| n.gen) != e.gen)
 }
 
 /// Applies the transaction's changes to the live tree (see module comment), keeping the

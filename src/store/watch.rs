@@ -52,9 +52,22 @@ impl WatchIndex {
         self.total
     }
 
-    pub fn add(&mut self, p: &str, conn: ConnId, token: &[u8], depth: Option<u32>, prefix_len: usize) {
+    pub fn add(
+        &mut self,
+        p: &str,
+        conn: ConnId,
+        token: &[u8],
+        depth: Option<u32>,
+        prefix_len: usize,
+    ) {
         self.next_seq += 1;
-        let e = WatchEntry { conn, seq: self.next_seq, token: token.into(), depth, prefix_len };
+        let e = WatchEntry {
+            conn,
+            seq: self.next_seq,
+            token: token.into(),
+            depth,
+            prefix_len,
+        };
         match self.by_path.get_mut(p) {
             Some(v) => v.push(e),
             None => {
@@ -65,7 +78,9 @@ impl WatchIndex {
     }
 
     pub fn remove(&mut self, p: &str, conn: ConnId, token: &[u8]) -> bool {
-        let Some(v) = self.by_path.get_mut(p) else { return false };
+        let Some(v) = self.by_path.get_mut(p) else {
+            return false;
+        };
         let Some(i) = v.iter().position(|e| e.conn == conn && &*e.token == token) else {
             return false;
         };
@@ -79,7 +94,9 @@ impl WatchIndex {
 
     /// Every (path, entry) pair, for the invariant checker.
     pub fn all(&self) -> impl Iterator<Item = (&str, &WatchEntry)> {
-        self.by_path.iter().flat_map(|(p, v)| v.iter().map(move |e| (&**p, e)))
+        self.by_path
+            .iter()
+            .flat_map(|(p, v)| v.iter().map(move |e| (&**p, e)))
     }
 
     fn visit<'a>(&'a self, p: &str, kind: Match, f: &mut dyn FnMut(&'a WatchEntry)) {
@@ -145,9 +162,15 @@ mod tests {
         ix.add("/a", c, b"a0", Some(0), 0);
         ix.add("/a", c, b"a1", Some(1), 0);
         ix.add("/a/b/c", c, b"abc", None, 0);
-        assert_eq!(hits(&ix, "/a/b", Match::Subtree), [&b"root"[..], b"a", b"a1"]);
+        assert_eq!(
+            hits(&ix, "/a/b", Match::Subtree),
+            [&b"root"[..], b"a", b"a1"]
+        );
         assert_eq!(hits(&ix, "/a/b/x", Match::Subtree), [&b"root"[..], b"a"]);
-        assert_eq!(hits(&ix, "/a", Match::Subtree), [&b"root"[..], b"a", b"a0", b"a1"]);
+        assert_eq!(
+            hits(&ix, "/a", Match::Subtree),
+            [&b"root"[..], b"a", b"a0", b"a1"]
+        );
         assert_eq!(hits(&ix, "/a/b/c", Match::Exact), [&b"abc"[..]]);
         assert!(hits(&ix, "/zz", Match::Exact).is_empty());
         assert!(ix.remove("/a", c, b"a0"));
@@ -165,7 +188,11 @@ mod tests {
         ix.examined.set(0);
         assert_eq!(hits(&ix, "/a/b/c/d", Match::Subtree), [&b"mine"[..]]);
         assert!(!ix.any("/elsewhere/x", Match::Subtree));
-        assert_eq!(ix.examined.get(), 1, "only the watch on an ancestor was looked at");
+        assert_eq!(
+            ix.examined.get(),
+            1,
+            "only the watch on an ancestor was looked at"
+        );
     }
 
     #[test]
@@ -178,7 +205,10 @@ mod tests {
         ix.add("@releaseDomain/5", c, b"five", None, 0);
         ix.add("/", c, b"root", None, 0);
         assert_eq!(hits(&ix, "@releaseDomain", Match::NoDepth), [&b"plain"[..]]);
-        assert_eq!(hits(&ix, "@releaseDomain/5", Match::Depth), [&b"d1"[..], b"five"]);
+        assert_eq!(
+            hits(&ix, "@releaseDomain/5", Match::Depth),
+            [&b"d1"[..], b"five"]
+        );
         assert_eq!(hits(&ix, "@releaseDomain/6", Match::Depth), [&b"d1"[..]]);
     }
 }

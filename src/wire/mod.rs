@@ -25,11 +25,32 @@ impl MsgType {
     pub const ALL: [MsgType; 26] = {
         use xsd_sockmsg_type::*;
         [
-            XS_CONTROL, XS_DIRECTORY, XS_READ, XS_GET_PERMS, XS_WATCH, XS_UNWATCH,
-            XS_TRANSACTION_START, XS_TRANSACTION_END, XS_INTRODUCE, XS_RELEASE,
-            XS_GET_DOMAIN_PATH, XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS, XS_WATCH_EVENT,
-            XS_ERROR, XS_IS_DOMAIN_INTRODUCED, XS_RESUME, XS_SET_TARGET, XS_RESET_WATCHES,
-            XS_DIRECTORY_PART, XS_GET_FEATURE, XS_SET_FEATURE, XS_GET_QUOTA, XS_SET_QUOTA,
+            XS_CONTROL,
+            XS_DIRECTORY,
+            XS_READ,
+            XS_GET_PERMS,
+            XS_WATCH,
+            XS_UNWATCH,
+            XS_TRANSACTION_START,
+            XS_TRANSACTION_END,
+            XS_INTRODUCE,
+            XS_RELEASE,
+            XS_GET_DOMAIN_PATH,
+            XS_WRITE,
+            XS_MKDIR,
+            XS_RM,
+            XS_SET_PERMS,
+            XS_WATCH_EVENT,
+            XS_ERROR,
+            XS_IS_DOMAIN_INTRODUCED,
+            XS_RESUME,
+            XS_SET_TARGET,
+            XS_RESET_WATCHES,
+            XS_DIRECTORY_PART,
+            XS_GET_FEATURE,
+            XS_SET_FEATURE,
+            XS_GET_QUOTA,
+            XS_SET_QUOTA,
         ]
     };
 
@@ -86,7 +107,12 @@ pub enum WireError {
 
 impl Header {
     pub fn new(ty: MsgType, req_id: u32, tx_id: u32, len: u32) -> Header {
-        Header { ty: ty as u32, req_id, tx_id, len }
+        Header {
+            ty: ty as u32,
+            req_id,
+            tx_id,
+            len,
+        }
     }
 
     /// The header's bytes as sent (native endianness, as every xenstore peer uses).
@@ -102,7 +128,12 @@ impl Header {
     /// Parses a header; refuses a payload length over the protocol maximum.
     pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Header, WireError> {
         let word = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let h = Header { ty: word(0), req_id: word(4), tx_id: word(8), len: word(12) };
+        let h = Header {
+            ty: word(0),
+            req_id: word(4),
+            tx_id: word(8),
+            len: word(12),
+        };
         if h.len > XENSTORE_PAYLOAD_MAX {
             return Err(WireError::TooLong(h.len));
         }
@@ -200,7 +231,10 @@ mod tests {
         let h = Header::new(MsgType::XS_READ, 7, 3, 12);
         assert_eq!(Header::parse(&h.to_bytes()), Ok(h));
         let big = Header { len: 4097, ..h };
-        assert_eq!(Header::parse(&big.to_bytes()), Err(WireError::TooLong(4097)));
+        assert_eq!(
+            Header::parse(&big.to_bytes()),
+            Err(WireError::TooLong(4097))
+        );
     }
 
     #[test]
@@ -212,7 +246,10 @@ mod tests {
         for t in MsgType::ALL {
             assert_eq!(MsgType::from_u32(t as u32), Some(t));
         }
-        assert_eq!(std::mem::size_of::<xenstore_domain_interface>(), 2048 + 4 * 8);
+        assert_eq!(
+            std::mem::size_of::<xenstore_domain_interface>(),
+            2048 + 4 * 8
+        );
     }
 
     #[test]

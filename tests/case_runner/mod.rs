@@ -31,7 +31,10 @@ pub fn run(name: &str, deadline: Duration, body: impl FnOnce() -> String + Send 
         }
         Ok(Ok(details)) => {
             worker.join().unwrap();
-            println!("PASS {name}: {details} [{} ms]", start.elapsed().as_millis());
+            println!(
+                "PASS {name}: {details} [{} ms]",
+                start.elapsed().as_millis()
+            );
         }
         Ok(Err(panic)) => {
             let _ = worker.join();
@@ -45,7 +48,10 @@ pub fn run(name: &str, deadline: Duration, body: impl FnOnce() -> String + Send 
         }
         Err(_) => {
             // The worker is left behind: it is stuck, which is the failure being reported.
-            println!("FAIL {name}: no result within {} s (hang)", deadline.as_secs_f32());
+            println!(
+                "FAIL {name}: no result within {} s (hang)",
+                deadline.as_secs_f32()
+            );
             panic!("{name} hung (deadline {deadline:?})");
         }
     }

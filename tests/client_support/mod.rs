@@ -76,7 +76,12 @@ impl<S: Read + Write> Peer<S> {
     }
 
     pub fn send_raw(&mut self, ty: u32, req_id: u32, tx_id: u32, body: &[u8]) {
-        let h = Header { ty, req_id, tx_id, len: body.len() as u32 };
+        let h = Header {
+            ty,
+            req_id,
+            tx_id,
+            len: body.len() as u32,
+        };
         let mut m = h.to_bytes().to_vec();
         m.extend_from_slice(body);
         let _ = self.s.write_all(&m);
@@ -125,7 +130,12 @@ impl Server {
                 std::thread::spawn(move || script(Peer { s }));
             }
         });
-        Server { path, _dir: dir, accept: Some(accept), connections }
+        Server {
+            path,
+            _dir: dir,
+            accept: Some(accept),
+            connections,
+        }
     }
 
     /// A handle connected to this server through the safe API.
@@ -164,11 +174,19 @@ pub struct MiniStore {
 }
 
 fn is_subpath(parent: &str, child: &str) -> bool {
-    child.starts_with(parent) && (child.len() == parent.len() || child.as_bytes()[parent.len()] == b'/')
+    child.starts_with(parent)
+        && (child.len() == parent.len() || child.as_bytes()[parent.len()] == b'/')
 }
 
 fn frame(ty: u32, req_id: u32, tx_id: u32, body: &[u8]) -> Vec<u8> {
-    let mut m = Header { ty, req_id, tx_id, len: body.len() as u32 }.to_bytes().to_vec();
+    let mut m = Header {
+        ty,
+        req_id,
+        tx_id,
+        len: body.len() as u32,
+    }
+    .to_bytes()
+    .to_vec();
     m.extend_from_slice(body);
     m
 }
@@ -196,7 +214,12 @@ impl MiniStore {
             if is_subpath(wpath, path) {
                 if let Some(w) = st.writers.get(conn) {
                     let body = format!("{path}\0{token}\0");
-                    let _ = w.lock().unwrap().write_all(&frame(MsgType::XS_WATCH_EVENT as u32, 0, 0, body.as_bytes()));
+                    let _ = w.lock().unwrap().write_all(&frame(
+                        MsgType::XS_WATCH_EVENT as u32,
+                        0,
+                        0,
+                        body.as_bytes(),
+                    ));
                 }
             }
         }
@@ -251,7 +274,11 @@ impl MiniStore {
                     if !st.nodes.contains_key(&p) {
                         (MsgType::XS_ERROR as u32, b"ENOENT\0".to_vec())
                     } else {
-                        let prefix = if p == "/" { "/".to_string() } else { format!("{p}/") };
+                        let prefix = if p == "/" {
+                            "/".to_string()
+                        } else {
+                            format!("{p}/")
+                        };
                         let mut out = Vec::new();
                         for k in st.nodes.keys() {
                             if let Some(rest) = k.strip_prefix(&prefix) {
@@ -278,7 +305,8 @@ impl MiniStore {
                 Some(MsgType::XS_UNWATCH) => {
                     let before = st.watches.len();
                     let (p, t) = (arg(0), arg(1));
-                    st.watches.retain(|(c, wp, wt)| !(*c == id && *wp == p && *wt == t));
+                    st.watches
+                        .retain(|(c, wp, wt)| !(*c == id && *wp == p && *wt == t));
                     if st.watches.len() == before {
                         (MsgType::XS_ERROR as u32, b"ENOENT\0".to_vec())
                     } else {
@@ -289,11 +317,25 @@ impl MiniStore {
                     st.next_tx += 1;
                     (req.hdr.ty, format!("{}\0", st.next_tx).into_bytes())
                 }
-                Some(MsgType::XS_GET_DOMAIN_PATH) => (req.hdr.ty, format!("/local/domain/{}\0", arg(0)).into_bytes()),
-                Some(MsgType::XS_IS_DOMAIN_INTRODUCED) => (req.hdr.ty, if arg(0) == "0" { b"T\0".to_vec() } else { b"F\0".to_vec() }),
-                Some(MsgType::XS_GET_FEATURE) if req.body.is_empty() => (req.hdr.ty, format!("{}\0", st.features).into_bytes()),
+                Some(MsgType::XS_GET_DOMAIN_PATH) => (
+                    req.hdr.ty,
+                    format!("/local/domain/{}\0", arg(0)).into_bytes(),
+                ),
+                Some(MsgType::XS_IS_DOMAIN_INTRODUCED) => (
+                    req.hdr.ty,
+                    if arg(0) == "0" {
+                        b"T\0".to_vec()
+                    } else {
+                        b"F\0".to_vec()
+                    },
+                ),
+                Some(MsgType::XS_GET_FEATURE) if req.body.is_empty() => {
+                    (req.hdr.ty, format!("{}\0", st.features).into_bytes())
+                }
                 Some(MsgType::XS_GET_FEATURE) => (req.hdr.ty, b"3\0".to_vec()),
-                Some(MsgType::XS_GET_QUOTA) if req.body.is_empty() => (req.hdr.ty, b"nodes watches transactions\0".to_vec()),
+                Some(MsgType::XS_GET_QUOTA) if req.body.is_empty() => {
+                    (req.hdr.ty, b"nodes watches transactions\0".to_vec())
+                }
                 Some(MsgType::XS_GET_QUOTA) => (req.hdr.ty, b"1000\0".to_vec()),
                 Some(MsgType::XS_CONTROL) => (req.hdr.ty, format!("ctl:{}", arg(0)).into_bytes()),
                 Some(
@@ -315,7 +357,8 @@ impl MiniStore {
                 if is_watch {
                     // As real daemons do: the watch fires once right after it is set.
                     let ev = format!("{}\0{}\0", arg(0), arg(1));
-                    let _ = w.write_all(&frame(MsgType::XS_WATCH_EVENT as u32, 0, 0, ev.as_bytes()));
+                    let _ =
+                        w.write_all(&frame(MsgType::XS_WATCH_EVENT as u32, 0, 0, ev.as_bytes()));
                 }
             }
         }
@@ -341,7 +384,11 @@ pub fn c(s: &str) -> std::ffi::CString {
 
 /// Whether `fd` polls readable within `ms`.
 pub fn readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     unsafe { libc::poll(&mut p, 1, ms) == 1 }
 }
 
@@ -351,7 +398,8 @@ pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stat
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(Duration::from_secs(secs)).expect("operation hung")
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("operation hung")
 }
 
 pub fn wait_for(mut cond: impl FnMut() -> bool) {

@@ -80,8 +80,16 @@ impl Daemon {
     /// so a failing test never leaves one running (it would hold the test's output open).
     pub fn spawn(mut cmd: Command, socket: PathBuf, dir: TempDir) -> Daemon {
         // stderr is inherited unless the caller chose otherwise.
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("spawn xenstored");
-        let mut d = Daemon { child: Some(child), socket, dir };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn xenstored");
+        let mut d = Daemon {
+            child: Some(child),
+            socket,
+            dir,
+        };
         wait_for_socket(&d.socket, d.child.as_mut().unwrap());
         d
     }
@@ -163,12 +171,15 @@ pub struct Client {
 impl Client {
     pub fn connect(path: &Path) -> Client {
         let sock = UnixStream::connect(path).expect("connect to xenstored");
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         Client { sock, next_req: 1 }
     }
 
     pub fn send(&mut self, ty: MsgType, req_id: u32, tx_id: u32, payload: &[u8]) {
-        self.sock.write_all(&encode(ty, req_id, tx_id, payload)).unwrap();
+        self.sock
+            .write_all(&encode(ty, req_id, tx_id, payload))
+            .unwrap();
     }
 
     pub fn recv(&mut self) -> io::Result<Msg> {
@@ -177,12 +188,23 @@ impl Client {
         let h = Header::parse(&h).expect("reply within the payload limit");
         let mut payload = vec![0; h.len as usize];
         self.sock.read_exact(&mut payload)?;
-        Ok(Msg { ty: h.ty, req_id: h.req_id, tx_id: h.tx_id, payload })
+        Ok(Msg {
+            ty: h.ty,
+            req_id: h.req_id,
+            tx_id: h.tx_id,
+            payload,
+        })
     }
 
     /// Sends one request and returns its reply, collecting any watch events that arrive
     /// first into `events`.
-    pub fn request_ev(&mut self, ty: MsgType, tx: u32, payload: &[u8], events: &mut Vec<Msg>) -> Msg {
+    pub fn request_ev(
+        &mut self,
+        ty: MsgType,
+        tx: u32,
+        payload: &[u8],
+        events: &mut Vec<Msg>,
+    ) -> Msg {
         let id = self.next_req;
         self.next_req += 1;
         self.send(ty, id, tx, payload);
@@ -205,7 +227,13 @@ impl Client {
     /// The reply payload of a request that must succeed.
     pub fn ok(&mut self, ty: MsgType, tx: u32, payload: &[u8]) -> Vec<u8> {
         let m = self.request(ty, tx, payload);
-        assert!(m.is(ty), "{:?} {:?} failed: {:?}", ty, String::from_utf8_lossy(payload), String::from_utf8_lossy(&m.payload));
+        assert!(
+            m.is(ty),
+            "{:?} {:?} failed: {:?}",
+            ty,
+            String::from_utf8_lossy(payload),
+            String::from_utf8_lossy(&m.payload)
+        );
         m.payload
     }
 
@@ -238,7 +266,9 @@ impl Client {
                 Err(_) => break false,
             }
         };
-        self.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         r
     }
 }

@@ -57,7 +57,15 @@ impl Host {
             dom0.introduce_domain(d, 0x1000 + d as u64, 10 + d).unwrap();
             let home = format!("/local/domain/{d}");
             dom0.mkdir(0, home.as_bytes()).unwrap();
-            dom0.set_permissions(0, home.as_bytes(), &[Permission { id: d, perms: PERM_NONE }]).unwrap();
+            dom0.set_permissions(
+                0,
+                home.as_bytes(),
+                &[Permission {
+                    id: d,
+                    perms: PERM_NONE,
+                }],
+            )
+            .unwrap();
         }
         Host { e, dom0 }
     }
@@ -71,7 +79,16 @@ impl Host {
     pub fn secret(&self, owner: u32, name: &str, value: &[u8]) -> String {
         let p = format!("/local/domain/{owner}/{name}");
         self.dom0.write(0, p.as_bytes(), value).unwrap();
-        self.dom0.set_permissions(0, p.as_bytes(), &[Permission { id: owner, perms: PERM_NONE }]).unwrap();
+        self.dom0
+            .set_permissions(
+                0,
+                p.as_bytes(),
+                &[Permission {
+                    id: owner,
+                    perms: PERM_NONE,
+                }],
+            )
+            .unwrap();
         p
     }
 
@@ -81,7 +98,12 @@ impl Host {
         let direct = self.e.with_store(|s| s.check());
         assert!(direct.is_empty(), "after {after}: checker found {direct:?}");
         let r = self.dom0.control(b"check", b"").unwrap();
-        assert_eq!(r, b"OK\0", "after {after}: CONTROL check said {}", String::from_utf8_lossy(&r));
+        assert_eq!(
+            r,
+            b"OK\0",
+            "after {after}: CONTROL check said {}",
+            String::from_utf8_lossy(&r)
+        );
     }
 
     /// Domain 0 and every handle in `others` still get served: a write and a read-back each.
@@ -90,10 +112,15 @@ impl Host {
         let tag = &node_name(tag);
         let p = format!("/hostile/served/{tag}");
         self.dom0.write(0, p.as_bytes(), tag.as_bytes()).unwrap();
-        assert_eq!(self.dom0.read(0, p.as_bytes()).unwrap(), tag.as_bytes(), "dom0 after {tag}");
+        assert_eq!(
+            self.dom0.read(0, p.as_bytes()).unwrap(),
+            tag.as_bytes(),
+            "dom0 after {tag}"
+        );
         for (i, h) in others.iter().enumerate() {
             let q = format!("served-{i}");
-            h.write(0, q.as_bytes(), tag.as_bytes()).unwrap_or_else(|e| panic!("guest {i} after {tag}: {e:?}"));
+            h.write(0, q.as_bytes(), tag.as_bytes())
+                .unwrap_or_else(|e| panic!("guest {i} after {tag}: {e:?}"));
             assert_eq!(h.read(0, q.as_bytes()).unwrap(), tag.as_bytes());
         }
         2 + 2 * others.len()
@@ -101,12 +128,24 @@ impl Host {
 
     /// (nodes, watches, transactions) the store accounts to `domid` (CONTROL quota <domid>).
     pub fn usage(&self, domid: u32) -> (u64, u64, u64) {
-        let r = self.dom0.control(b"quota", format!("{domid}\0").as_bytes()).unwrap();
+        let r = self
+            .dom0
+            .control(b"quota", format!("{domid}\0").as_bytes())
+            .unwrap();
         let text = String::from_utf8_lossy(&r).into_owned();
         assert!(text.starts_with(&format!("Domain {domid}:")), "{text}");
         let field = |name: &str| -> u64 {
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
-            let v = line.split(':').nth(1).unwrap().split_whitespace().next().unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            let v = line
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
             v.parse().unwrap()
         };
         (field("nodes "), field("watches "), field("transactions "))
@@ -115,7 +154,9 @@ impl Host {
 
 /// `s` made a valid node name (anything but letters and digits becomes '-').
 pub fn node_name(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 /// Grants `reader` read access to `p` (domain 0 owning it).
@@ -123,7 +164,16 @@ pub fn grant_read(dom0: &Handle, p: &str, reader: u32) {
     dom0.set_permissions(
         0,
         p.as_bytes(),
-        &[Permission { id: 0, perms: PERM_NONE }, Permission { id: reader, perms: PERM_READ }],
+        &[
+            Permission {
+                id: 0,
+                perms: PERM_NONE,
+            },
+            Permission {
+                id: reader,
+                perms: PERM_READ,
+            },
+        ],
     )
     .unwrap();
 }
@@ -182,13 +232,24 @@ pub fn guest_send(page: &RingPage, bytes: &[u8]) -> usize {
     let free = RING_SIZE.saturating_sub(prod.wrapping_sub(cons)) as usize;
     let n = bytes.len().min(free);
     poke_data(page, true, prod, &bytes[..n]);
-    page.store(Field::ReqProd, prod.wrapping_add(n as u32), Ordering::Release);
+    page.store(
+        Field::ReqProd,
+        prod.wrapping_add(n as u32),
+        Ordering::Release,
+    );
     n
 }
 
 /// A whole message as it travels (any type number, any header length).
 pub fn message(ty: u32, req_id: u32, tx_id: u32, len: u32, payload: &[u8]) -> Vec<u8> {
-    let mut v = Header { ty, req_id, tx_id, len }.to_bytes().to_vec();
+    let mut v = Header {
+        ty,
+        req_id,
+        tx_id,
+        len,
+    }
+    .to_bytes()
+    .to_vec();
     v.extend_from_slice(payload);
     v
 }
@@ -245,12 +306,26 @@ impl RingConn {
     pub fn new(store: &mut Store, domid: u32) -> RingConn {
         let page = Arc::new(RingPage::new());
         let server = ServerRing::new(Arc::clone(&page), || ());
-        RingConn { page, server, conn: store.connect(domid), domid, failed: None, served: 0, resets: 0 }
+        RingConn {
+            page,
+            server,
+            conn: store.connect(domid),
+            domid,
+            failed: None,
+            served: 0,
+            resets: 0,
+        }
     }
 
     /// A well-behaved kernel's round trip: sends `bytes` (in pieces if the ring is short of
     /// room), serving and reading meanwhile, until `want` whole messages came back.
-    pub fn call(&mut self, store: &mut Store, bytes: &[u8], partial: &mut Vec<u8>, want: usize) -> Vec<Message> {
+    pub fn call(
+        &mut self,
+        store: &mut Store,
+        bytes: &[u8],
+        partial: &mut Vec<u8>,
+        want: usize,
+    ) -> Vec<Message> {
         let mut sent = 0;
         let mut got = Vec::new();
         for _ in 0..10_000 {
@@ -261,7 +336,12 @@ impl RingConn {
                 return got;
             }
         }
-        panic!("no answer after 10000 rounds: {} of {} sent, {} messages", sent, bytes.len(), got.len());
+        panic!(
+            "no answer after 10000 rounds: {} of {} sent, {} messages",
+            sent,
+            bytes.len(),
+            got.len()
+        );
     }
 
     /// One wake-up: reset if asked, move queued output into the ring, serve whole requests
@@ -275,25 +355,25 @@ impl RingConn {
             self.conn = store.connect(self.domid);
             self.resets += 1;
         }
-        let r = (|| {
-            loop {
-                self.server.flush()?;
-                while self.server.pending() == 0 {
-                    let Some(out) = store.pop_output(self.conn) else { break };
-                    self.server.write_encoded(&out)?;
-                }
-                if self.server.pending() > 0 {
-                    return Ok(());
-                }
-                match self.server.try_read_message()? {
-                    Some(m) => {
-                        self.served += 1;
-                        if store.handle(self.conn, &m.header, &m.payload).is_err() {
-                            return Err(xenstore::ring::RingError::Protocol);
-                        }
+        let r = (|| loop {
+            self.server.flush()?;
+            while self.server.pending() == 0 {
+                let Some(out) = store.pop_output(self.conn) else {
+                    break;
+                };
+                self.server.write_encoded(&out)?;
+            }
+            if self.server.pending() > 0 {
+                return Ok(());
+            }
+            match self.server.try_read_message()? {
+                Some(m) => {
+                    self.served += 1;
+                    if store.handle(self.conn, &m.header, &m.payload).is_err() {
+                        return Err(xenstore::ring::RingError::Protocol);
                     }
-                    None => return Ok(()),
                 }
+                None => return Ok(()),
             }
         })();
         if let Err(e) = r {

@@ -50,12 +50,16 @@ pub use crate::case_runner::SKIPPED;
 
 /// Runs `f` on its own thread; Err if it has not finished after `limit`. The thread is left
 /// running in that case (the caller fails the case).
-pub fn run_for<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+pub fn run_for<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit).map_err(|_| format!("still blocked after {} ms", limit.as_millis()))
+    rx.recv_timeout(limit)
+        .map_err(|_| format!("still blocked after {} ms", limit.as_millis()))
 }
 
 /// Open descriptors of this process and the library's watch threads in it. (Only the watch
@@ -71,7 +75,10 @@ pub fn watch_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "xenstore-watch"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "xenstore-watch")
+        })
         .count()
 }
 
@@ -82,11 +89,18 @@ impl Resources {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let target = std::fs::read_link(e.path()).ok()?;
-                Some(format!("{}->{}", e.file_name().to_string_lossy(), target.display()))
+                Some(format!(
+                    "{}->{}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                ))
             })
             .collect();
         fds.sort();
-        Resources { fds, threads: watch_threads() }
+        Resources {
+            fds,
+            threads: watch_threads(),
+        }
     }
 
     /// Waits (briefly: threads finish exiting asynchronously) until the process is back to
@@ -132,12 +146,20 @@ impl Ctl {
 
     /// Blocks until the test calls [`OneShot::go`] (at most 30 s).
     pub fn wait_go(&self) {
-        let _ = self.go.lock().unwrap().recv_timeout(Duration::from_secs(30));
+        let _ = self
+            .go
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30));
     }
 
     /// Blocks until the test drops the server (at most 30 s), keeping the connection open.
     pub fn hold(&self) {
-        let _ = self.done.lock().unwrap().recv_timeout(Duration::from_secs(30));
+        let _ = self
+            .done
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30));
     }
 }
 
@@ -164,22 +186,38 @@ impl OneShot {
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = stopping.clone();
         let thread = std::thread::spawn(move || {
-            let Ok((s, _)) = listener.accept() else { return };
+            let Ok((s, _)) = listener.accept() else {
+                return;
+            };
             drop(listener);
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            let ctl = Ctl { to_test: Mutex::new(to_test), go: Mutex::new(go_rx), done: Mutex::new(done_rx) };
+            let ctl = Ctl {
+                to_test: Mutex::new(to_test),
+                go: Mutex::new(go_rx),
+                done: Mutex::new(done_rx),
+            };
             script(Peer { s }, &ctl);
         });
-        OneShot { path, signals, go, done: Some(done), stopping, thread: Some(thread), _dir: dir }
+        OneShot {
+            path,
+            signals,
+            go,
+            done: Some(done),
+            stopping,
+            thread: Some(thread),
+            _dir: dir,
+        }
     }
 
     /// Waits for the script's next `signal`.
     pub fn wait_signal(&self, limit: Duration) -> Instant {
         match self.signals.recv_timeout(limit) {
             Ok(t) => t,
-            Err(RecvTimeoutError::Timeout) => panic!("the scripted server did not reach its next step in {limit:?}"),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the scripted server did not reach its next step in {limit:?}")
+            }
             Err(RecvTimeoutError::Disconnected) => panic!("the scripted server ended early"),
         }
     }
@@ -244,10 +282,17 @@ impl RealDaemon {
         match kind {
             DaemonKind::Ours => {
                 let d = crate::common::Daemon::start(tag);
-                Ok(RealDaemon { kind, socket: d.socket.clone(), pid: d.pid() as libc::pid_t, ours: Some(d), rundir: None })
+                Ok(RealDaemon {
+                    kind,
+                    socket: d.socket.clone(),
+                    pid: d.pid() as libc::pid_t,
+                    ours: Some(d),
+                    rundir: None,
+                })
             }
             DaemonKind::C => {
-                let rundir = std::env::temp_dir().join(format!("xs-fault-{tag}-{}", std::process::id()));
+                let rundir =
+                    std::env::temp_dir().join(format!("xs-fault-{tag}-{}", std::process::id()));
                 let out = Command::new(repo().join("scripts/reference/daemon.sh"))
                     .args(["start", "cxenstored"])
                     .arg(&rundir)
@@ -262,7 +307,13 @@ impl RealDaemon {
                     .trim()
                     .parse()
                     .map_err(|e| format!("bad daemon.pid: {e}"))?;
-                Ok(RealDaemon { kind, socket, pid, ours: None, rundir: Some(rundir) })
+                Ok(RealDaemon {
+                    kind,
+                    socket,
+                    pid,
+                    ours: None,
+                    rundir: Some(rundir),
+                })
             }
         }
     }
@@ -283,11 +334,20 @@ impl RealDaemon {
         loop {
             let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
                 .ok()
-                .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).map(str::to_string));
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(str::to_string)
+                });
             if matches!(state.as_deref(), None | Some("Z") | Some("X")) {
                 return;
             }
-            assert!(Instant::now() < deadline, "daemon {} still alive after {limit:?}", self.pid);
+            assert!(
+                Instant::now() < deadline,
+                "daemon {} still alive after {limit:?}",
+                self.pid
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -326,7 +386,9 @@ unsafe impl Sync for Shared {}
 impl Shared {
     /// Opens a C handle on `path` (the safe API's open_path, handed to C as xs_open would).
     pub fn open(path: &std::ffi::OsString, flags: u64) -> Shared {
-        Shared(xenstore::ffi::into_raw(xenstore::client::Handle::open_path(path, flags).expect("open_path")))
+        Shared(xenstore::ffi::into_raw(
+            xenstore::client::Handle::open_path(path, flags).expect("open_path"),
+        ))
     }
 
     /// The pointer (a method, so that closures capture the whole `Shared`, which is Send).
@@ -383,19 +445,35 @@ impl Waiters {
         // SAFETY (every call here): `h` is a live handle and the strings are NUL-terminated.
         let fd = unsafe { xs_fileno(h.p()) };
         assert!(fd >= 0, "xs_fileno failed");
-        assert_eq!(unsafe { xs_check_watch(h.p()) }, std::ptr::null_mut(), "an event is already queued");
+        assert_eq!(
+            unsafe { xs_check_watch(h.p()) },
+            std::ptr::null_mut(),
+            "an event is already queued"
+        );
         let reader = std::thread::spawn(move || {
             let mut n = 0;
             let r = unsafe { xs_read_watch(h.p(), &mut n) };
             let e = errno_now();
             let ok = !r.is_null();
             unsafe { libc::free(r.cast()) };
-            Outcome { ok, errno: e, at: Instant::now() }
+            Outcome {
+                ok,
+                errno: e,
+                at: Instant::now(),
+            }
         });
         let poller = std::thread::spawn(move || {
-            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let r = unsafe { libc::poll(&mut p, 1, (WAKE_LIMIT.as_millis() * 4) as i32) };
-            Outcome { ok: r == 1, errno: 0, at: Instant::now() }
+            Outcome {
+                ok: r == 1,
+                errno: 0,
+                at: Instant::now(),
+            }
         });
         std::thread::sleep(Duration::from_millis(30));
         let requesters = (0..n)
@@ -407,16 +485,26 @@ impl Waiters {
                     let e = errno_now();
                     let ok = !r.is_null();
                     unsafe { libc::free(r) };
-                    Outcome { ok, errno: e, at: Instant::now() }
+                    Outcome {
+                        ok,
+                        errno: e,
+                        at: Instant::now(),
+                    }
                 })
             })
             .collect();
-        Waiters { requesters, reader, poller }
+        Waiters {
+            requesters,
+            reader,
+            poller,
+        }
     }
 
     /// None of the parked threads has returned yet.
     pub fn all_blocked(&self) -> bool {
-        !self.reader.is_finished() && !self.poller.is_finished() && self.requesters.iter().all(|t| !t.is_finished())
+        !self.reader.is_finished()
+            && !self.poller.is_finished()
+            && self.requesters.iter().all(|t| !t.is_finished())
     }
 
     /// Collects every thread (each must be done within WAKE_LIMIT) and checks: every request
@@ -426,7 +514,11 @@ impl Waiters {
         let join = |t: JoinHandle<Outcome>, what: &str| -> Outcome {
             let deadline = fault_at + WAKE_LIMIT;
             while !t.is_finished() {
-                assert!(Instant::now() < deadline, "{what} still blocked {} ms after the fault", WAKE_LIMIT.as_millis());
+                assert!(
+                    Instant::now() < deadline,
+                    "{what} still blocked {} ms after the fault",
+                    WAKE_LIMIT.as_millis()
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             t.join().expect("waiter panicked")
@@ -437,7 +529,12 @@ impl Waiters {
         for (i, t) in self.requesters.into_iter().enumerate() {
             let o = join(t, &format!("requester {i}"));
             assert!(!o.ok, "requester {i} got a reply from a broken connection");
-            assert!(req_errnos.contains(&o.errno), "requester {i}: errno {} not in {:?}", errname(o.errno), req_errnos.iter().map(|&e| errname(e)).collect::<Vec<_>>());
+            assert!(
+                req_errnos.contains(&o.errno),
+                "requester {i}: errno {} not in {:?}",
+                errname(o.errno),
+                req_errnos.iter().map(|&e| errname(e)).collect::<Vec<_>>()
+            );
             slowest = slowest.max(o.at.saturating_duration_since(fault_at));
             if !seen.contains(&o.errno) {
                 seen.push(o.errno);
@@ -445,14 +542,29 @@ impl Waiters {
         }
         let r = join(self.reader, "xs_read_watch");
         assert!(!r.ok, "xs_read_watch returned an event");
-        assert_eq!(r.errno, libc::EINVAL, "xs_read_watch errno {}", errname(r.errno));
+        assert_eq!(
+            r.errno,
+            libc::EINVAL,
+            "xs_read_watch errno {}",
+            errname(r.errno)
+        );
         slowest = slowest.max(r.at.saturating_duration_since(fault_at));
         let p = join(self.poller, "poll(xs_fileno)");
-        assert!(p.ok, "poll() on xs_fileno timed out: the poller was not woken");
+        assert!(
+            p.ok,
+            "poll() on xs_fileno timed out: the poller was not woken"
+        );
         slowest = slowest.max(p.at.saturating_duration_since(fault_at));
         let names: Vec<String> = seen.iter().map(|&e| errname(e)).collect();
-        let requests = if n > 0 { format!("{n} requests failed ({}), ", names.join("/")) } else { String::new() };
-        format!("{requests}xs_read_watch EINVAL, poller woken; all within {:.1} ms", slowest.as_secs_f64() * 1000.0)
+        let requests = if n > 0 {
+            format!("{n} requests failed ({}), ", names.join("/"))
+        } else {
+            String::new()
+        };
+        format!(
+            "{requests}xs_read_watch EINVAL, poller woken; all within {:.1} ms",
+            slowest.as_secs_f64() * 1000.0
+        )
     }
 }
 
@@ -466,14 +578,28 @@ pub fn expect_dead_then_close(h: Shared) -> String {
         let ev = xs_check_watch(h.p());
         let e = errno_now();
         assert!(ev.is_null(), "xs_check_watch returned an event");
-        assert!(e != libc::EAGAIN && e != 0, "xs_check_watch errno {} (EAGAIN would mean: try later)", errname(e));
+        assert!(
+            e != libc::EAGAIN && e != 0,
+            "xs_check_watch errno {} (EAGAIN would mean: try later)",
+            errname(e)
+        );
         let c = std::ffi::CString::new("/after").unwrap();
-        assert!(!xs_mkdir(h.p(), 0, c.as_ptr()), "a request succeeded on a dead connection");
+        assert!(
+            !xs_mkdir(h.p(), 0, c.as_ptr()),
+            "a request succeeded on a dead connection"
+        );
         let e2 = errno_now();
         assert_eq!(e2, libc::EBADF, "later request errno {}", errname(e2));
         e
     };
     let t = Instant::now();
-    run_for(Duration::from_secs(5), move || unsafe { xenstore::ffi::xs_close(h.p()) }).expect("xs_close hung");
-    format!("xs_check_watch {}, next request EBADF, xs_close {:.1} ms", errname(check_errno), t.elapsed().as_secs_f64() * 1000.0)
+    run_for(Duration::from_secs(5), move || unsafe {
+        xenstore::ffi::xs_close(h.p())
+    })
+    .expect("xs_close hung");
+    format!(
+        "xs_check_watch {}, next request EBADF, xs_close {:.1} ms",
+        errname(check_errno),
+        t.elapsed().as_secs_f64() * 1000.0
+    )
 }

@@ -10,9 +10,23 @@ fn introduce_release_and_queries() {
     let tool = h.conn(0);
     assert_eq!(h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["4"])), "F\0");
     assert_eq!(h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["0"])), "T\0");
-    assert_eq!(h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["32752"])), "T\0", "DOMID_SELF");
-    assert_eq!(h.ok(tool, T::XS_INTRODUCE, 0, &z(&["4", "-5", "17"])), "OK\0");
-    assert_eq!(h.s.take_introduced(), [Introduced { domid: 4, mfn: -5i64 as u64, port: 17 }]);
+    assert_eq!(
+        h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["32752"])),
+        "T\0",
+        "DOMID_SELF"
+    );
+    assert_eq!(
+        h.ok(tool, T::XS_INTRODUCE, 0, &z(&["4", "-5", "17"])),
+        "OK\0"
+    );
+    assert_eq!(
+        h.s.take_introduced(),
+        [Introduced {
+            domid: 4,
+            mfn: -5i64 as u64,
+            port: 17
+        }]
+    );
     assert!(h.s.is_introduced(4));
     assert_eq!(h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["4"])), "T\0");
     assert_eq!(h.ok(tool, T::XS_RESUME, 0, &z(&["4"])), "OK\0");
@@ -23,9 +37,15 @@ fn introduce_release_and_queries() {
     assert_eq!(h.err(tool, T::XS_RELEASE, 0, &z(&["4"])), "ENOENT");
     assert_eq!(h.err(tool, T::XS_RESUME, 0, &z(&["4"])), "ENOENT");
     assert_eq!(h.err(tool, T::XS_RELEASE, 0, &z(&["0"])), "EINVAL");
-    assert_eq!(h.err(tool, T::XS_INTRODUCE, 0, &z(&["4", "1", "0"])), "EINVAL");
+    assert_eq!(
+        h.err(tool, T::XS_INTRODUCE, 0, &z(&["4", "1", "0"])),
+        "EINVAL"
+    );
     assert_eq!(h.err(tool, T::XS_INTRODUCE, 0, &z(&["4", "1"])), "EINVAL");
-    assert_eq!(h.err(tool, T::XS_INTRODUCE, 0, &z(&["x", "1", "1"])), "EINVAL");
+    assert_eq!(
+        h.err(tool, T::XS_INTRODUCE, 0, &z(&["x", "1", "1"])),
+        "EINVAL"
+    );
     // Privileged only.
     let g = h.conn(4);
     for (ty, p) in [
@@ -63,7 +83,10 @@ fn release_removes_the_domains_nodes() {
     assert_eq!(h.read(tool, "/local/domain/3").unwrap_err(), "ENOENT");
     assert_eq!(h.read(tool, "/keep").unwrap(), "");
     assert_eq!(h.events(w), [ev("/local/domain/3", "w")]);
-    assert!(h.events(g).is_empty(), "the released domain's watches are gone");
+    assert!(
+        h.events(g).is_empty(),
+        "the released domain's watches are gone"
+    );
     assert_eq!(h.s.domains.nodes(3), 0);
     h.check();
 }
@@ -74,7 +97,8 @@ fn released_domids_lose_their_grants() {
     let tool = h.conn(0);
     h.ok(tool, T::XS_INTRODUCE, 0, &z(&["3", "1", "1"]));
     h.write(tool, "/backend/x", "");
-    h.set_perms(tool, "/backend/x", &["n0", "r3", "b4"]).unwrap();
+    h.set_perms(tool, "/backend/x", &["n0", "r3", "b4"])
+        .unwrap();
     h.set_perms(tool, "@releaseDomain", &["n0", "r3"]).unwrap();
     h.ok(tool, T::XS_RELEASE, 0, &z(&["3"]));
     assert_eq!(h.perms(tool, "/backend/x"), "n0\0b4\0");
@@ -87,11 +111,15 @@ fn released_domids_lose_their_grants() {
 
 #[test]
 fn keep_orphans_gives_nodes_to_dom0() {
-    let mut h = H::with(Config { keep_orphans: true, ..Config::default() });
+    let mut h = H::with(Config {
+        keep_orphans: true,
+        ..Config::default()
+    });
     let tool = h.conn(0);
     h.ok(tool, T::XS_INTRODUCE, 0, &z(&["3", "1", "1"]));
     h.write(tool, "/local/domain/3/x", "");
-    h.set_perms(tool, "/local/domain/3/x", &["n3", "r1"]).unwrap();
+    h.set_perms(tool, "/local/domain/3/x", &["n3", "r1"])
+        .unwrap();
     h.ok(tool, T::XS_RELEASE, 0, &z(&["3"]));
     assert_eq!(h.perms(tool, "/local/domain/3/x"), "n0\0r1\0");
     h.check();
@@ -120,7 +148,11 @@ fn node_quota() {
     assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["3", "nodes"])), "4\0");
     let g = h.conn(3);
     // It owns its home already: 3 more fit.
-    assert_eq!(h.err(g, T::XS_WRITE, 0, b"a/b/c/d\0"), "ENOSPC", "all or nothing");
+    assert_eq!(
+        h.err(g, T::XS_WRITE, 0, b"a/b/c/d\0"),
+        "ENOSPC",
+        "all or nothing"
+    );
     assert_eq!(h.read(tool, "/local/domain/3/a").unwrap_err(), "ENOENT");
     h.write(g, "a/b/c", "");
     assert_eq!(h.err(g, T::XS_MKDIR, 0, &z(&["x"])), "ENOSPC");
@@ -141,7 +173,11 @@ fn node_quota_in_transactions() {
     h.set_perms(tool, "/local/domain/3", &["n3"]).unwrap();
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "nodes", "3"]));
     let g = h.conn(3);
-    let tx: u32 = h.ok(g, T::XS_TRANSACTION_START, 0, b"\0").trim_end_matches('\0').parse().unwrap();
+    let tx: u32 = h
+        .ok(g, T::XS_TRANSACTION_START, 0, b"\0")
+        .trim_end_matches('\0')
+        .parse()
+        .unwrap();
     assert_eq!(h.ok(g, T::XS_WRITE, tx, b"a\0"), "OK\0");
     assert_eq!(h.ok(g, T::XS_WRITE, tx, b"b\0"), "OK\0");
     assert_eq!(h.err(g, T::XS_WRITE, tx, b"c\0"), "ENOSPC");
@@ -161,7 +197,11 @@ fn node_quota_rechecked_at_commit() {
     }
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "nodes", "4"]));
     let g = h.conn(3);
-    let tx: u32 = h.ok(g, T::XS_TRANSACTION_START, 0, b"\0").trim_end_matches('\0').parse().unwrap();
+    let tx: u32 = h
+        .ok(g, T::XS_TRANSACTION_START, 0, b"\0")
+        .trim_end_matches('\0')
+        .parse()
+        .unwrap();
     assert_eq!(h.ok(g, T::XS_WRITE, tx, b"p/x\0"), "OK\0");
     // No conflict (a different directory), but together they exceed the quota.
     h.write(g, "q/y", "");
@@ -186,12 +226,24 @@ fn size_permission_path_and_transaction_quotas() {
     assert_eq!(h.err(g, T::XS_WRITE, 0, &p), "ENOSPC");
     let mut big = b"/tool/big\0".to_vec();
     big.extend(vec![b'x'; 3000]);
-    assert_eq!(h.ok(tool, T::XS_WRITE, 0, &big), "OK\0", "domain 0 is exempt");
+    assert_eq!(
+        h.ok(tool, T::XS_WRITE, 0, &big),
+        "OK\0",
+        "domain 0 is exempt"
+    );
     // node-permissions.
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "node-size", "2048"]));
-    h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "node-permissions", "2"]));
+    h.ok(
+        tool,
+        T::XS_SET_QUOTA,
+        0,
+        &z(&["3", "node-permissions", "2"]),
+    );
     assert!(h.set_perms(g, "v", &["n3", "r1"]).is_ok());
-    assert_eq!(h.set_perms(g, "v", &["n3", "r1", "r2"]).unwrap_err(), "ENOSPC");
+    assert_eq!(
+        h.set_perms(g, "v", &["n3", "r1", "r2"]).unwrap_err(),
+        "ENOSPC"
+    );
     // path-max counts below /local/domain/<n>/.
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "path-max", "5"]));
     assert_eq!(h.ok(g, T::XS_WRITE, 0, b"abcde\0"), "OK\0");
@@ -204,15 +256,27 @@ fn size_permission_path_and_transaction_quotas() {
     assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&long[..2048]])), "ENOENT");
     let home = format!("/local/domain/7/{}", "a".repeat(2048));
     assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&home])), "ENOENT");
-    assert_eq!(h.err(tool, T::XS_READ, 0, &z(&[&format!("{home}b")])), "EINVAL");
+    assert_eq!(
+        h.err(tool, T::XS_READ, 0, &z(&[&format!("{home}b")])),
+        "EINVAL"
+    );
     // transactions.
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "transactions", "1"]));
     h.ok(g, T::XS_TRANSACTION_START, 0, b"\0");
     assert_eq!(h.err(g, T::XS_TRANSACTION_START, 0, b"\0"), "ENOSPC");
     // transaction-nodes.
     h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "transactions", "5"]));
-    h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["3", "transaction-nodes", "2"]));
-    let tx: u32 = h.ok(g, T::XS_TRANSACTION_START, 0, b"\0").trim_end_matches('\0').parse().unwrap();
+    h.ok(
+        tool,
+        T::XS_SET_QUOTA,
+        0,
+        &z(&["3", "transaction-nodes", "2"]),
+    );
+    let tx: u32 = h
+        .ok(g, T::XS_TRANSACTION_START, 0, b"\0")
+        .trim_end_matches('\0')
+        .parse()
+        .unwrap();
     h.ok(g, T::XS_READ, tx, b"v\0");
     h.ok(g, T::XS_READ, tx, b"abcde\0");
     assert_eq!(h.err(g, T::XS_READ, tx, &z(&["/local/domain/3"])), "ENOSPC");
@@ -229,17 +293,31 @@ fn get_and_set_quota() {
         "nodes watches outstanding transactions transaction-nodes node-permissions path-max node-size\0"
     );
     assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["watches"])), "128\0");
-    assert_eq!(h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["watches", "5"])), "OK\0");
+    assert_eq!(
+        h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["watches", "5"])),
+        "OK\0"
+    );
     assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["watches"])), "5\0");
     // New domains start from the global values; known ones keep theirs.
     assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["9", "watches"])), "5\0");
-    assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["0", "watches"])), "128\0");
-    assert_eq!(h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["9", "watches", "0"])), "OK\0");
+    assert_eq!(
+        h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["0", "watches"])),
+        "128\0"
+    );
+    assert_eq!(
+        h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["9", "watches", "0"])),
+        "OK\0"
+    );
     assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["9", "watches"])), "0\0");
     for bad in [z(&["memory"]), z(&["1", "2", "3"])] {
         assert_eq!(h.err(tool, T::XS_GET_QUOTA, 0, &bad), "EINVAL");
     }
-    for bad in [z(&["nodes"]), z(&["nodes", "x"]), z(&["nope", "1"]), z(&["x", "nodes", "1"])] {
+    for bad in [
+        z(&["nodes"]),
+        z(&["nodes", "x"]),
+        z(&["nope", "1"]),
+        z(&["x", "nodes", "1"]),
+    ] {
         assert_eq!(h.err(tool, T::XS_SET_QUOTA, 0, &bad), "EINVAL");
     }
     // The transports' share: the outstanding quota.
@@ -258,11 +336,17 @@ fn features() {
     let tool = h.conn(0);
     let all = h.s.cfg.features;
     assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, b""), format!("{all}\0"));
-    assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["5"])), format!("{all}\0"));
+    assert_eq!(
+        h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["5"])),
+        format!("{all}\0")
+    );
     assert_eq!(h.ok(tool, T::XS_SET_FEATURE, 0, &z(&["5", "1"])), "OK\0");
     assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["5"])), "1\0");
     assert_eq!(h.s.domain_features(5), 1);
-    assert_eq!(h.err(tool, T::XS_SET_FEATURE, 0, &z(&["5", "1024"])), "EINVAL");
+    assert_eq!(
+        h.err(tool, T::XS_SET_FEATURE, 0, &z(&["5", "1024"])),
+        "EINVAL"
+    );
     h.ok(tool, T::XS_INTRODUCE, 0, &z(&["5", "1", "1"]));
     assert_eq!(h.err(tool, T::XS_SET_FEATURE, 0, &z(&["5", "0"])), "EBUSY");
     // A domain reads its own features, not others'.

@@ -27,8 +27,17 @@ fn decode(m: &[u8]) -> Msg {
     let mut h = [0u8; HEADER_LEN];
     h.copy_from_slice(&m[..HEADER_LEN]);
     let h = Header::parse(&h).expect("engine produced a bad header");
-    assert_eq!(h.len as usize, m.len() - HEADER_LEN, "header length matches payload");
-    Msg { ty: h.ty, req_id: h.req_id, tx_id: h.tx_id, payload: m[HEADER_LEN..].to_vec() }
+    assert_eq!(
+        h.len as usize,
+        m.len() - HEADER_LEN,
+        "header length matches payload"
+    );
+    Msg {
+        ty: h.ty,
+        req_id: h.req_id,
+        tx_id: h.tx_id,
+        payload: m[HEADER_LEN..].to_vec(),
+    }
 }
 
 pub(super) struct H {
@@ -54,7 +63,11 @@ impl H {
     }
 
     pub fn with(cfg: Config) -> H {
-        H { s: Store::new(cfg), next_req: 100, events: HashMap::new() }
+        H {
+            s: Store::new(cfg),
+            next_req: 100,
+            events: HashMap::new(),
+        }
     }
 
     pub fn conn(&mut self, domid: u32) -> ConnId {
@@ -69,7 +82,9 @@ impl H {
         let mut h = [0u8; HEADER_LEN];
         h.copy_from_slice(&msg[..HEADER_LEN]);
         let hdr = Header::parse(&h).unwrap();
-        self.s.handle(c, &hdr, &msg[HEADER_LEN..]).expect("not fatal");
+        self.s
+            .handle(c, &hdr, &msg[HEADER_LEN..])
+            .expect("not fatal");
         let mut out = Vec::new();
         while let Some(m) = self.s.pop_output(c) {
             out.push(decode(&m));
@@ -79,14 +94,23 @@ impl H {
 
     /// Sends a request; returns the reply payload or the error name. Watch events queued
     /// before or after it are kept for `events`.
-    pub fn call(&mut self, c: ConnId, ty: MsgType, tx: u32, payload: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn call(
+        &mut self,
+        c: ConnId,
+        ty: MsgType,
+        tx: u32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let msgs = self.raw(c, ty, tx, payload);
         let req = self.next_req;
         let mut reply = None;
         for m in msgs {
             if m.ty == T::XS_WATCH_EVENT as u32 {
                 assert_eq!((m.req_id, m.tx_id), (0, 0), "events carry no ids");
-                self.events.entry(c).or_default().push(split_event(&m.payload));
+                self.events
+                    .entry(c)
+                    .or_default()
+                    .push(split_event(&m.payload));
             } else {
                 assert!(reply.is_none(), "one reply per request");
                 assert_eq!(m.req_id, req, "reply echoes req_id");
@@ -96,7 +120,10 @@ impl H {
         }
         let m = reply.expect("a reply");
         if m.ty == T::XS_ERROR as u32 {
-            let name = m.payload.strip_suffix(b"\0").expect("error names end in NUL");
+            let name = m
+                .payload
+                .strip_suffix(b"\0")
+                .expect("error names end in NUL");
             return Err(String::from_utf8(name.to_vec()).unwrap());
         }
         assert_eq!(m.ty, ty as u32, "reply type is the request type");
@@ -113,7 +140,11 @@ impl H {
 
     pub fn err(&mut self, c: ConnId, ty: MsgType, tx: u32, payload: &[u8]) -> String {
         match self.call(c, ty, tx, payload) {
-            Ok(p) => panic!("{ty:?} {:?} succeeded: {:?}", String::from_utf8_lossy(payload), p),
+            Ok(p) => panic!(
+                "{ty:?} {:?} succeeded: {:?}",
+                String::from_utf8_lossy(payload),
+                p
+            ),
             Err(e) => e,
         }
     }
@@ -125,7 +156,8 @@ impl H {
     }
 
     pub fn read(&mut self, c: ConnId, path: &str) -> Result<String, String> {
-        self.call(c, T::XS_READ, 0, &z(&[path])).map(|v| String::from_utf8(v).unwrap())
+        self.call(c, T::XS_READ, 0, &z(&[path]))
+            .map(|v| String::from_utf8(v).unwrap())
     }
 
     pub fn dir(&mut self, c: ConnId, path: &str) -> Vec<String> {
@@ -152,7 +184,10 @@ impl H {
         while let Some(m) = self.s.pop_output(c) {
             let m = decode(&m);
             assert_eq!(m.ty, T::XS_WATCH_EVENT as u32, "only events arrive unasked");
-            self.events.entry(c).or_default().push(split_event(&m.payload));
+            self.events
+                .entry(c)
+                .or_default()
+                .push(split_event(&m.payload));
         }
         self.events.remove(&c).unwrap_or_default()
     }
@@ -198,7 +233,10 @@ fn read_write_mkdir_rm_and_reply_formats() {
     let mut p = z(&["/a/b/c"]);
     p.extend_from_slice(b"bin\0ary");
     assert_eq!(h.ok(c, T::XS_WRITE, 0, &p), "OK\0");
-    assert_eq!(h.call(c, T::XS_READ, 0, &z(&["/a/b/c"])).unwrap(), b"bin\0ary");
+    assert_eq!(
+        h.call(c, T::XS_READ, 0, &z(&["/a/b/c"])).unwrap(),
+        b"bin\0ary"
+    );
     assert_eq!(h.read(c, "/a/b").unwrap(), "");
     // Empty values are fine.
     h.write(c, "/a/empty", "");
@@ -242,10 +280,18 @@ fn bad_requests() {
     assert_eq!(h.err(c, T::XS_WRITE, 0, &z(&[&long])), "EINVAL");
     // Unknown and reply-only types.
     for ty in [20u32, 27, 1000] {
-        let hdr = Header { ty, req_id: 9, tx_id: 0, len: 0 };
+        let hdr = Header {
+            ty,
+            req_id: 9,
+            tx_id: 0,
+            len: 0,
+        };
         h.s.handle(c, &hdr, b"").unwrap();
         let m = decode(&h.s.pop_output(c).unwrap());
-        assert_eq!((m.ty, m.req_id, m.payload.as_slice()), (T::XS_ERROR as u32, 9, &b"ENOSYS\0"[..]));
+        assert_eq!(
+            (m.ty, m.req_id, m.payload.as_slice()),
+            (T::XS_ERROR as u32, 9, &b"ENOSYS\0"[..])
+        );
     }
     assert_eq!(h.err(c, T::XS_WATCH_EVENT, 0, &z(&["/a", "t"])), "ENOSYS");
     assert_eq!(h.err(c, T::XS_ERROR, 0, b""), "ENOSYS");
@@ -262,7 +308,10 @@ fn fatal_cases_close_the_connection() {
     let hdr = Header::new(T::XS_READ, 1, 0, 3);
     assert!(h.s.handle(c, &hdr, b"/a\0\0").is_err(), "length mismatch");
     h.s.disconnect(c);
-    assert!(h.s.handle(c, &Header::new(T::XS_READ, 1, 0, 2), b"/\0").is_err());
+    assert!(h
+        .s
+        .handle(c, &Header::new(T::XS_READ, 1, 0, 2), b"/\0")
+        .is_err());
     assert!(h.s.pop_output(c).is_none());
 }
 
@@ -281,7 +330,10 @@ fn relative_paths_resolve_under_the_domain_home() {
     // Domain 0's relative paths live under /local/domain/0.
     h.write(d0, "rel", "zero");
     assert_eq!(h.read(d0, "/local/domain/0/rel").unwrap(), "zero");
-    assert_eq!(h.ok(d5, T::XS_GET_DOMAIN_PATH, 0, &z(&["7"])), "/local/domain/7\0");
+    assert_eq!(
+        h.ok(d5, T::XS_GET_DOMAIN_PATH, 0, &z(&["7"])),
+        "/local/domain/7\0"
+    );
     assert_eq!(h.err(d5, T::XS_GET_DOMAIN_PATH, 0, &z(&["x"])), "EINVAL");
     h.check();
 }
@@ -300,16 +352,25 @@ fn directory_part_pages_with_generation() {
     let mut off = 0;
     let mut gen = None;
     loop {
-        let p = h.call(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", &off.to_string()])).unwrap();
+        let p = h
+            .call(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", &off.to_string()]))
+            .unwrap();
         assert!(p.len() <= 4096);
         let nul = p.iter().position(|&b| b == 0).unwrap();
         let g = String::from_utf8(p[..nul].to_vec()).unwrap();
-        assert!(gen.get_or_insert(g.clone()) == &g, "generation stable while unchanged");
+        assert!(
+            gen.get_or_insert(g.clone()) == &g,
+            "generation stable while unchanged"
+        );
         let body = &p[nul + 1..];
         let done = body.ends_with(b"\0\0") || body == b"\0";
         let body = if done { &body[..body.len() - 1] } else { body };
         off += body.len();
-        got.extend(body.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8(s.to_vec()).unwrap()));
+        got.extend(
+            body.split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8(s.to_vec()).unwrap()),
+        );
         if done {
             break;
         }
@@ -317,12 +378,21 @@ fn directory_part_pages_with_generation() {
     assert_eq!(got, names);
     // Past the end: just the generation and an empty list.
     let g = gen.unwrap();
-    assert_eq!(h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])), format!("{g}\0\0"));
+    assert_eq!(
+        h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])),
+        format!("{g}\0\0")
+    );
     // A change to the children changes the generation; a change below them does not.
     h.write(c, &format!("/big/{}", names[0]), "value");
-    assert_eq!(h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])), format!("{g}\0\0"));
+    assert_eq!(
+        h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])),
+        format!("{g}\0\0")
+    );
     h.write(c, "/big/new", "");
-    assert_ne!(h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])), format!("{g}\0\0"));
+    assert_ne!(
+        h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/big", "999999"])),
+        format!("{g}\0\0")
+    );
     assert_eq!(h.err(c, T::XS_DIRECTORY_PART, 0, &z(&["/big"])), "EINVAL");
 }
 
@@ -338,13 +408,27 @@ fn control_commands() {
     assert_eq!(h.ok(c, T::XS_CONTROL, 0, &z(&["print", "hello"])), "OK\0");
     let q = h.ok(c, T::XS_CONTROL, 0, &z(&["quota"]));
     assert!(q.starts_with("Quota settings:\n"));
-    assert!(q.contains("nodes            :     1000 Nodes per domain\n"), "{q}");
-    assert_eq!(h.ok(c, T::XS_CONTROL, 0, &z(&["quota", "set", "nodes", "7"])), "OK\0");
+    assert!(
+        q.contains("nodes            :     1000 Nodes per domain\n"),
+        "{q}"
+    );
+    assert_eq!(
+        h.ok(c, T::XS_CONTROL, 0, &z(&["quota", "set", "nodes", "7"])),
+        "OK\0"
+    );
     assert_eq!(h.ok(c, T::XS_GET_QUOTA, 0, &z(&["nodes"])), "7\0");
-    assert_eq!(h.err(c, T::XS_CONTROL, 0, &z(&["quota", "set", "nodes", "0"])), "EINVAL");
+    assert_eq!(
+        h.err(c, T::XS_CONTROL, 0, &z(&["quota", "set", "nodes", "0"])),
+        "EINVAL"
+    );
     let d0 = h.ok(c, T::XS_CONTROL, 0, &z(&["quota", "0"]));
-    assert!(d0.starts_with("Domain 0:\nnodes            :        5 (max "), "{d0}");
-    assert!(h.ok(c, T::XS_CONTROL, 0, &z(&["quota", "max"])).starts_with("Max. seen"));
+    assert!(
+        d0.starts_with("Domain 0:\nnodes            :        5 (max "),
+        "{d0}"
+    );
+    assert!(h
+        .ok(c, T::XS_CONTROL, 0, &z(&["quota", "max"]))
+        .starts_with("Max. seen"));
     assert_eq!(h.err(c, T::XS_CONTROL, 0, &z(&["frobnicate"])), "EINVAL");
     assert_eq!(h.err(c, T::XS_CONTROL, 0, b""), "EINVAL");
     let u = h.conn(3);
@@ -374,13 +458,15 @@ fn dirty_lists_connections_with_new_output() {
     let msg = encode(T::XS_WRITE, 1, 0, b"/w/x\0v");
     let mut hd = [0u8; HEADER_LEN];
     hd.copy_from_slice(&msg[..HEADER_LEN]);
-    h.s.handle(a, &Header::parse(&hd).unwrap(), &msg[HEADER_LEN..]).unwrap();
+    h.s.handle(a, &Header::parse(&hd).unwrap(), &msg[HEADER_LEN..])
+        .unwrap();
     let mut d = h.s.take_dirty();
     d.sort();
     assert_eq!(d, vec![a, b]);
     assert!(h.s.take_dirty().is_empty());
     // The appending form: same list, dropped connections left out, nothing listed twice.
-    h.s.handle(a, &Header::parse(&hd).unwrap(), &msg[HEADER_LEN..]).unwrap();
+    h.s.handle(a, &Header::parse(&hd).unwrap(), &msg[HEADER_LEN..])
+        .unwrap();
     h.s.disconnect(b);
     let mut out = vec![ConnId(999)];
     h.s.take_dirty_into(&mut out);

@@ -55,13 +55,20 @@ fn new_nodes_inherit_and_the_creator_owns_them() {
     h.write(tool, "/local/domain/3/bytool", "");
     assert_eq!(h.perms(tool, "/local/domain/3/bytool"), "n3\0r7\0");
     // Writing over a node keeps its permissions.
-    h.set_perms(tool, "/local/domain/3/data/x", &["n3", "b9"]).unwrap();
+    h.set_perms(tool, "/local/domain/3/data/x", &["n3", "b9"])
+        .unwrap();
     h.write(tool, "/local/domain/3/data/x", "2");
     assert_eq!(h.perms(tool, "/local/domain/3/data/x"), "n3\0b9\0");
     // Creating needs write access to the nearest existing ancestor.
     let other = h.conn(4);
-    assert_eq!(h.err(other, T::XS_WRITE, 0, b"/local/domain/3/x/y\0v"), "EACCES");
-    assert_eq!(h.err(other, T::XS_MKDIR, 0, &z(&["/local/domain/3/x"])), "EACCES");
+    assert_eq!(
+        h.err(other, T::XS_WRITE, 0, b"/local/domain/3/x/y\0v"),
+        "EACCES"
+    );
+    assert_eq!(
+        h.err(other, T::XS_MKDIR, 0, &z(&["/local/domain/3/x"])),
+        "EACCES"
+    );
     h.check();
 }
 
@@ -79,12 +86,25 @@ fn owner_changes_and_set_perms_rights() {
     h.set_perms(tool, "/local/domain/3/n", &["n5"]).unwrap();
     assert_eq!(h.perms(tool, "/local/domain/3/n"), "n5\0");
     // Write access without ownership is not enough.
-    h.set_perms(tool, "/local/domain/3/n", &["n5", "b3"]).unwrap();
-    assert_eq!(h.set_perms(g, "n", &["n5", "b3", "r1"]).unwrap_err(), "EACCES");
+    h.set_perms(tool, "/local/domain/3/n", &["n5", "b3"])
+        .unwrap();
+    assert_eq!(
+        h.set_perms(g, "n", &["n5", "b3", "r1"]).unwrap_err(),
+        "EACCES"
+    );
     // Malformed lists.
-    assert_eq!(h.set_perms(tool, "/local/domain/3/n", &["x5"]).unwrap_err(), "EINVAL");
-    assert_eq!(h.err(tool, T::XS_SET_PERMS, 0, &z(&["/local/domain/3/n"])), "EINVAL");
-    assert_eq!(h.set_perms(tool, "/missing", &["n0"]).unwrap_err(), "ENOENT");
+    assert_eq!(
+        h.set_perms(tool, "/local/domain/3/n", &["x5"]).unwrap_err(),
+        "EINVAL"
+    );
+    assert_eq!(
+        h.err(tool, T::XS_SET_PERMS, 0, &z(&["/local/domain/3/n"])),
+        "EINVAL"
+    );
+    assert_eq!(
+        h.set_perms(tool, "/missing", &["n0"]).unwrap_err(),
+        "ENOENT"
+    );
     h.check();
 }
 
@@ -134,15 +154,29 @@ fn special_node_permissions() {
     let mut h = H::new();
     let tool = h.conn(0);
     let g = h.conn(3);
-    assert_eq!(h.err(g, T::XS_GET_PERMS, 0, &z(&["@releaseDomain"])), "EACCES");
+    assert_eq!(
+        h.err(g, T::XS_GET_PERMS, 0, &z(&["@releaseDomain"])),
+        "EACCES"
+    );
     h.set_perms(tool, "@releaseDomain", &["n0", "r3"]).unwrap();
     assert_eq!(h.perms(g, "@releaseDomain"), "n0\0r3\0");
-    assert_eq!(h.set_perms(g, "@releaseDomain", &["n3"]).unwrap_err(), "EACCES");
+    assert_eq!(
+        h.set_perms(g, "@releaseDomain", &["n3"]).unwrap_err(),
+        "EACCES"
+    );
     // Other `@` names are invalid paths, for everybody and both operations.
     for who in [tool, g] {
         for name in ["@other", "@releaseDomain/3", "@"] {
-            assert_eq!(h.err(who, T::XS_GET_PERMS, 0, &z(&[name])), "EINVAL", "{name}");
-            assert_eq!(h.set_perms(who, name, &["n0"]).unwrap_err(), "EINVAL", "{name}");
+            assert_eq!(
+                h.err(who, T::XS_GET_PERMS, 0, &z(&[name])),
+                "EINVAL",
+                "{name}"
+            );
+            assert_eq!(
+                h.set_perms(who, name, &["n0"]).unwrap_err(),
+                "EINVAL",
+                "{name}"
+            );
         }
     }
     h.check();
@@ -154,15 +188,26 @@ fn reserved_owner_is_refused_before_the_path() {
     let tool = h.conn(0);
     h.write(tool, "/r", "v");
     for owner in ["n32752", "n65535", "n70000", "n4294967295"] {
-        assert_eq!(h.set_perms(tool, "/r", &[owner]).unwrap_err(), "ENOENT", "{owner}");
+        assert_eq!(
+            h.set_perms(tool, "/r", &[owner]).unwrap_err(),
+            "ENOENT",
+            "{owner}"
+        );
         // Even for a path that is malformed or names a special node.
         assert_eq!(h.set_perms(tool, "//r", &[owner]).unwrap_err(), "ENOENT");
-        assert_eq!(h.set_perms(tool, "@introduceDomain", &[owner]).unwrap_err(), "ENOENT");
+        assert_eq!(
+            h.set_perms(tool, "@introduceDomain", &[owner]).unwrap_err(),
+            "ENOENT"
+        );
     }
     // Reserved ids are fine in the other entries, and the highest real domid as owner.
-    h.set_perms(tool, "/r", &["n32751", "r32752", "w70000"]).unwrap();
+    h.set_perms(tool, "/r", &["n32751", "r32752", "w70000"])
+        .unwrap();
     assert_eq!(h.perms(tool, "/r"), "n32751\0r32752\0w70000\0");
     // Malformed entries are EINVAL first.
-    assert_eq!(h.set_perms(tool, "/r", &["n70000", "x1"]).unwrap_err(), "EINVAL");
+    assert_eq!(
+        h.set_perms(tool, "/r", &["n70000", "x1"]).unwrap_err(),
+        "EINVAL"
+    );
     h.check();
 }

@@ -16,11 +16,17 @@ fn twrite(h: &mut H, c: super::ConnId, tx: u32, p: &str, v: &str) {
 }
 
 fn tread(h: &mut H, c: super::ConnId, tx: u32, p: &str) -> Result<String, String> {
-    h.call(c, T::XS_READ, tx, &z(&[p])).map(|v| String::from_utf8(v).unwrap())
+    h.call(c, T::XS_READ, tx, &z(&[p]))
+        .map(|v| String::from_utf8(v).unwrap())
 }
 
 fn end(h: &mut H, c: super::ConnId, tx: u32, commit: bool) -> Result<Vec<u8>, String> {
-    h.call(c, T::XS_TRANSACTION_END, tx, &z(&[if commit { "T" } else { "F" }]))
+    h.call(
+        c,
+        T::XS_TRANSACTION_END,
+        tx,
+        &z(&[if commit { "T" } else { "F" }]),
+    )
 }
 
 #[test]
@@ -34,7 +40,11 @@ fn isolation_and_commit() {
     twrite(&mut h, c, tx, "/a", "new");
     twrite(&mut h, c, tx, "/b/c", "created");
     assert_eq!(tread(&mut h, c, tx, "/a").unwrap(), "new");
-    assert_eq!(h.read(other, "/a").unwrap(), "old", "invisible outside before commit");
+    assert_eq!(
+        h.read(other, "/a").unwrap(),
+        "old",
+        "invisible outside before commit"
+    );
     assert_eq!(h.read(other, "/b/c").unwrap_err(), "ENOENT");
     assert_eq!(end(&mut h, c, tx, true).unwrap(), b"OK\0");
     assert_eq!(h.read(other, "/a").unwrap(), "new");
@@ -72,7 +82,11 @@ fn unrelated_write_does_not_conflict() {
     h.write(other, "/y/new", "n");
     assert_eq!(end(&mut h, c, tx, true).unwrap(), b"OK\0");
     assert_eq!(h.read(c, "/x/a").unwrap(), "2");
-    assert_eq!(h.read(c, "/y/b").unwrap(), "changed", "concurrent write survives the commit");
+    assert_eq!(
+        h.read(c, "/y/b").unwrap(),
+        "changed",
+        "concurrent write survives the commit"
+    );
     assert_eq!(h.read(c, "/y/new").unwrap(), "n");
     h.check();
 }
@@ -89,8 +103,16 @@ fn conflicts_give_eagain() {
     twrite(&mut h, c, tx, "/elsewhere", "x");
     h.write(o, "/r", "2");
     assert_eq!(end(&mut h, c, tx, true).unwrap_err(), "EAGAIN");
-    assert_eq!(h.read(c, "/elsewhere").unwrap_err(), "ENOENT", "nothing applied");
-    assert_eq!(tread(&mut h, c, tx, "/r").unwrap_err(), "ENOENT", "transaction ended");
+    assert_eq!(
+        h.read(c, "/elsewhere").unwrap_err(),
+        "ENOENT",
+        "nothing applied"
+    );
+    assert_eq!(
+        tread(&mut h, c, tx, "/r").unwrap_err(),
+        "ENOENT",
+        "transaction ended"
+    );
 
     // Concurrent write to a node the transaction wrote.
     let tx = start(&mut h, c);
@@ -188,7 +210,11 @@ fn watch_events_only_at_commit() {
     let got = h.events(w);
     assert!(got.contains(&ev("/t/a", "tok")), "{got:?}");
     assert!(got.contains(&ev("/t/gone", "tok")), "{got:?}");
-    assert_eq!(got.iter().filter(|e| e.0 == "/t/a").count(), 1, "one event per node");
+    assert_eq!(
+        got.iter().filter(|e| e.0 == "/t/a").count(),
+        1,
+        "one event per node"
+    );
     // Aborted or failed transactions fire nothing.
     let tx = start(&mut h, c);
     twrite(&mut h, c, tx, "/t/b", "1");
@@ -258,5 +284,9 @@ fn generation_inside_transaction() {
     let inside = h.ok(c, T::XS_DIRECTORY_PART, tx, &z(&["/g", "0"]));
     assert!(inside.ends_with("a\0b\0\0"), "{inside:?}");
     assert_ne!(inside.split('\0').next(), before.split('\0').next());
-    assert_eq!(h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/g", "0"])), before, "outside unchanged");
+    assert_eq!(
+        h.ok(c, T::XS_DIRECTORY_PART, 0, &z(&["/g", "0"])),
+        before,
+        "outside unchanged"
+    );
 }

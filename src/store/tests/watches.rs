@@ -69,8 +69,15 @@ fn removal_events() {
     // The watcher of a removed child sees its own path; ancestors see the removed top.
     assert!(got.contains(&ev("/r/a/b", "deep")), "{got:?}");
     assert!(got.contains(&ev("/r/a", "root")), "{got:?}");
-    assert_eq!(got.iter().filter(|e| e.1 == "root").count(), 1, "one event for the subtree watcher");
-    assert!(!got.iter().any(|e| e.1 == "never"), "no node there, no event (as in C)");
+    assert_eq!(
+        got.iter().filter(|e| e.1 == "root").count(),
+        1,
+        "one event for the subtree watcher"
+    );
+    assert!(
+        !got.iter().any(|e| e.1 == "never"),
+        "no node there, no event (as in C)"
+    );
     // Removing a node that does not exist fires nothing.
     h.ok(c, T::XS_RM, 0, &z(&["/r/a"]));
     assert!(h.events(w).is_empty());
@@ -86,12 +93,24 @@ fn relative_watches_report_relative_paths() {
     let d = h.conn(4);
     h.watch(d, "dev", "rel");
     h.watch(d, "/local/domain/4/dev", "abs");
-    assert_eq!(h.events(d), [ev("dev", "rel"), ev("/local/domain/4/dev", "abs")]);
+    assert_eq!(
+        h.events(d),
+        [ev("dev", "rel"), ev("/local/domain/4/dev", "abs")]
+    );
     h.write(d0, "/local/domain/4/dev/x", "1");
-    assert_eq!(h.events(d), [ev("dev/x", "rel"), ev("/local/domain/4/dev/x", "abs")]);
+    assert_eq!(
+        h.events(d),
+        [ev("dev/x", "rel"), ev("/local/domain/4/dev/x", "abs")]
+    );
     // A relative and an absolute spelling of the same watch are the same watch.
-    assert_eq!(h.err(d, T::XS_WATCH, 0, &z(&["/local/domain/4/dev", "rel"])), "EEXIST");
-    assert_eq!(h.ok(d, T::XS_UNWATCH, 0, &z(&["/local/domain/4/dev", "rel"])), "OK\0");
+    assert_eq!(
+        h.err(d, T::XS_WATCH, 0, &z(&["/local/domain/4/dev", "rel"])),
+        "EEXIST"
+    );
+    assert_eq!(
+        h.ok(d, T::XS_UNWATCH, 0, &z(&["/local/domain/4/dev", "rel"])),
+        "OK\0"
+    );
     h.check();
 }
 
@@ -139,7 +158,10 @@ fn depth_parameter() {
     assert_eq!(h.err(w, T::XS_WATCH, 0, &z(&["/d", "bad", "-1"])), "EINVAL");
     assert_eq!(h.err(w, T::XS_WATCH, 0, &z(&["/d", "bad", "x"])), "EINVAL");
     // Without the feature, a third argument is refused.
-    let mut h = H::with(Config { features: 0, ..Config::default() });
+    let mut h = H::with(Config {
+        features: 0,
+        ..Config::default()
+    });
     let w = h.conn(0);
     assert_eq!(h.err(w, T::XS_WATCH, 0, &z(&["/d", "t", "1"])), "EINVAL");
 }
@@ -151,12 +173,21 @@ fn special_watches() {
     let tool = h.conn(0);
     h.watch(w, "@introduceDomain", "intro");
     h.watch(w, "@releaseDomain", "rel");
-    assert_eq!(h.ok(w, T::XS_WATCH, 0, &z(&["@releaseDomain", "reldepth", "1"])), "OK\0");
+    assert_eq!(
+        h.ok(w, T::XS_WATCH, 0, &z(&["@releaseDomain", "reldepth", "1"])),
+        "OK\0"
+    );
     h.watch(w, "@releaseDomain/7", "rel7");
     h.events(w);
-    assert_eq!(h.ok(tool, T::XS_INTRODUCE, 0, &z(&["7", "1234", "3"])), "OK\0");
+    assert_eq!(
+        h.ok(tool, T::XS_INTRODUCE, 0, &z(&["7", "1234", "3"])),
+        "OK\0"
+    );
     assert_eq!(h.events(w), [ev("@introduceDomain", "intro")]);
-    assert_eq!(h.ok(tool, T::XS_INTRODUCE, 0, &z(&["8", "1234", "3"])), "OK\0");
+    assert_eq!(
+        h.ok(tool, T::XS_INTRODUCE, 0, &z(&["8", "1234", "3"])),
+        "OK\0"
+    );
     h.events(w);
     // Re-introducing does not fire again.
     h.ok(tool, T::XS_INTRODUCE, 0, &z(&["7", "1234", "4"]));
@@ -164,10 +195,20 @@ fn special_watches() {
     assert_eq!(h.ok(tool, T::XS_RELEASE, 0, &z(&["7"])), "OK\0");
     assert_eq!(
         h.events(w),
-        [ev("@releaseDomain", "rel"), ev("@releaseDomain/7", "reldepth"), ev("@releaseDomain/7", "rel7")]
+        [
+            ev("@releaseDomain", "rel"),
+            ev("@releaseDomain/7", "reldepth"),
+            ev("@releaseDomain/7", "rel7")
+        ]
     );
     h.ok(tool, T::XS_RELEASE, 0, &z(&["8"]));
-    assert_eq!(h.events(w), [ev("@releaseDomain", "rel"), ev("@releaseDomain/8", "reldepth")]);
+    assert_eq!(
+        h.events(w),
+        [
+            ev("@releaseDomain", "rel"),
+            ev("@releaseDomain/8", "reldepth")
+        ]
+    );
     // Ordinary writes never reach special watches, and a watch on "/" never sees specials.
     let r = h.conn(0);
     h.watch(r, "/", "root");
@@ -183,7 +224,11 @@ fn special_events_need_read_access_to_the_special_node() {
     let tool = h.conn(0);
     let guest = h.conn(5);
     h.watch(guest, "@releaseDomain", "g");
-    assert_eq!(h.events(guest), [ev("@releaseDomain", "g")], "the initial event is unconditional");
+    assert_eq!(
+        h.events(guest),
+        [ev("@releaseDomain", "g")],
+        "the initial event is unconditional"
+    );
     h.ok(tool, T::XS_INTRODUCE, 0, &z(&["6", "1", "1"]));
     h.ok(tool, T::XS_RELEASE, 0, &z(&["6"]));
     assert!(h.events(guest).is_empty());
@@ -207,7 +252,10 @@ fn events_only_for_readable_nodes() {
     h.watch(guest, "/p", "g");
     h.events(guest);
     h.write(tool, "/p/secret", "x");
-    assert!(h.events(guest).is_empty(), "neither node nor parent readable");
+    assert!(
+        h.events(guest).is_empty(),
+        "neither node nor parent readable"
+    );
     h.write(tool, "/p/open", "x");
     assert_eq!(h.events(guest), [ev("/p/open", "g")]);
     // A child of a readable node is reported even if the child itself is not readable.
@@ -229,7 +277,10 @@ fn events_only_for_readable_nodes() {
 
 #[test]
 fn queued_events_are_bounded() {
-    let mut h = H::with(Config { max_queued_events: 10, ..Config::default() });
+    let mut h = H::with(Config {
+        max_queued_events: 10,
+        ..Config::default()
+    });
     let slow = h.conn(0);
     let c = h.conn(0);
     h.watch(slow, "/f", "t");
@@ -264,7 +315,10 @@ fn queued_event_bytes_are_bounded() {
     }
     let cap = Config::default().max_queued_event_bytes;
     let queued = h.s.queued_event_bytes(slow);
-    assert!(queued <= cap && queued > cap - 4200, "{queued} bytes queued");
+    assert!(
+        queued <= cap && queued > cap - 4200,
+        "{queued} bytes queued"
+    );
     let kept = h.s.queued_events(slow);
     assert_eq!(kept as u64 + h.s.dropped_events(slow), 600);
     assert!(kept < 300, "{kept} events kept");
@@ -279,7 +333,10 @@ fn queued_event_bytes_are_bounded() {
     assert_eq!(h.events(slow), [ev("/f/again", &token)]);
 
     // A small byte cap binds before the count cap.
-    let mut h = H::with(Config { max_queued_event_bytes: 100, ..Config::default() });
+    let mut h = H::with(Config {
+        max_queued_event_bytes: 100,
+        ..Config::default()
+    });
     let slow = h.conn(0);
     let c = h.conn(0);
     h.watch(slow, "/f", "t");
