@@ -126,6 +126,8 @@ for run in $runs; do
     else
         args+=(-DXENSTORE_PC_PATH="$work/prefix/lib/pkgconfig")
     fi
+    # Debian's libxentoolcore for the restrict test, with either library.
+    [ -z "$ref_root" ] || args+=(-DXENSTORE_TOOLCORE="$ref_root/usr/lib/x86_64-linux-gnu/libxentoolcore.so.1")
     if ! cmake "${args[@]}" >"$work/cmake-$run.log" 2>&1; then
         tail -n 40 "$work/cmake-$run.log"
         echo "configuring with the $lib library FAILED (log: $work/cmake-$run.log)"

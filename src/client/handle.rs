@@ -18,6 +18,7 @@ use super::cnum;
 use super::conn::Conn;
 use super::paths;
 use super::perms::{self, Permission};
+use super::toolcore::{self, Registration};
 use super::transport::{StreamTransport, Transport};
 use super::watch::WatchEvent;
 use super::Errno;
@@ -38,6 +39,8 @@ const WATCH_THREAD_STACK: usize = 64 * 1024;
 
 /// A connection to the store.
 pub struct Handle {
+    /// Declared first, so dropped first: deregistered before the connection's descriptor closes.
+    _toolcore: Option<Registration>,
     conn: Arc<Conn>,
     unwatch_filter: bool,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -76,12 +79,20 @@ impl Handle {
             Ok(t) => t,
             Err(_) => Self::connect(&paths::domain_dev())?,
         };
-        Ok(Self::with_transport(Box::new(transport), flags))
+        Ok(Self::registered(transport, flags))
     }
 
     /// Connects to one path (socket or device, by what `stat` says).
     pub fn open_path(path: &OsString, flags: u64) -> Result<Handle, Errno> {
-        Ok(Self::with_transport(Box::new(Self::connect(path)?), flags))
+        Ok(Self::registered(Self::connect(path)?, flags))
+    }
+
+    /// A handle on a connection of its own, registered with libxentoolcore (see `toolcore`).
+    fn registered(transport: StreamTransport, flags: u64) -> Handle {
+        let fd = transport.readable_fd();
+        let mut handle = Self::with_transport(Box::new(transport), flags);
+        handle._toolcore = toolcore::register(fd);
+        handle
     }
 
     fn connect(path: &OsString) -> Result<StreamTransport, Errno> {
@@ -92,6 +103,7 @@ impl Handle {
     /// A handle over any transport (an in-process store, a test double).
     pub fn with_transport(transport: Box<dyn Transport>, flags: u64) -> Handle {
         Handle {
+            _toolcore: None,
             conn: Arc::new(Conn::new(transport)),
             unwatch_filter: flags & OPEN_UNWATCH_FILTER != 0,
             thread: Mutex::new(None),

@@ -16,6 +16,7 @@ mod notify_pipe;
 pub mod paths;
 pub mod perms;
 mod sys;
+mod toolcore;
 pub mod transport;
 pub mod watch;
 

@@ -130,6 +130,8 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
 }
 
 /// One `send` with MSG_NOSIGNAL, so a vanished peer gives EPIPE instead of SIGPIPE.
+/// ENOTSOCK becomes EBADF: the descriptor is then /dev/null, put there by
+/// `replace_with_dev_null`, where the C library's `write` gets EBADF.
 pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
     loop {
         // SAFETY: `buf` is valid for reads of its length.
@@ -137,9 +139,10 @@ pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
         if n >= 0 {
             return Ok(n as usize);
         }
-        let e = last_errno();
-        if e.0 != libc::EINTR {
-            return Err(e);
+        match last_errno() {
+            Errno(libc::EINTR) => {}
+            Errno(libc::ENOTSOCK) => return Err(Errno(libc::EBADF)),
+            e => return Err(e),
         }
     }
 }
@@ -309,4 +312,22 @@ pub fn epoll_wait(ep: RawFd) -> Result<u64, Errno> {
             return Err(e);
         }
     }
+}
+
+/// Puts /dev/null behind `fd` (same descriptor number, the old file closed), as
+/// libxentoolcore's restriction of a handle expects.
+pub fn replace_with_dev_null(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: the path is NUL-terminated.
+    let null =
+        owned(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: both are open descriptors; dup2 replaces `fd` atomically, keeping its number.
+    check(unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) })?;
+    Ok(())
+}
+
+/// The address of a symbol already loaded in the process, if any (dlsym RTLD_DEFAULT).
+pub fn find_symbol(name: &CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the loaded objects.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
 }

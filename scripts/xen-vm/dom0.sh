@@ -1,0 +1,163 @@
+# dom0's part of scripts/xen-vm/run.sh (run by /init, with bash). Debian's C xenstored serves;
+# the toolstack runs on our library; the scenario and the C tests run with each library over
+# the socket and over /dev/xen/xenbus; a guest created by xl runs guest.sh, whose results come
+# back through its console log. Results under /out, sent back to the host at the end.
+. /xvm/lib.sh
+. /xvm/scenario.sh
+# The C tests for dom0: all but the embedded store's and the guest's.
+# perms and domains are left out: they give ownership to, and introduce, domains that do not
+# exist, which a daemon on a real hypervisor refuses (ENOENT, EINVAL) whatever the library.
+DOM0_CTESTS="basic transactions watches libhelpers badinput threads fork features linkage restrict"
+OUT=/out/dom0
+mkdir -p "$OUT" /out/guest
+
+progress "dom0: loading the xen modules"
+for m in xen-evtchn xen-privcmd xen-gntdev xenfs; do
+    insmod "/lib/modules/$m.ko" || progress "dom0: insmod $m failed"
+done
+mkdir -p /proc/xen
+mount -t xenfs xenfs /proc/xen || progress "dom0: cannot mount xenfs"
+mkdir -p /var/run/xenstored /var/run/xen /var/lib/xen /var/log/xen/console /var/lib/xenstored \
+    /var/lock /usr/lib/x86_64-linux-gnu
+# Debian's Xen libraries where Debian installs them, for the toolstack.
+for f in "$REF_LIB"/lib*.so*; do
+    ln -sf "$f" /usr/lib/x86_64-linux-gnu/
+done
+# The toolstack runs on our library.
+TOOLSTACK_LIBS=$(libpath ours)
+SOCKET=/var/run/xenstored/socket
+
+progress "dom0: starting Debian's C xenstored"
+"$REF_BIN/xenstored" --pid-file /var/run/xenstored.pid
+for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
+[ -S "$SOCKET" ] || progress "dom0: no xenstored socket"
+
+progress "dom0: xen-init-dom0 and xenconsoled, on our library"
+LD_LIBRARY_PATH=$TOOLSTACK_LIBS "$REF_BIN/xen-init-dom0" >"$OUT/xen-init-dom0.txt" 2>&1
+echo "exit $?" >>"$OUT/xen-init-dom0.txt"
+LD_LIBRARY_PATH=$TOOLSTACK_LIBS "$REF_BIN/xenconsoled" --log=guest --log-dir=/var/log/xen/console \
+    --pid-file=/var/run/xenconsoled.pid >"$OUT/xenconsoled.txt" 2>&1
+
+# ---------------------------------------------------------------- library against library
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
+for transport in socket xenbus; do
+    has_part $transport || continue
+    case $transport in
+    socket) export XENSTORED_PATH=$SOCKET ;;
+    xenbus) export XENSTORED_PATH=/dev/xen/xenbus ;;
+    esac
+    for lib in debian ours; do
+        progress "dom0: scenario and C tests, $lib library, $transport"
+        # Each run starts from the same store: what an earlier run left is removed.
+        LD_LIBRARY_PATH=$REF_LIB xenstore-rm /conformance /probe /ctest >/dev/null 2>&1
+        play scenario "$lib" "$OUT/$transport/scenario-$lib.txt"
+        ctests "$lib" "$OUT/$transport/ctest-$lib" $DOM0_CTESTS
+    done
+done
+unset XENSTORED_PATH
+
+# ---------------------------------------------------------------- the toolstack
+# A transcript line per xl command: what it printed (normalised) and its exit status.
+xl_run() {
+    echo "\$ xl $*"
+    xl "$@" 2>&1 | norm
+    echo "[exit ${PIPESTATUS[0]}]"
+}
+xl() { LD_LIBRARY_PATH=$XL_LIBS "$REF_BIN/xl" "$@"; }
+# What changes from one created domain to the next: its domid, its uuid, times, memory use.
+norm() {
+    sed -E -e "s#/local/domain/$DOMID([/ ]|\$)#/local/domain/<domid>\1#g" \
+        -e "s#(backend/[a-z]+)/$DOMID/#\1/<domid>/#g" \
+        -e "s#([nrwb])$DOMID([,)])#\1<domid>\2#g" \
+        -e "s#(domid|frontend-id) = \"$DOMID\"#\1 = \"<domid>\"#" \
+        -e 's#[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}#<uuid>#g' \
+        -e "s#^(xvm-guest +)$DOMID +#\1<domid> #" \
+        -e 's#^(xvm-guest +<domid> +[0-9]+ +[0-9]+ +[-a-z]+ +)[0-9.]+$#\1<time>#' \
+        -e 's#^(Domain-0 +0 +[0-9]+ +[0-9]+ +[-a-z]+ +)[0-9.]+$#\1<time>#'
+}
+# The guest's XenStore nodes as the toolstack left them.
+dump_guest() {
+    local p
+    for p in "/local/domain/$DOMID" "/vm/$(xenstore-read "/local/domain/$DOMID/vm" | sed 's#^/vm/##')" \
+        "/libxl/$DOMID" "/local/domain/0/backend/console/$DOMID"; do
+        echo "\$ xenstore-ls -f -p $p" | norm
+        xenstore-ls -f -p "$p" 2>&1 | norm
+    done
+}
+export XENSTORED_PATH=$SOCKET
+export LD_LIBRARY_PATH=$TOOLSTACK_LIBS
+cat >/xvm/guest.cfg <<CFG
+name = "xvm-guest"
+type = "pv"
+kernel = "/boot/vmlinuz"
+ramdisk = "/boot/domu.cpio.gz"
+cmdline = "console=hvc0 loglevel=1 rdinit=/init"
+memory = 256
+vcpus = 1
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+CFG
+
+# Each library creates a paused guest, lists it and destroys it: the nodes it leaves must be
+# the same.
+xenstore-control logfile /out/dom0/xenstored-trace.txt >/dev/null 2>&1
+for lib in debian ours; do
+    has_part toolstack || break
+    progress "dom0: xl create, list, destroy on the $lib library"
+    XL_LIBS=$(libpath "$lib")
+    DOMID=none
+    {
+        xl_run create -p /xvm/guest.cfg
+        DOMID=$(xl domid xvm-guest 2>/dev/null)
+        xl_run list
+        dump_guest
+        xl_run destroy xvm-guest
+        xl_run list
+    } >"$OUT/toolstack-$lib.txt" 2>&1
+done
+xenstore-control log off >/dev/null 2>&1
+
+# The guest proper, on our library: created paused, given nodes to reach, unpaused; it runs
+# guest.sh and prints its results on its console; then xl shutdown.
+has_part guest && {
+progress "dom0: a guest on our library"
+XL_LIBS=$TOOLSTACK_LIBS
+xenstore-watch @releaseDomain >"$OUT/release-watch.txt" 2>&1 &
+watch_pid=$!
+{
+    xl_run create -p /xvm/guest.cfg
+    DOMID=$(xl domid xvm-guest 2>/dev/null)
+    echo "guest domid: $DOMID" >/dev/console
+    # What the guest may and may not reach outside its home.
+    xenstore-write /xvm/granted/rw from-dom0 /xvm/granted/ro read-only /xvm/granted/none secret
+    xenstore-chmod /xvm/granted n0 "r$DOMID"
+    xenstore-chmod /xvm/granted/rw n0 "b$DOMID"
+    xenstore-chmod /xvm/granted/ro n0 "r$DOMID"
+    xenstore-chmod /xvm/granted/none n0
+    xl_run unpause xvm-guest
+    log=/var/log/xen/console/guest-xvm-guest.log
+    for _ in $(seq 600); do
+        grep -aq '^XVM-PAYLOAD-END' "$log" 2>/dev/null && break
+        xl domid xvm-guest >/dev/null 2>&1 || break
+        sleep 0.5
+    done
+    xl_run list
+    xl_run shutdown -w xvm-guest
+    xl_run list
+} >"$OUT/toolstack-guest.txt" 2>&1
+sleep 1
+kill "$watch_pid" 2>/dev/null
+cp "$log" /out/guest/console.log 2>/dev/null
+# The guest's own results, unpacked next to dom0's.
+sed -n '/^XVM-PAYLOAD-BEGIN/,/^XVM-PAYLOAD-END/p' "$log" | tr -d '\r' >/tmp/guest-payload
+if [ -s /tmp/guest-payload ]; then
+    sed '1d;$d' /tmp/guest-payload | base64 -d >/tmp/guest.tgz && tar xzf /tmp/guest.tgz -C /out/guest
+    progress "dom0: guest results received"
+else
+    progress "dom0: no results from the guest"
+fi
+}
+
+progress "dom0: sending results"
+send_back /out
