@@ -52,6 +52,7 @@ for transport in socket xenbus; do
         LD_LIBRARY_PATH=$REF_LIB xenstore-rm /conformance /probe /ctest >/dev/null 2>&1
         play scenario "$lib" "$OUT/$transport/scenario-$lib.txt"
         ctests "$lib" "$OUT/$transport/ctest-$lib" $DOM0_CTESTS
+        send_back "dom0/$transport/scenario-$lib.txt" "dom0/$transport/ctest-$lib"
     done
 done
 unset XENSTORED_PATH
@@ -159,5 +160,5 @@ else
 fi
 }
 
-progress "dom0: sending results"
-send_back /out
+progress "dom0: sending the rest of the results"
+send_back $(cd /out && ls -d dom0/*.txt guest 2>/dev/null)

@@ -15,6 +15,6 @@ for lib in debian ours; do
     play guest_scenario "$lib" "$OUT/scenario-$lib.txt"
     ctests "$lib" "$OUT/ctest-$lib" $GUEST_CTESTS
 done
-send_back /out/guest
+send_back guest
 # dom0 shuts the guest down with xl shutdown once it has the results.
 while :; do sleep 60; done

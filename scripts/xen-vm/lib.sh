@@ -6,9 +6,15 @@ export PATH=$TOOLS:/bin:/sbin
 
 # A progress line on the console, where run.sh shows it, with the seconds since boot.
 progress() { echo "XVM: [$(cut -d' ' -f1 /proc/uptime)] $*" >/dev/console; }
-# A step without coreutils' timeout around it: under emulation a process start is dear, and
-# run.sh bounds the whole machine's time anyway.
-step() { "$@"; }
+# Steps are slower under emulation: a hang is declared after a minute, and shown at once.
+STEP_TIMEOUT=60
+eval "transcript_$(declare -f step)"
+step() {
+    transcript_step "$@"
+    local rc=$?
+    [ $rc = 124 ] || [ $rc = 137 ] && progress "  timed out: $*"
+    return $rc
+}
 # Each section of a scenario shows on the console too (not in the transcript).
 eval "transcript_$(declare -f section)"
 section() {
@@ -56,17 +62,19 @@ ctests() {
         t0=$(cut -d' ' -f1 /proc/uptime)
         LD_LIBRARY_PATH=$(libpath "$lib") timeout -k 2 180 "$(ctdir "$lib")/$t" >"$dir/$t.txt" 2>&1
         rc=$?
+        [ $rc = 0 ] || [ $rc = 77 ] || progress "  C test $t failed with the $lib library (exit $rc)"
         echo "$t $rc" >>"$dir/status"
         echo "$t $t0 $(cut -d' ' -f1 /proc/uptime)" >>"$dir/times"
     done
 }
 
-# Sends DIR (packed, base64) to the console between two markers, the end one carrying the
-# md5 of the packed bytes.
+# send_back PATH...: the files or directories PATH (relative to /out), packed, to the console
+# between two markers, the end one carrying the md5 of the packed bytes. Sent as soon as each
+# part is done, so that a machine stopped at its time limit still gives back what it finished.
 send_back() {
     local tgz
     tgz=$(mktemp)
-    tar czf "$tgz" -C "$1" .
+    tar czf "$tgz" -C /out "$@"
     {
         echo "XVM-PAYLOAD-BEGIN"
         base64 "$tgz"

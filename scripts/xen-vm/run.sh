@@ -249,14 +249,24 @@ grep -aq '^XVM: init reached' "$log" || { tail -n 30 "$log"; die "dom0 did not r
 
 # ---------------------------------------------------------------- what ran inside
 out=$work/out
-rm -rf "$out"
-mkdir -p "$out"
-# The payload is a gzipped tar in base64 between two markers, with its md5 on the end line.
-sed -n '/^XVM-PAYLOAD-BEGIN/,/^XVM-PAYLOAD-END/p' "$log" | tr -d '\r' >"$work/payload.txt"
-want=$(sed -n 's/^XVM-PAYLOAD-END \([0-9a-f]*\)$/\1/p' "$work/payload.txt")
-sed '1d;$d' "$work/payload.txt" | base64 -d >"$work/payload.tgz" 2>/dev/null
-[ -n "$want" ] || { tail -n 30 "$log"; die "dom0 sent back no results"; }
-[ "$(md5sum <"$work/payload.tgz" | cut -d' ' -f1)" = "$want" ] || die "the results came back damaged"
-tar xzf "$work/payload.tgz" -C "$out" || die "cannot unpack the results"
+rm -rf "$out" "$work/payloads"
+mkdir -p "$out" "$work/payloads"
+# Each payload is a gzipped tar in base64 between two markers, with its md5 on the end line.
+tr -d '\r' <"$log" | awk -v dir="$work/payloads" '
+    /^XVM-PAYLOAD-BEGIN/ { n++; f = sprintf("%s/%03d.b64", dir, n); inside = 1; next }
+    /^XVM-PAYLOAD-END / { if (inside) { print $2 > (f ".md5"); close(f); close(f ".md5") } inside = 0; next }
+    inside { print > f }' || die "cannot read the console log"
+payloads=0
+for b in "$work"/payloads/*.b64; do
+    [ -f "$b.md5" ] || continue
+    base64 -d <"$b" >"${b%.b64}.tgz" 2>/dev/null
+    if [ "$(md5sum <"${b%.b64}.tgz" | cut -d' ' -f1)" != "$(cat "$b.md5")" ]; then
+        echo "payload $(basename "$b") came back damaged"
+        continue
+    fi
+    tar xzf "${b%.b64}.tgz" -C "$out" && payloads=$((payloads + 1))
+done
+echo "$payloads payload(s) of results received"
+[ $payloads -gt 0 ] || { tail -n 30 "$log"; die "dom0 sent back no results"; }
 
 exec "$here/compare.sh" "$out" "$((SECONDS - start))"
