@@ -137,7 +137,9 @@ impl Store {
             [b"max"] | [b"max", b"-r"] => {
                 if args.len() == 2 {
                     for id in self.domains.ids() {
-                        let d = self.domains.get_mut(id);
+                        let Some(d) = self.domains.get_mut(id) else {
+                            continue;
+                        };
                         d.max_nodes = d.nodes;
                         d.max_watches = d.watches;
                         d.max_transactions = d.transactions;

@@ -2,8 +2,8 @@
 //! quotas and the accounting the quotas are checked against.
 //!
 //! A domain entry exists as soon as anything refers to the domain (a connection, a node it
-//! owns, INTRODUCE, a quota or feature request); it starts with the global quotas and the
-//! supported features. There is no hypervisor here, so every domid below DOMID_FIRST_RESERVED
+//! owns, INTRODUCE, SET_QUOTA or SET_FEATURE naming it; a read such as GET_QUOTA or GET_FEATURE
+//! creates none); it starts with the global quotas and the supported features. There is no hypervisor here, so every domid below DOMID_FIRST_RESERVED
 //! is taken to exist (the C daemon asks Xen, and ignores permission entries naming domains that
 //! do not exist; we do not).
 
@@ -52,7 +52,9 @@ impl Domains {
         self.map.get(&domid)
     }
 
-    pub fn get_mut(&mut self, domid: u32) -> &mut Domain {
+    /// The domain's record, created if there is none (for changes only: a read must not
+    /// create one, see `get`, `quota`, `features`).
+    pub fn entry(&mut self, domid: u32) -> &mut Domain {
         let (global, supported) = (&self.global, self.supported);
         self.map.entry(domid).or_insert_with(|| Domain {
             introduced: false,
@@ -68,6 +70,10 @@ impl Domains {
             max_watches: 0,
             max_transactions: 0,
         })
+    }
+
+    pub fn get_mut(&mut self, domid: u32) -> Option<&mut Domain> {
+        self.map.get_mut(&domid)
     }
 
     pub fn remove(&mut self, domid: u32) -> Option<Domain> {
@@ -88,20 +94,29 @@ impl Domains {
         self.map.get(&domid).map_or(0, |d| d.nodes)
     }
 
+    pub fn watches(&self, domid: u32) -> u64 {
+        self.map.get(&domid).map_or(0, |d| d.watches)
+    }
+
+    /// The domain's features: the supported ones unless SET_FEATURE changed them.
+    pub fn features(&self, domid: u32) -> u32 {
+        self.map.get(&domid).map_or(self.supported, |d| d.features)
+    }
+
     pub fn add_nodes(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.nodes = d.nodes.saturating_add_signed(delta);
         d.max_nodes = d.max_nodes.max(d.nodes);
     }
 
     pub fn add_watches(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.watches = d.watches.saturating_add_signed(delta);
         d.max_watches = d.max_watches.max(d.watches);
     }
 
     pub fn add_transactions(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.transactions = d.transactions.saturating_add_signed(delta);
         d.max_transactions = d.max_transactions.max(d.transactions);
     }

@@ -215,7 +215,7 @@ impl Store {
             .collect();
         let mut domains = Domains::new(config.quota.clone(), config.features);
         domains.add_nodes(0, 5);
-        domains.get_mut(0).introduced = true;
+        domains.entry(0).introduced = true;
         Store {
             cfg: config,
             tree,
@@ -238,7 +238,7 @@ impl Store {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         let mut c = Conn::new(domid);
-        c.access.target = self.domains.get_mut(domid).target;
+        c.access.target = self.domains.entry(domid).target;
         self.conns.insert(id, c);
         id
     }

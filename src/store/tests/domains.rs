@@ -356,3 +356,20 @@ fn features() {
     // Without WATCHDEPTH the domain cannot use the depth argument.
     assert_eq!(h.err(g, T::XS_WATCH, 0, &z(&["/x", "t", "1"])), "EINVAL");
 }
+
+#[test]
+fn reading_a_domains_features_or_quota_creates_no_record() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    let known = h.s.domains.ids();
+    assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["77"])), "7\0");
+    assert_eq!(
+        h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["77", "nodes"])),
+        "1000\0"
+    );
+    assert_eq!(h.s.domains.ids(), known);
+    h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["77", "nodes", "5"]));
+    assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["77", "nodes"])), "5\0");
+    assert!(h.s.domains.ids().contains(&77));
+    h.check();
+}
