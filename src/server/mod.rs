@@ -1,20 +1,17 @@
 //! Serving the store to clients.
 //!
-//! - [`shared`]: one [`Store`](crate::store::Store) shared by every transport, behind one mutex,
-//!   with routing of output and wake-ups between transports.
 //! - [`socket`]: the Unix-socket transport, one event-loop thread over epoll.
 //! - [`listen`]: claiming the socket path (refusing a live daemon's, replacing a stale one).
 //! - [`options`]: the daemon's command line, mapped onto the store's configuration.
-//! - [`framing`]: request reassembly and ordered output buffers (reusable by other stream
-//!   transports).
+//! - [`framing`]: request reassembly and ordered output buffers.
 //! - `sys`: the Linux calls std lacks (epoll, eventfd, signalfd, rlimit).
 //!
 //! Threads and locks: the socket server runs on the thread that calls
-//! [`socket::SocketServer::run`]; every connection's buffers belong to that thread alone. The
-//! only shared state is the [`shared::SharedStore`] mutex (see its module comment); the server
-//! never does I/O while holding it: it reads sockets, then takes the lock once to handle
-//! everything read and pull all queued output, then writes sockets (accepting and closing
-//! clients take it briefly too, once per batch).
+//! [`socket::SocketServer::run`]; the store and every connection's buffers belong to that
+//! thread. The store sits behind a mutex only so that tests can look at it while the server
+//! runs; the server never does I/O while holding it: it reads sockets, then takes the lock once
+//! to handle everything read and pull all queued output, then writes sockets (accepting and
+//! closing clients take it briefly too, once per batch).
 //!
 //! Flow control, per connection (the counterpart of the C xenstored's outstanding-request quota
 //! and watch-event timeout):
@@ -34,13 +31,11 @@
 pub mod framing;
 pub mod listen;
 pub mod options;
-pub mod shared;
 pub mod socket;
 
 mod sys;
 
 pub use listen::BoundSocket;
-pub use shared::{Session, SharedStore, Transport};
 pub use socket::{ServerConfig, SocketServer, StopHandle};
 pub use sys::{raise_fd_limit, TermSignals};
 

@@ -3,7 +3,7 @@
 //! Each loop iteration: wait for readiness; accept every pending client; read what the ready
 //! clients sent (a bounded chunk each, for fairness) *outside* the store lock; then, in one
 //! store session, handle every whole request read so far and pull queued output (replies and
-//! watch events, including those another transport caused); then, outside the lock again,
+//! watch events); then, outside the lock again,
 //! write each touched client's output with gathered writes, watchers first and requesters
 //! last (a writer gets its reply after the events it caused are in the watchers' sockets).
 //! Flow control is described in the parent module. Socket clients act as domain 0, as with
@@ -30,8 +30,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use super::framing::{InBuf, OutQueue};
-use super::shared::{Session, SharedStore, Transport};
 use super::sys::{
     self, Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE,
 };
@@ -69,8 +70,7 @@ impl Default for ServerConfig {
 }
 
 const TOKEN_LISTENER: u64 = 0;
-const TOKEN_BELL: u64 = 1;
-const TOKEN_STOP: u64 = 2;
+const TOKEN_STOP: u64 = 1;
 const TOKEN_FIRST_CONN: u64 = 8;
 
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
@@ -125,9 +125,8 @@ impl StopHandle {
 pub struct SocketServer<E: Engine = Store> {
     listener: UnixListener,
     accepting: bool,
-    transport: Transport<E>,
+    store: Arc<Mutex<E>>,
     epoll: Epoll,
-    bell: Arc<EventFd>,
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
     cfg: ServerConfig,
@@ -146,27 +145,18 @@ pub struct SocketServer<E: Engine = Store> {
 }
 
 impl<E: Engine> SocketServer<E> {
-    /// A server accepting on `listener` (made non-blocking here), serving `shared`.
-    pub fn new(
-        listener: UnixListener,
-        shared: &Arc<SharedStore<E>>,
-        cfg: ServerConfig,
-    ) -> io::Result<SocketServer<E>> {
+    /// A server accepting on `listener` (made non-blocking here), serving `store`.
+    pub fn new(listener: UnixListener, store: E, cfg: ServerConfig) -> io::Result<SocketServer<E>> {
         listener.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        let bell = Arc::new(EventFd::new()?);
         let stop = Arc::new(EventFd::new()?);
         epoll.add(listener.as_fd(), READABLE, TOKEN_LISTENER)?;
-        epoll.add(bell.as_fd(), READABLE, TOKEN_BELL)?;
         epoll.add(stop.as_fd(), READABLE, TOKEN_STOP)?;
-        let waker = Arc::clone(&bell);
-        let transport = shared.register(move || waker.ring());
         Ok(SocketServer {
             listener,
             accepting: true,
-            transport,
+            store: Arc::new(Mutex::new(store)),
             epoll,
-            bell,
             stop,
             extra_stop: Vec::new(),
             scratch: vec![0; cfg.read_chunk.max(4096)],
@@ -226,9 +216,6 @@ impl<E: Engine> SocketServer<E> {
             for &Ready { token, events } in &ready {
                 match token {
                     TOKEN_LISTENER => self.accept_all(),
-                    TOKEN_BELL => {
-                        self.bell.drain();
-                    }
                     TOKEN_STOP => return Ok(()),
                     t => self.on_ready((t - TOKEN_FIRST_CONN) as usize, events),
                 }
@@ -317,7 +304,7 @@ impl<E: Engine> SocketServer<E> {
             return;
         }
         let ids: Vec<ConnId> = {
-            let mut s = self.transport.lock();
+            let mut s = self.store.lock();
             accepted.iter().map(|_| s.connect(self.cfg.domid)).collect()
         };
         for (stream, id) in accepted.into_iter().zip(ids) {
@@ -333,7 +320,7 @@ impl<E: Engine> SocketServer<E> {
                 .is_err()
             {
                 self.free.push(idx);
-                self.transport.lock().disconnect(id);
+                self.store.lock().disconnect(id);
                 continue;
             }
             self.conns[idx] = Some(Conn {
@@ -417,19 +404,18 @@ impl<E: Engine> SocketServer<E> {
         // Those touched by readiness (requesters); connections only receiving output follow.
         let requesters;
         {
-            let mut s = self.transport.lock();
+            let mut s = self.store.lock();
             requesters = self.touched.len();
             for &idx in &self.touched {
                 let Some(c) = self.conns[idx].as_mut() else {
                     continue;
                 };
-                let n = handle_requests(&mut s, c, &self.cfg);
+                let n = handle_requests(&mut *s, c, &self.cfg);
                 c.deferred_msgs = c.deferred_msgs.saturating_add(n);
             }
             // Released domains concern ring transports only; do not let the notices pile up.
             s.take_released();
-            // Output for clients that sent nothing (watch events, including from other
-            // transports).
+            // Output for clients that sent nothing (watch events).
             for id in s.take_dirty() {
                 if let Some(&idx) = self.by_id.get(&id) {
                     let c = self.conns[idx].as_mut().expect("indexed connection");
@@ -445,7 +431,7 @@ impl<E: Engine> SocketServer<E> {
                     continue;
                 };
                 if c.backlog {
-                    pull_output(&mut s, c, self.cfg.out_high);
+                    pull_output(&mut *s, c, self.cfg.out_high);
                 }
             }
         }
@@ -551,7 +537,7 @@ impl<E: Engine> SocketServer<E> {
             self.free.push(idx);
             // Dropping the stream closes it, which also removes it from the epoll set.
         }
-        let mut s = self.transport.lock();
+        let mut s = self.store.lock();
         for id in ids {
             s.disconnect(id);
         }
@@ -613,7 +599,7 @@ impl<E: Engine> Drop for SocketServer<E> {
             consume(c, &mut self.scratch);
         }
         let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
-        let mut s = self.transport.lock();
+        let mut s = self.store.lock();
         for id in ids {
             s.disconnect(id);
         }
@@ -622,7 +608,7 @@ impl<E: Engine> Drop for SocketServer<E> {
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
 /// Returns how many were handled.
-fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) -> u32 {
+fn handle_requests<E: Engine>(s: &mut E, c: &mut Conn, cfg: &ServerConfig) -> u32 {
     let mut handled = 0;
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
@@ -675,7 +661,7 @@ fn consume(c: &mut Conn, scratch: &mut [u8]) {
 }
 
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
-fn pull_output<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, high: usize) {
+fn pull_output<E: Engine>(s: &mut E, c: &mut Conn, high: usize) {
     while c.out.bytes() < high {
         match s.pop_output(c.id) {
             Some(m) => c.out.push(m),
@@ -701,7 +687,7 @@ mod tests {
         path: PathBuf,
         stop: StopHandle,
         thread: Option<thread::JoinHandle<()>>,
-        shared: Arc<SharedStore<StandIn>>,
+        store: Arc<Mutex<StandIn>>,
     }
 
     impl Drop for Running {
@@ -719,15 +705,15 @@ mod tests {
             std::env::temp_dir().join(format!("xs-sock-{}-{}.sock", tag, std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
-        let shared = SharedStore::new(StandIn::default());
-        let mut server = SocketServer::new(listener, &shared, cfg).unwrap();
+        let mut server = SocketServer::new(listener, StandIn::default(), cfg).unwrap();
+        let store = Arc::clone(&server.store);
         let stop = server.stop_handle();
         let thread = Some(thread::spawn(move || server.run().unwrap()));
         Running {
             path,
             stop,
             thread,
-            shared,
+            store,
         }
     }
 
@@ -788,7 +774,7 @@ mod tests {
         assert_eq!(read_msg(&mut good).1, b"ok");
         // Both broken clients were disconnected from the engine.
         thread::sleep(Duration::from_millis(50));
-        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        assert_eq!(r.store.lock().disconnected.len(), 2);
     }
 
     #[test]
@@ -846,14 +832,14 @@ mod tests {
             "server kept reading a client that never reads"
         );
         assert!(sent < 64 * 1024 * 1024, "sent {sent}");
-        let handled_at_stall = r.shared.with_store(|s| s.handled);
+        let handled_at_stall = r.store.lock().handled;
         for i in 0..50 {
             writer
                 .write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v"))
                 .unwrap();
             assert_eq!(read_msg(&mut writer).0.req_id, 100 + i);
         }
-        let handled = r.shared.with_store(|s| s.handled);
+        let handled = r.store.lock().handled;
         assert_eq!(
             handled,
             handled_at_stall + 50,
@@ -957,28 +943,6 @@ mod tests {
     }
 
     #[test]
-    fn activity_on_another_transport_wakes_the_server() {
-        let r = start("bell", ServerConfig::default());
-        let mut watcher = UnixStream::connect(&r.path).unwrap();
-        watcher
-            .write_all(&encode(MsgType::XS_WATCH, 1, 0, b""))
-            .unwrap();
-        assert_eq!(read_msg(&mut watcher).1, b"OK\0");
-        // Another transport (think: a domain's ring) writes; the socket loop is asleep.
-        let other = r.shared.register(|| {});
-        {
-            let mut s = other.lock();
-            let c = s.connect(3);
-            s.handle(c, &Header::new(MsgType::XS_WRITE, 9, 0, 4), b"/dom")
-                .unwrap();
-        }
-        watcher
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(read_msg(&mut watcher).1, b"/dom");
-    }
-
-    #[test]
     fn unread_watch_events_time_out() {
         let cfg = ServerConfig {
             out_high: 4 * 1024,
@@ -1052,7 +1016,7 @@ mod tests {
         }
         r.stop.stop();
         r.thread.take().unwrap().join().unwrap();
-        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        assert_eq!(r.store.lock().disconnected.len(), 2);
         let mut buf = [0u8; 1];
         assert_eq!(a.read(&mut buf).unwrap(), 0, "sockets are closed too");
     }
