@@ -28,9 +28,11 @@
 //!   requests, and the engine's own per-connection bounds; a client that never reads only
 //!   affects itself.
 
+mod deferred;
 pub mod framing;
 pub mod listen;
 pub mod options;
+mod slab;
 pub mod socket;
 
 mod sys;

@@ -3,28 +3,17 @@
 //! Each loop iteration: wait for readiness; accept every pending client; read what the ready
 //! clients sent (a bounded chunk each, for fairness) *outside* the store lock; then, in one
 //! store session, handle every whole request read so far and pull queued output (replies and
-//! watch events); then, outside the lock again,
-//! write each touched client's output with gathered writes, watchers first and requesters
-//! last (a writer gets its reply after the events it caused are in the watchers' sockets).
-//! Flow control is described in the parent module. Socket clients act as domain 0, as with
-//! the C daemon.
+//! watch events); then, outside the lock again, write each touched client's output with
+//! gathered writes, watchers first and requesters last (a writer gets its reply after the
+//! events it caused are in the watchers' sockets); last, take off the sockets the request bytes
+//! that were only peeked at (`deferred.rs`). Flow control is described in the parent module.
+//! Socket clients act as domain 0, as with the C daemon.
 //!
-//! Deferred consumption. Taking bytes off a Unix stream socket frees the sender's buffer
-//! space, and the kernel then wakes *every* task sleeping on the sender's socket, including a
-//! client blocked reading the reply to the very request being taken (a blocking read sleeps
-//! on the same queue as a blocked write). That spurious wake-up costs the client a context
-//! switch and this loop a preemption, once per request. So client sockets get a peek offset
-//! and requests are read with `MSG_PEEK`: the bytes stay in the socket until they are taken
-//! ("consumed") in bulk, after the reply went out: every `CONSUME_MSGS` requests or
-//! `CONSUME_BYTES` bytes, at once when the client is in the middle of a message (it is busy
-//! writing, and its writes may be waiting for room), when the connection is paused or
-//! closed, and after `DEFER_MAX` at the latest (so a client's writes never wait long for
-//! room we hold). Peeked bytes keep a socket readable, so client sockets are registered
-//! edge-triggered: a read that stops at its bound schedules another by itself (`reread`),
-//! and the end of stream is recognised from `PEER_SHUT` in the readiness report. Were the
-//! peek offset unavailable, reads simply take the bytes.
+//! Peeked bytes keep a socket readable, so client sockets are registered edge-triggered: a
+//! read that stops at its bound schedules another by itself (`reread`), and the end of stream
+//! is recognised from `PEER_SHUT` in the readiness report.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
@@ -32,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::deferred::{Deferred, DEFER_MAX};
 use super::framing::{InBuf, OutQueue};
-use super::sys::{
-    self, Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE,
-};
+use super::slab::Slab;
+use super::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 use super::Engine;
 use crate::store::{ConnId, IdMap, Store};
 
@@ -50,8 +39,6 @@ pub struct ServerConfig {
     pub read_chunk: usize,
     /// Unsent watch events older than this are dropped; `None` keeps them.
     pub watch_event_timeout: Option<Duration>,
-    /// Domain the socket clients act as.
-    pub domid: u32,
     /// Report broken clients on standard error.
     pub verbose: bool,
 }
@@ -63,11 +50,13 @@ impl Default for ServerConfig {
             out_low: 64 * 1024,
             read_chunk: 64 * 1024,
             watch_event_timeout: Some(Duration::from_secs(20)),
-            domid: 0,
             verbose: false,
         }
     }
 }
+
+/// Domain the socket clients act as: domain 0, as with the C daemon.
+const SOCKET_DOMID: u32 = 0;
 
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_STOP: u64 = 1;
@@ -76,18 +65,13 @@ const TOKEN_FIRST_CONN: u64 = 8;
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
 const TICK: Duration = Duration::from_secs(1);
 
-/// Deferred consumption (see the module comment): peeked bytes are taken off a client's
-/// socket once this many requests or bytes accumulate, when the client is mid-message, or
-/// after `DEFER_MAX` at the latest.
-const CONSUME_MSGS: u32 = 16;
-const CONSUME_BYTES: usize = 8 * 1024;
-const DEFER_MAX: Duration = Duration::from_millis(5);
-
 struct Conn {
     stream: UnixStream,
     id: ConnId,
     inbuf: InBuf,
     out: OutQueue,
+    /// Request bytes peeked but still in the socket.
+    input: Deferred,
     /// Requests are not handled (nor the socket read) until `out` drains.
     paused: bool,
     /// The engine may hold output we have not pulled yet.
@@ -98,17 +82,18 @@ struct Conn {
     interest: u32,
     /// Already in this iteration's `touched` list.
     touched: bool,
-    /// Reads peek (the socket has a peek offset); see the module comment.
-    peeking: bool,
-    /// Bytes peeked (and buffered or handled) but still in the socket.
-    unconsumed: usize,
-    /// Requests handled since the socket was last consumed.
-    deferred_msgs: u32,
-    /// When the oldest unconsumed bytes were peeked; set while listed in `deferred`.
-    deferred_at: Option<Instant>,
     /// Read again without waiting for readiness (edge-triggered: a read stopped at its bound,
     /// or the connection was paused when bytes arrived).
     reread: bool,
+}
+
+impl Conn {
+    /// Takes the peeked request bytes off the socket; a broken socket is closed.
+    fn consume(&mut self, scratch: &mut [u8]) {
+        if self.input.consume(&self.stream, scratch).is_err() {
+            self.closing = true;
+        }
+    }
 }
 
 /// Stops a running server from any thread.
@@ -130,13 +115,12 @@ pub struct SocketServer<E: Engine = Store> {
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
     cfg: ServerConfig,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Slab<Conn>,
     by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
     again: Vec<usize>,
-    /// Connections with unconsumed bytes (`deferred_at` set), oldest first.
+    /// Connections with request bytes left in the socket (their clock running), oldest first.
     deferred: Vec<usize>,
     /// Connections with output queued (those registered for WRITABLE).
     pending_out: usize,
@@ -161,8 +145,7 @@ impl<E: Engine> SocketServer<E> {
             extra_stop: Vec::new(),
             scratch: vec![0; cfg.read_chunk.max(4096)],
             cfg,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Slab::default(),
             by_id: IdMap::default(),
             touched: Vec::new(),
             again: Vec::new(),
@@ -183,11 +166,6 @@ impl<E: Engine> SocketServer<E> {
         Ok(())
     }
 
-    /// Connected clients.
-    pub fn client_count(&self) -> usize {
-        self.by_id.len()
-    }
-
     /// Serves until stopped. Returns an error only if epoll itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut ready = Vec::with_capacity(256);
@@ -204,7 +182,7 @@ impl<E: Engine> SocketServer<E> {
             ready.clear();
             self.epoll.wait(timeout, &mut ready)?;
             for idx in std::mem::take(&mut self.again) {
-                match self.conn(idx) {
+                match self.conns.get_mut(idx) {
                     Some(c) if c.reread => {
                         c.reread = false;
                         // Read to the end: whether the peer has shut down is not known here.
@@ -233,39 +211,35 @@ impl<E: Engine> SocketServer<E> {
 
     /// Consumes what has waited in the sockets for `DEFER_MAX` (or was consumed meanwhile).
     fn consume_aged(&mut self, now: Instant) {
-        let mut keep = 0;
-        for i in 0..self.deferred.len() {
-            let idx = self.deferred[i];
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-                continue;
+        let SocketServer {
+            deferred,
+            conns,
+            scratch,
+            again,
+            ..
+        } = self;
+        deferred.retain(|&idx| {
+            let Some(c) = conns.get_mut(idx) else {
+                return false;
             };
-            let aged = c
-                .deferred_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= DEFER_MAX);
-            if aged || c.unconsumed == 0 {
-                consume(c, &mut self.scratch);
-                c.deferred_at = None;
-                if c.closing {
-                    self.again.push(idx);
-                }
-            } else {
-                self.deferred[keep] = idx;
-                keep += 1;
+            if !c.input.aged(now) {
+                return true;
             }
-        }
-        self.deferred.truncate(keep);
+            c.consume(scratch);
+            c.input.stop_clock();
+            if c.closing {
+                again.push(idx);
+            }
+            false
+        });
     }
 
     fn needs_tick(&self) -> bool {
         !self.accepting || (self.pending_out > 0 && self.cfg.watch_event_timeout.is_some())
     }
 
-    fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
-        self.conns.get_mut(idx).and_then(Option::as_mut)
-    }
-
     fn touch(&mut self, idx: usize) {
-        if let Some(c) = self.conn(idx) {
+        if let Some(c) = self.conns.get_mut(idx) {
             if !c.touched {
                 c.touched = true;
                 self.touched.push(idx);
@@ -305,40 +279,39 @@ impl<E: Engine> SocketServer<E> {
         }
         let ids: Vec<ConnId> = {
             let mut s = self.store.lock();
-            accepted.iter().map(|_| s.connect(self.cfg.domid)).collect()
+            accepted.iter().map(|_| s.connect(SOCKET_DOMID)).collect()
         };
         for (stream, id) in accepted.into_iter().zip(ids) {
-            let idx = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            let peeking = sys::enable_peek_offset(stream.as_fd()).is_ok();
-            let token = idx as u64 + TOKEN_FIRST_CONN;
-            if self
-                .epoll
-                .add(stream.as_fd(), READABLE | PEER_SHUT | EDGE, token)
-                .is_err()
-            {
-                self.free.push(idx);
-                self.store.lock().disconnect(id);
-                continue;
-            }
-            self.conns[idx] = Some(Conn {
+            let input = Deferred::new(&stream);
+            let idx = self.conns.insert(Conn {
                 stream,
                 id,
                 inbuf: InBuf::new(),
                 out: OutQueue::new(),
+                input,
                 paused: false,
                 backlog: false,
                 closing: false,
                 interest: READABLE,
                 touched: false,
-                peeking,
-                unconsumed: 0,
-                deferred_msgs: 0,
-                deferred_at: None,
                 reread: false,
             });
+            let token = idx as u64 + TOKEN_FIRST_CONN;
+            let fd = self
+                .conns
+                .get_mut(idx)
+                .expect("just inserted")
+                .stream
+                .as_fd();
+            if self
+                .epoll
+                .add(fd, READABLE | PEER_SHUT | EDGE, token)
+                .is_err()
+            {
+                self.conns.remove(idx);
+                self.store.lock().disconnect(id);
+                continue;
+            }
             self.by_id.insert(id, idx);
         }
     }
@@ -346,7 +319,7 @@ impl<E: Engine> SocketServer<E> {
     /// Readiness of one client: read what it sent (bounded) or note that it is gone.
     fn on_ready(&mut self, idx: usize, events: u32) {
         let chunk = self.cfg.read_chunk;
-        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+        let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
         if events & READABLE != 0 && !c.paused && !c.closing {
@@ -360,12 +333,7 @@ impl<E: Engine> SocketServer<E> {
                 }
                 let want = (chunk - got).min(self.scratch.len());
                 let buf = &mut self.scratch[..want];
-                let r = if c.peeking {
-                    sys::recv(c.stream.as_fd(), buf, true)
-                } else {
-                    c.stream.read(buf)
-                };
-                match r {
+                match c.input.read(&mut c.stream, buf) {
                     Ok(0) => {
                         c.closing = true;
                         break;
@@ -373,9 +341,6 @@ impl<E: Engine> SocketServer<E> {
                     Ok(n) => {
                         c.inbuf.extend(&self.scratch[..n]);
                         got += n;
-                        if c.peeking {
-                            c.unconsumed += n;
-                        }
                         // A short read emptied the socket: asking again would only fail with
                         // EAGAIN (a wasted system call per request). Bytes arriving later are
                         // reported again; an end of stream that came with these bytes is not,
@@ -402,39 +367,8 @@ impl<E: Engine> SocketServer<E> {
     /// Handles requests, pulls output, writes, closes: everything the touched clients need.
     fn serve_touched(&mut self) {
         // Those touched by readiness (requesters); connections only receiving output follow.
-        let requesters;
-        {
-            let mut s = self.store.lock();
-            requesters = self.touched.len();
-            for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else {
-                    continue;
-                };
-                let n = handle_requests(&mut *s, c, &self.cfg);
-                c.deferred_msgs = c.deferred_msgs.saturating_add(n);
-            }
-            // Released domains concern ring transports only; do not let the notices pile up.
-            s.take_released();
-            // Output for clients that sent nothing (watch events).
-            for id in s.take_dirty() {
-                if let Some(&idx) = self.by_id.get(&id) {
-                    let c = self.conns[idx].as_mut().expect("indexed connection");
-                    c.backlog = true;
-                    if !c.touched {
-                        c.touched = true;
-                        self.touched.push(idx);
-                    }
-                }
-            }
-            for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else {
-                    continue;
-                };
-                if c.backlog {
-                    pull_output(&mut *s, c, self.cfg.out_high);
-                }
-            }
-        }
+        let requesters = self.touched.len();
+        self.handle_and_pull();
         // Watchers first, requesters last: by the time a writer has its reply, the events its
         // request caused are already in the watchers' sockets, and a writer that waits for
         // its reply does not compete for the processor with this loop meanwhile.
@@ -442,25 +376,20 @@ impl<E: Engine> SocketServer<E> {
         order.rotate_left(requesters);
         let mut gone = Vec::new();
         for idx in order {
-            let Some(c) = self.conns[idx].as_mut() else {
+            let Some(c) = self.conns.get_mut(idx) else {
                 continue;
             };
             c.touched = false;
             if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
                 c.closing = true;
             }
-            if c.unconsumed > 0 && !c.closing {
+            if c.input.pending() && !c.closing {
                 // After the reply went out, so a client blocked waiting for it has been woken
-                // by it already and taking its request bytes wakes nobody (see the module
-                // comment). `paused`: its requests wait in `inbuf`, not in the socket.
-                let now_or_never = c.paused
-                    || !c.inbuf.is_empty()
-                    || c.unconsumed >= CONSUME_BYTES
-                    || c.deferred_msgs >= CONSUME_MSGS;
-                if now_or_never {
-                    consume(c, &mut self.scratch);
-                } else if c.deferred_at.is_none() {
-                    c.deferred_at = Some(Instant::now());
+                // by it already and taking its request bytes wakes nobody (see deferred.rs).
+                // `paused`: its requests wait in `inbuf`, not in the socket.
+                if c.paused || !c.inbuf.is_empty() || c.input.due() {
+                    c.consume(&mut self.scratch);
+                } else if c.input.start_clock() {
                     self.deferred.push(idx);
                 }
             }
@@ -488,8 +417,42 @@ impl<E: Engine> SocketServer<E> {
         }
     }
 
+    /// Under the store lock: handles the touched clients' requests, then pulls the output of
+    /// every client that has some (adding those that sent nothing to `touched`).
+    fn handle_and_pull(&mut self) {
+        let mut s = self.store.lock();
+        for &idx in &self.touched {
+            let Some(c) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            let n = handle_requests(&mut *s, c, &self.cfg);
+            c.input.handled(n);
+        }
+        // Released domains concern ring transports only; do not let the notices pile up.
+        s.take_released();
+        // Output for clients that sent nothing (watch events).
+        for id in s.take_dirty() {
+            if let Some(&idx) = self.by_id.get(&id) {
+                let c = self.conns.get_mut(idx).expect("indexed connection");
+                c.backlog = true;
+                if !c.touched {
+                    c.touched = true;
+                    self.touched.push(idx);
+                }
+            }
+        }
+        for &idx in &self.touched {
+            let Some(c) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            if c.backlog {
+                pull_output(&mut *s, c, self.cfg.out_high);
+            }
+        }
+    }
+
     fn update_interest(&mut self, idx: usize) {
-        let c = self.conns[idx].as_mut().expect("live connection");
+        let c = self.conns.get_mut(idx).expect("live connection");
         let mut want = 0;
         if !c.paused {
             want |= READABLE;
@@ -524,17 +487,16 @@ impl<E: Engine> SocketServer<E> {
     fn close(&mut self, idxs: &[usize]) {
         let mut ids = Vec::with_capacity(idxs.len());
         for &idx in idxs {
-            let Some(mut c) = self.conns[idx].take() else {
+            let Some(mut c) = self.conns.remove(idx) else {
                 continue;
             };
             // Unread bytes would make the peer see a reset instead of the end of the stream.
-            consume(&mut c, &mut self.scratch);
+            c.consume(&mut self.scratch);
             if c.interest & WRITABLE != 0 {
                 self.pending_out -= 1;
             }
             self.by_id.remove(&c.id);
             ids.push(c.id);
-            self.free.push(idx);
             // Dropping the stream closes it, which also removes it from the epoll set.
         }
         let mut s = self.store.lock();
@@ -571,8 +533,7 @@ impl<E: Engine> SocketServer<E> {
             return;
         }
         let mut drained = Vec::new();
-        for (idx, slot) in self.conns.iter_mut().enumerate() {
-            let Some(c) = slot.as_mut() else { continue };
+        for (idx, c) in self.conns.iter_mut() {
             if c.out
                 .oldest_event()
                 .is_some_and(|t| now.saturating_duration_since(t) > timeout)
@@ -595,8 +556,8 @@ impl<E: Engine> Drop for SocketServer<E> {
     /// The store may outlive the server (embedded use): its clients' transactions and watches
     /// must not.
     fn drop(&mut self) {
-        for c in self.conns.iter_mut().flatten() {
-            consume(c, &mut self.scratch);
+        for (_, c) in self.conns.iter_mut() {
+            c.consume(&mut self.scratch);
         }
         let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
         let mut s = self.store.lock();
@@ -643,23 +604,6 @@ fn handle_requests<E: Engine>(s: &mut E, c: &mut Conn, cfg: &ServerConfig) -> u3
     handled
 }
 
-/// Takes the peeked bytes off the client's socket (they are buffered or handled already).
-fn consume(c: &mut Conn, scratch: &mut [u8]) {
-    while c.unconsumed > 0 {
-        let n = c.unconsumed.min(scratch.len());
-        match sys::recv(c.stream.as_fd(), &mut scratch[..n], false) {
-            Ok(k) if k > 0 => c.unconsumed -= k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Cannot happen (the bytes are there) short of a broken socket: give up on it.
-            _ => {
-                c.unconsumed = 0;
-                c.closing = true;
-            }
-        }
-    }
-    c.deferred_msgs = 0;
-}
-
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
 fn pull_output<E: Engine>(s: &mut E, c: &mut Conn, high: usize) {
     while c.out.bytes() < high {
@@ -679,6 +623,7 @@ mod tests {
     use super::*;
     use crate::server::standin::StandIn;
     use crate::wire::{encode, Header, MsgType, HEADER_LEN};
+    use std::io::Read;
     use std::io::Write;
     use std::path::PathBuf;
     use std::thread;
