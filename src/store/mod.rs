@@ -19,15 +19,10 @@
 //! Additions (all optional for transports):
 //! - `take_introduced`: domains INTRODUCEd (or re-introduced) since the last call, with the
 //!   mfn and event channel port from the request, for the ring transport to map.
-//! - `domain_features(domid)`: the feature bits of a domain (SET_FEATURE), for the ring page's
-//!   `server_features`.
-//! - `outstanding_quota(conn)`: the "outstanding" quota of the connection's domain (None:
-//!   unlimited, e.g. domain 0). The engine answers every request at once, so counting requests
-//!   in flight is the transport's job.
 //! - `dropped_events(conn)` / `queued_events(conn)` / `queued_event_bytes(conn)`: watch events
 //!   dropped at the per-connection bounds (`Config::max_queued_events` and
 //!   `Config::max_queued_event_bytes`, see conn.rs), and the events currently queued.
-//! - `conn_domid(conn)`, `check()` (the invariant checker CONTROL check runs).
+//! - `check()`: the invariant checker CONTROL check runs.
 //!
 //! Ordering, as in the C daemon: events caused by a request are queued before that request's
 //! reply (also on the requester's own connection); the initial event of a WATCH comes right
@@ -318,35 +313,6 @@ impl Store {
     /// Domains introduced (or re-introduced) since the last call.
     pub fn take_introduced(&mut self) -> Vec<Introduced> {
         std::mem::take(&mut self.introduced)
-    }
-
-    /// Whether `domid` has been introduced (and not released).
-    pub fn is_introduced(&self, domid: u32) -> bool {
-        self.domains.is_introduced(domid)
-    }
-
-    /// The domain a connection acts as.
-    pub fn conn_domid(&self, conn: ConnId) -> Option<u32> {
-        self.conns.get(&conn).map(|c| c.access.domid)
-    }
-
-    /// Feature bits of a domain (all supported ones unless SET_FEATURE cleared some).
-    pub fn domain_features(&self, domid: u32) -> u32 {
-        self.domains
-            .get(domid)
-            .map_or(self.cfg.features, |d| d.features)
-    }
-
-    /// The outstanding-requests quota a transport should apply to `conn` (None: unlimited).
-    pub fn outstanding_quota(&self, conn: ConnId) -> Option<u32> {
-        let c = self.conns.get(&conn)?;
-        if c.access.privileged {
-            return None;
-        }
-        match self.domains.quota(c.access.domid).outstanding {
-            0 => None,
-            n => Some(n),
-        }
     }
 
     /// Watch events dropped for `conn` because its queue was full.
