@@ -24,6 +24,7 @@ impl ClientRing {
         }
     }
 
+    /// The page both ends use.
     pub fn page(&self) -> &Arc<RingPage> {
         &self.ep.page
     }

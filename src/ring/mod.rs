@@ -91,9 +91,11 @@ mod tests;
 
 pub use client::ClientRing;
 pub use notify::Notify;
-pub use page::{Field, Ring, RingPage, PAGE_SIZE, RING_SIZE};
-pub use pump::{pump, Handler};
-pub use server::{ServerRing, SERVER_FEATURES};
+#[cfg(test)]
+use page::PAGE_SIZE;
+pub use page::{Field, Ring, RingPage, RING_SIZE};
+pub(crate) use pump::pump;
+pub use server::ServerRing;
 
 use std::fmt;
 use std::sync::atomic::Ordering::Acquire;

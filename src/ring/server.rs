@@ -15,8 +15,7 @@ pub struct ServerRing {
 }
 
 /// The features this implementation offers on every page it serves.
-pub const SERVER_FEATURES: u32 =
-    XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
+const SERVER_FEATURES: u32 = XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
 
 impl ServerRing {
     /// Attaches to `page` and advertises `SERVER_FEATURES` (before any data is touched, as the
@@ -27,15 +26,6 @@ impl ServerRing {
         ServerRing {
             ep: Endpoint::new(page, Box::new(notify), Ring::Rsp, Ring::Req),
         }
-    }
-
-    pub fn page(&self) -> &Arc<RingPage> {
-        &self.ep.page
-    }
-
-    /// Publishes the event channel port the guest should use.
-    pub fn set_evtchn_port(&self, port: u32) {
-        self.ep.page.store(Field::EvtchnPort, port, Release);
     }
 
     /// Empties both rings and clears `error`, dropping partial messages (what the C daemon does

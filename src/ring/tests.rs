@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::pump::Handler;
 use super::*;
 use crate::wire::{
     xenstore_domain_interface, MsgType, XENSTORE_CONNECTED, XENSTORE_ERROR_COMM,

@@ -1,13 +1,13 @@
 //! Serving the store to clients.
 //!
-//! - [`socket`]: the Unix-socket transport, one event-loop thread over epoll.
-//! - [`listen`]: claiming the socket path (refusing a live daemon's, replacing a stale one).
+//! - `socket`: the Unix-socket transport, one event-loop thread over epoll.
+//! - `listen`: claiming the socket path (refusing a live daemon's, replacing a stale one).
 //! - [`options`]: the daemon's command line, mapped onto the store's configuration.
-//! - [`framing`]: request reassembly and ordered output buffers.
+//! - `framing`: request reassembly and ordered output buffers.
 //! - `sys`: the Linux calls std lacks (epoll, eventfd, signalfd, rlimit).
 //!
 //! Threads and locks: the socket server runs on the thread that calls
-//! [`socket::SocketServer::run`]; the store and every connection's buffers belong to that
+//! [`SocketServer::run`]; the store and every connection's buffers belong to that
 //! thread. The store sits behind a mutex only so that tests can look at it while the server
 //! runs; the server never does I/O while holding it: it reads sockets, then takes the lock once
 //! to handle everything read and pull all queued output, then writes sockets (accepting and
@@ -29,11 +29,11 @@
 //!   affects itself.
 
 mod deferred;
-pub mod framing;
-pub mod listen;
+mod framing;
+mod listen;
 pub mod options;
 mod slab;
-pub mod socket;
+mod socket;
 
 mod sys;
 
