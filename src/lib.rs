@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod ring;
 pub mod server;
 pub mod store;
+mod sys;
 pub mod wire;
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use super::sys;
+use crate::sys;
 
 /// Peeked bytes are taken off the socket once this many requests or bytes accumulate...
 const CONSUME_MSGS: u32 = 16;

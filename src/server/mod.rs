@@ -4,7 +4,6 @@
 //! - `listen`: claiming the socket path (refusing a live daemon's, replacing a stale one).
 //! - [`options`]: the daemon's command line, mapped onto the store's configuration.
 //! - `framing`: request reassembly and ordered output buffers.
-//! - `sys`: the Linux calls std lacks (epoll, eventfd, signalfd, rlimit).
 //!
 //! Threads and locks: the socket server runs on the thread that calls
 //! [`SocketServer::run`]; the store and every connection's buffers belong to that
@@ -35,11 +34,9 @@ pub mod options;
 mod slab;
 mod socket;
 
-mod sys;
-
+pub use crate::sys::{raise_fd_limit, TermSignals};
 pub use listen::BoundSocket;
 pub use socket::{ServerConfig, SocketServer, StopHandle};
-pub use sys::{raise_fd_limit, TermSignals};
 
 use crate::store::{ConnId, Fatal, Store};
 use crate::wire::Header;

@@ -24,9 +24,9 @@ use parking_lot::Mutex;
 use super::deferred::{Deferred, DEFER_MAX};
 use super::framing::{InBuf, OutQueue};
 use super::slab::Slab;
-use super::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 use super::Engine;
 use crate::store::{ConnId, IdMap, Store};
+use crate::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 
 /// Tunables of the socket transport.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
-//! The few Linux calls the event loop needs that std does not wrap: epoll, eventfd, signalfd
-//! and the open-file limit. Each wrapper owns its descriptor (closed on drop) and reports
-//! failures as `io::Error`.
+//! The Linux calls std does not wrap, each wrapped once for the whole crate: epoll, eventfd,
+//! signalfd, socket peeking and sending without SIGPIPE, the open-file limit. Each descriptor
+//! has a type of its own that owns it (closed on drop); failures are `io::Error`.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -21,8 +21,7 @@ pub const HANGUP: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// The peer shut down its sending side (reported with the data still to read).
 pub const PEER_SHUT: u32 = libc::EPOLLRDHUP as u32;
 
-/// Edge-triggered registration (client sockets, see socket.rs: readiness is reported when
-/// new bytes arrive, not while peeked bytes sit in the socket).
+/// Edge-triggered registration (reported when the state changes, not while it lasts).
 pub const EDGE: u32 = libc::EPOLLET as u32;
 
 /// One readiness report: the token given at registration and the ready bits.
