@@ -105,9 +105,8 @@ impl EventFd {
         // SAFETY: no pointers; a non-negative result is a new descriptor we now own.
         let raw = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: `raw` was just returned by eventfd and is owned by nobody else.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(EventFd { fd })
     }
 
     /// Rings the bell. Never blocks; a saturated counter is already ringing.
