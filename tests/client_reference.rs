@@ -175,9 +175,12 @@ unsafe fn take_list(p: *mut *mut c_char, n: c_uint) -> Option<Vec<String>> {
     Some(v)
 }
 
+/// A request as the store received it: type, transaction and payload.
+type Received = (u32, u32, Vec<u8>);
+
 /// Runs the same calls through `api` against a fresh recording store; returns what the
 /// calls returned (as text) and what the store received.
-fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
+fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
     let store = MiniStore::new();
     let srv = store.serve();
     std::env::set_var("XENSTORED_PATH", &srv.path);
