@@ -5,7 +5,6 @@ mod domains;
 mod perms;
 mod txn;
 mod watches;
-mod zz_bench;
 
 use std::collections::HashMap;
 
