@@ -8,6 +8,7 @@ root=$PWD
 
 need_pkgs=()
 for p in cmake pkg-config gcc make; do command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p"); done
+command -v objdump >/dev/null 2>&1 || need_pkgs+=(binutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing: ${need_pkgs[*]}"
     apt-get update -qq

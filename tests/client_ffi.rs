@@ -1,6 +1,7 @@
 //! The C ABI against a small in-memory store: result shapes, errno, payload formats, watches.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::ptr::null_mut;

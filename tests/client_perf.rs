@@ -4,7 +4,8 @@
 //! The timing test is lenient (a loaded machine must not fail it); the full comparison prints
 //! its numbers: `cargo test --release --test client_perf -- --ignored --nocapture`.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::ffi::{c_char, c_uint, c_ulong, c_void};
 use std::time::{Duration, Instant};

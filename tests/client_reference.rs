@@ -5,7 +5,8 @@
 //!
 //! Everything runs in one test function because it sets environment variables.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
 
@@ -380,7 +381,7 @@ fn offline(api: &Api) -> Vec<String> {
 fn same_behaviour_as_the_c_library() {
     let Some(reference) = reference() else {
         assert!(
-            std::env::var_os("XS_REQUIRE_REFERENCE").is_none_or(|v| v != "1"),
+            !util::reference_required(),
             "reference library not found in {REF_DIR} (run scripts/reference/fetch.sh)"
         );
         eprintln!("reference library not found in {REF_DIR}: comparison skipped");

@@ -2,7 +2,8 @@
 //! are answered synchronously inside `send`, in the caller's thread, and events arrive from
 //! other threads at any time. Checks that replies need no thread hop and events still flow.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;

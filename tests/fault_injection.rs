@@ -8,10 +8,8 @@
 //! or watch thread. Slow answers are waited for and arrive intact. Each case prints a
 //! `PASS fault/<case>: ...` or `FAIL ...` line (`cargo test --test fault_injection -- --nocapture`).
 
-mod case_runner;
-mod client_support;
-mod common;
-mod support;
+mod util;
+use util::{client_support, support};
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;

@@ -7,8 +7,8 @@
 //!
 //! Prints one `PASS hostile/<case>: ...` line per case (`-- --nocapture`).
 
-mod case_runner;
-mod hostile_support;
+mod util;
+use util::hostile_support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -16,8 +16,8 @@
 //! After every attack the store's invariants are checked. One `PASS hostile/<case>: ...` line
 //! per case (`-- --nocapture`).
 
-mod case_runner;
-mod hostile_support;
+mod util;
+use util::hostile_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Clients that never read must not grow the daemon nor slow down the others.
 
-mod common;
+mod util;
+use util::common;
 
 use std::io::{self, Write};
 use std::thread;

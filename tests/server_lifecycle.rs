@@ -1,6 +1,7 @@
 //! Starting and stopping the daemon: socket path selection, signals, errors.
 
-mod common;
+mod util;
+use util::common;
 
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};

@@ -1,6 +1,7 @@
 //! Many clients at once on the single event-loop thread.
 
-mod common;
+mod util;
+use util::common;
 
 use std::thread;
 use std::time::{Duration, Instant};
