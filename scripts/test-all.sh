@@ -60,7 +60,7 @@ stage "demo (toolstack and guest on the embedded store)" scripts/demo.sh
 stage "conformance: Debian's tools and test-xenstore, every library x daemon" \
     tests/reference/conformance.sh
 # ThreadSanitizer needs a nightly toolchain, which a fresh machine lacks: run it by hand with
-# scripts/memcheck.sh (see the README's reliability section).
+# scripts/memcheck.sh (see docs/testing.md, Reliability).
 stage "C tests under valgrind memcheck" scripts/memcheck.sh --no-tsan
 stage "fuzz targets' own checks" cargo test --release --manifest-path fuzz/Cargo.toml
 stage "fuzzing smoke run" env FUZZ_SECS="${FUZZ_SECS:-15}" scripts/fuzz-smoke.sh
