@@ -10,6 +10,7 @@
 //! - [`embedded`]: the in-process store behind `XENSTORE_EMBEDDED=1`, and simulated guests.
 //! - `ffi`: the exported `xs_*` C functions, a thin shell over [`client`].
 
+mod busy_poll;
 pub mod client;
 pub mod embedded;
 pub mod ffi;

@@ -36,6 +36,7 @@ use super::sys::{
     self, Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE,
 };
 use super::Engine;
+use crate::busy_poll::BusyPoll;
 use crate::store::{ConnId, IdMap, Store};
 
 /// Tunables of the socket transport.
@@ -53,6 +54,9 @@ pub struct ServerConfig {
     pub domid: u32,
     /// Report broken clients on standard error.
     pub verbose: bool,
+    /// After serving requests, look for the next one for a few microseconds before sleeping
+    /// (see `busy_poll`).
+    pub busy_poll: bool,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
             watch_event_timeout: Some(Duration::from_secs(20)),
             domid: 0,
             verbose: false,
+            busy_poll: true,
         }
     }
 }
@@ -143,6 +148,7 @@ pub struct SocketServer<E: Engine = Store> {
     pending_out: usize,
     scratch: Vec<u8>,
     last_tick: Instant,
+    poller: BusyPoll,
 }
 
 impl<E: Engine> SocketServer<E> {
@@ -170,6 +176,7 @@ impl<E: Engine> SocketServer<E> {
             stop,
             extra_stop: Vec::new(),
             scratch: vec![0; cfg.read_chunk.max(4096)],
+            poller: BusyPoll::new(cfg.busy_poll),
             cfg,
             conns: Vec::new(),
             free: Vec::new(),
@@ -201,6 +208,8 @@ impl<E: Engine> SocketServer<E> {
     /// Serves until stopped. Returns an error only if epoll itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut ready = Vec::with_capacity(256);
+        // The last iteration served a client: its next request may be microseconds away.
+        let mut served = false;
         loop {
             let timeout = if !self.again.is_empty() {
                 0
@@ -212,7 +221,22 @@ impl<E: Engine> SocketServer<E> {
                 -1
             };
             ready.clear();
-            self.epoll.wait(timeout, &mut ready)?;
+            if served && timeout != 0 {
+                let epoll = &mut self.epoll;
+                let found = self.poller.poll(|| {
+                    epoll.wait(0, &mut ready)?;
+                    io::Result::Ok((!ready.is_empty()).then_some(()))
+                })?;
+                if found.is_none() {
+                    self.epoll.wait(timeout, &mut ready)?;
+                }
+            } else {
+                self.epoll.wait(timeout, &mut ready)?;
+            }
+            served = !self.again.is_empty()
+                || ready
+                    .iter()
+                    .any(|r| r.token >= TOKEN_FIRST_CONN || r.token == TOKEN_BELL);
             for idx in std::mem::take(&mut self.again) {
                 match self.conn(idx) {
                     Some(c) if c.reread => {
