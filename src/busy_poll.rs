@@ -11,6 +11,7 @@
 //! - it is already there at the first try: nothing is learnt;
 //! - the window passes with nothing: it halves, and below `START` polling stops; then one call
 //!   in `PROBE_EVERY` polls for `PROBE` to find out whether it would pay again.
+//!
 //! Between tries the poller yields the processor, so a peer on the same CPU can run.
 //!
 //! Nobody polls while idle: a poller is only called by a thread that has a request in flight
