@@ -14,6 +14,7 @@
 // and every unsafe block says why it is sound.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod busy_poll;
 pub mod client;
 pub mod embedded;
 pub mod ffi;

@@ -624,7 +624,6 @@ fn pending_events_embedded() {
         );
         let waiting = drain_events(&g, Duration::from_millis(300)).len();
         assert_eq!(waiting, 20 * n + 20, "every event reached the handle");
-        assert!(elapsed < Duration::from_secs(10));
         host.assert_intact("unread events");
         format!("20 watches x {n} changes = {} events for a handle never reading: store queues empty ({line}), dom0 {n} writes + guest3 {} trips in {} ms, all events waiting in the guest's handle, check OK", 20 * n, 2 * (n / 100), elapsed.as_millis())
     });

@@ -11,10 +11,10 @@
 //!   whole messages are already buffered, then hands the role to the requester still waiting
 //!   that asked first, if any: replies come in request order, so that requester's reply is the
 //!   next one and it reads it itself. The role passes directly (`handed_to`), so a newer
-//!   request cannot take it in between and waste the wake-up that handed it over. While other
-//!   requests are in flight the reader reads with
-//!   `Transport::recv_busy`, which looks for the next reply for a few microseconds without
-//!   sleeping (yielding to the requesters it just woke), since it is due any moment;
+//!   request cannot take it in between and waste the wake-up that handed it over. The reader
+//!   reads with `Transport::recv_busy`, which looks for the next reply for a bounded, adaptive
+//!   few microseconds without sleeping (yielding to the requesters it just woke), since a reply
+//!   that finds its reader awake costs no wake-up (`busy_poll`);
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
@@ -248,7 +248,6 @@ impl Conn {
 
     /// Reads as the reader until our reply comes (see the module comment).
     fn lead(&self, core: MutexGuard<'_, Core>, req_id: u32) -> Result<Message, Errno> {
-        let mut busy = core.awaiting > 1;
         drop(core);
         let mut mine = None;
         loop {
@@ -260,19 +259,13 @@ impl Conn {
                 self.hand_off(&mut core);
                 return Ok(reply);
             }
-            let got = if busy {
-                self.transport.recv_busy()
-            } else {
-                self.transport.recv(None)
-            };
+            let got = self.transport.recv_busy();
             let mut core = self.core.lock();
             let outcome = match got {
                 Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
                 Ok(None) => Err(Errno(libc::EINTR)),
                 Err(e) => Err(e),
             };
-            // Other requesters' replies are due too: worth waiting for without sleeping.
-            busy = core.awaiting > 1;
             match outcome {
                 Ok(Dispatched::Mine(m)) => mine = Some(m),
                 Ok(Dispatched::Event(ev)) => {

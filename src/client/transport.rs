@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use super::sys;
 use super::Errno;
+use crate::busy_poll::BusyPoll;
 use crate::wire::{Header, WireError, HEADER_LEN, PAYLOAD_MAX};
 
 /// One whole message as received.
@@ -40,8 +41,8 @@ pub trait Transport: Send + Sync {
     /// thread uses this to stop). End of stream is Err(EBADF), as the C library reports it.
     fn recv(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno>;
 
-    /// As `recv(None)`, for a reader that knows other replies are due soon (several requests
-    /// in flight): a transport may look for data without sleeping for a short while first.
+    /// As `recv(None)`, for a requester awaiting its reply: a transport may look for it
+    /// without sleeping for a short, adaptive while first (see `busy_poll`).
     fn recv_busy(&self) -> Result<Option<Message>, Errno> {
         self.recv(None)
     }
@@ -106,12 +107,9 @@ pub enum StreamKind {
 /// Room for two maximal messages, so a reply and what follows it fit in one read.
 const READ_BUF: usize = 2 * (HEADER_LEN + PAYLOAD_MAX);
 
-/// How long `recv_busy` looks for data without sleeping. Replies to a handle with several
-/// requests in flight follow each other a few microseconds apart; a reader that sleeps
-/// between them pays a wake-up each time (tens of microseconds of latency on a small VM, and
-/// CPU time for the switch), while one that yields the processor between looks lets the
-/// threads it just handed replies to run, and is there when the next reply lands.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_micros(30);
+/// Set to `0` in the environment, turns off polling for replies (`recv_busy` then sleeps at
+/// once, as the C library does).
+pub const BUSY_POLL_ENV: &str = "XENSTORE_BUSY_POLL";
 
 struct ReadBuf {
     data: Box<[u8]>,
@@ -178,6 +176,8 @@ pub struct StreamTransport {
     kind: StreamKind,
     /// Only the reader-role holder touches it, so the lock is never contended.
     rbuf: Mutex<ReadBuf>,
+    /// How long the reader polls for a reply before sleeping; reader-role holder only too.
+    poller: Mutex<BusyPoll>,
 }
 
 impl StreamTransport {
@@ -186,6 +186,9 @@ impl StreamTransport {
             fd,
             kind,
             rbuf: Mutex::new(ReadBuf::new()),
+            poller: Mutex::new(BusyPoll::new(
+                std::env::var_os(BUSY_POLL_ENV).is_none_or(|v| v != "0"),
+            )),
         }
     }
 
@@ -240,19 +243,12 @@ impl Transport for StreamTransport {
         }
     }
 
-    /// Reads without waiting (`recv_available`), yielding the processor between tries, for up
-    /// to `BUSY_WAIT`; then waits as `recv` does. Sockets only (MSG_DONTWAIT).
+    /// Reads without waiting (`recv_available`) for the poller's window, then waits as `recv`
+    /// does. Sockets only (MSG_DONTWAIT).
     fn recv_busy(&self) -> Result<Option<Message>, Errno> {
         if self.kind == StreamKind::Socket {
-            let start = std::time::Instant::now();
-            loop {
-                if let Some(m) = self.recv_available(-1)? {
-                    return Ok(Some(m));
-                }
-                if start.elapsed() >= BUSY_WAIT {
-                    break;
-                }
-                std::thread::yield_now();
+            if let Some(m) = self.poller.lock().poll(|| self.recv_available(-1))? {
+                return Ok(Some(m));
             }
         }
         self.recv(None)

@@ -46,6 +46,8 @@ pub struct DaemonOptions {
     pub verbose: bool,
     /// -K: keep a released domain's nodes.
     pub keep_orphans: bool,
+    /// -b: never poll for the next request before sleeping.
+    pub no_busy_poll: bool,
     /// Why some accepted options have no effect (printed by the daemon at start).
     pub notes: Vec<String>,
 }
@@ -87,6 +89,9 @@ Options:
   -w, --timeout <what>=<seconds>  <what> is watch-event: how long an unread watch
                              event is kept before it is dropped (0: forever)
   -K, --keep-orphans         keep a released domain's nodes
+  -b, --no-busy-poll         sleep as soon as no request is waiting (by default, after
+                             serving requests it looks for the next one for a few
+                             microseconds first, as long as that keeps paying)
 
 Accepted for compatibility with the C xenstored, without effect:
   -N, --no-fork              (the daemon never forks)
@@ -118,6 +123,7 @@ const SPEC: &[(char, &str, Arg)] = &[
     ('q', "quota-soft", Arg::Value),
     ('w', "timeout", Arg::Value),
     ('K', "keep-orphans", Arg::Flag),
+    ('b', "no-busy-poll", Arg::Flag),
     ('N', "no-fork", Arg::Flag),
     ('D', "no-domain-init", Arg::Flag),
     ('T', "trace-file", Arg::Value),
@@ -249,6 +255,7 @@ where
                     }
                 }
                 'K' => o.keep_orphans = true,
+                'b' => o.no_busy_poll = true,
                 'N' => {}
                 'D' => o
                     .notes
@@ -298,6 +305,7 @@ impl DaemonOptions {
     pub fn server_config(&self) -> ServerConfig {
         let mut cfg = ServerConfig {
             verbose: self.verbose,
+            busy_poll: !self.no_busy_poll,
             ..ServerConfig::default()
         };
         if let Some(secs) = self.watch_event_timeout {

@@ -25,6 +25,7 @@ use super::deferred::{Deferred, DEFER_MAX};
 use super::framing::{InBuf, OutQueue};
 use super::slab::Slab;
 use super::Engine;
+use crate::busy_poll::BusyPoll;
 use crate::store::{ConnId, IdMap, Store};
 use crate::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 
@@ -41,6 +42,9 @@ pub struct ServerConfig {
     pub watch_event_timeout: Option<Duration>,
     /// Report broken clients on standard error.
     pub verbose: bool,
+    /// After serving requests, look for the next one for a few microseconds before sleeping
+    /// (see `busy_poll`).
+    pub busy_poll: bool,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             read_chunk: 64 * 1024,
             watch_event_timeout: Some(Duration::from_secs(20)),
             verbose: false,
+            busy_poll: true,
         }
     }
 }
@@ -126,6 +131,7 @@ pub struct SocketServer<E: Engine = Store> {
     pending_out: usize,
     scratch: Vec<u8>,
     last_tick: Instant,
+    poller: BusyPoll,
 }
 
 impl<E: Engine> SocketServer<E> {
@@ -144,6 +150,7 @@ impl<E: Engine> SocketServer<E> {
             stop,
             extra_stop: Vec::new(),
             scratch: vec![0; cfg.read_chunk.max(4096)],
+            poller: BusyPoll::new(cfg.busy_poll),
             cfg,
             conns: Slab::default(),
             by_id: IdMap::default(),
@@ -169,6 +176,8 @@ impl<E: Engine> SocketServer<E> {
     /// Serves until stopped. Returns an error only if epoll itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut ready = Vec::with_capacity(256);
+        // The last iteration served a client: its next request may be microseconds away.
+        let mut served = false;
         loop {
             let timeout = if !self.again.is_empty() {
                 0
@@ -180,7 +189,19 @@ impl<E: Engine> SocketServer<E> {
                 -1
             };
             ready.clear();
-            self.epoll.wait(timeout, &mut ready)?;
+            if served && timeout != 0 {
+                let epoll = &mut self.epoll;
+                let found = self.poller.poll(|| {
+                    epoll.wait(0, &mut ready)?;
+                    io::Result::Ok((!ready.is_empty()).then_some(()))
+                })?;
+                if found.is_none() {
+                    self.epoll.wait(timeout, &mut ready)?;
+                }
+            } else {
+                self.epoll.wait(timeout, &mut ready)?;
+            }
+            served = !self.again.is_empty() || ready.iter().any(|r| r.token >= TOKEN_FIRST_CONN);
             for idx in std::mem::take(&mut self.again) {
                 match self.conns.get_mut(idx) {
                     Some(c) if c.reread => {
