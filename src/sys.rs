@@ -1,7 +1,10 @@
 //! The Linux calls std does not wrap, each wrapped once for the whole crate: epoll, eventfd,
-//! signalfd, socket peeking and sending without SIGPIPE, the open-file limit. Each descriptor
-//! has a type of its own that owns it (closed on drop); failures are `io::Error`.
+//! signalfd, poll, pipes, sockets (connecting, peeking, sending without SIGPIPE), plain reads
+//! and writes on raw descriptors, the signal mask and the open-file limit. Epoll, eventfd and
+//! signalfd descriptors have a type of their own that owns them (closed on drop); failures are
+//! `io::Error` (the client turns them into its errno values with `?`).
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -12,6 +15,32 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// As [`cvt`], for calls returning a byte count.
+fn cvt_size(ret: isize) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Repeats `call` while it fails with EINTR.
+fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Takes ownership of a descriptor a system call just returned.
+fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Interest / readiness bits, as epoll spells them.
@@ -31,21 +60,21 @@ pub struct Ready {
     pub events: u32,
 }
 
-/// A level-triggered epoll instance.
+/// An epoll instance. Registration and waiting take `&self`: one thread may wait while others
+/// change what it waits for.
 pub struct Epoll {
     fd: OwnedFd,
-    buf: Vec<libc::epoll_event>,
 }
+
+/// Most readiness reports taken per wait (the rest stay queued in the kernel for the next).
+const EPOLL_BATCH: usize = 256;
 
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
         // that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        Ok(Epoll {
-            fd,
-            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
-        })
+        Ok(Epoll { fd })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -56,24 +85,27 @@ impl Epoll {
         Ok(())
     }
 
-    pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+    /// Registers `fd` for `events`; `token` comes back with its readiness. A descriptor
+    /// that is not open merely fails (EBADF).
+    pub fn add(&self, fd: impl AsRawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
     }
 
-    pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+    pub fn modify(&self, fd: impl AsRawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
     }
 
     /// Waits up to `timeout_ms` (-1: forever) and appends what is ready to `out`.
     /// An interrupted wait returns no events rather than an error.
-    pub fn wait(&mut self, timeout_ms: i32, out: &mut Vec<Ready>) -> io::Result<()> {
-        // SAFETY: the buffer holds `buf.len()` initialised epoll_events and the kernel writes
+    pub fn wait(&self, timeout_ms: i32, out: &mut Vec<Ready>) -> io::Result<()> {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_BATCH];
+        // SAFETY: the buffer holds `EPOLL_BATCH` initialised epoll_events and the kernel writes
         // at most that many.
         let n = unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr(),
-                self.buf.len() as libc::c_int,
+                buf.as_mut_ptr(),
+                EPOLL_BATCH as libc::c_int,
                 timeout_ms,
             )
         };
@@ -85,7 +117,7 @@ impl Epoll {
                 Err(e)
             };
         }
-        for ev in &self.buf[..n as usize] {
+        for ev in &buf[..n as usize] {
             out.push(Ready {
                 token: ev.u64,
                 events: ev.events,
@@ -109,32 +141,15 @@ impl EventFd {
         Ok(EventFd { fd })
     }
 
-    /// Rings the bell. Never blocks; a saturated counter is already ringing.
+    /// Rings the bell. Never blocks; a saturated counter (EAGAIN) is already ringing.
     pub fn ring(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64, as eventfd requires.
-        let _ = unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        let _ = write(self.fd.as_raw_fd(), &1u64.to_ne_bytes());
     }
 
     /// Silences the bell; returns whether it had rung.
-    #[cfg(test)]
     pub fn drain(&self) -> bool {
-        let mut v: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a live u64.
-        let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut v as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        n == 8
+        let mut v = [0u8; 8];
+        matches!(read(self.fd.as_raw_fd(), &mut v), Ok(8))
     }
 }
 
@@ -189,21 +204,11 @@ impl io::Write for NoSigPipe<'_> {
     /// One buffer: plain send(2), which spares the kernel copying in a message header and
     /// an iovec array (most writes are a single reply or event).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is a live slice for the duration of the call; the kernel only reads
-        // `buf.len()` bytes from it.
-        let n = unsafe {
-            libc::send(
-                self.0.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        send(
+            self.0.as_raw_fd(),
+            buf,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -251,15 +256,38 @@ pub fn enable_peek_offset(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// A non-blocking recv(2), peeking (leaving the bytes in the socket) or taking them.
-pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+pub fn recv(fd: impl AsRawFd, buf: &mut [u8], peek: bool) -> io::Result<usize> {
     let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
     // SAFETY: `buf` is a live, writable slice; the kernel writes at most `buf.len()` bytes.
     let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    cvt_size(n)
+}
+
+/// [`recv`] taking the bytes, EINTR retried: Ok(None) when nothing is there; Ok(Some(0)) is
+/// end of stream.
+pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match recv(fd, buf, false) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
     }
+}
+
+/// One send(2) with `flags`.
+fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `buf` is a live slice for the duration of the call; the kernel only reads
+    // `buf.len()` bytes from it.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+    cvt_size(n)
+}
+
+/// One blocking send with MSG_NOSIGNAL, so a vanished peer gives EPIPE instead of SIGPIPE;
+/// EINTR is retried.
+pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    retry(|| send(fd, buf, libc::MSG_NOSIGNAL))
 }
 
 /// Raises the soft open-file limit to the hard limit, so that thousands of clients fit.
@@ -280,13 +308,163 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
+/// What `stat` says a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Socket,
+    Other,
+}
+
+pub fn path_kind(path: &CStr) -> io::Result<PathKind> {
+    // SAFETY: an all-zero `struct stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a valid, writable struct stat.
+    cvt(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+    Ok(if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        PathKind::Socket
+    } else {
+        PathKind::Other
+    })
+}
+
+/// Whether a path exists (access F_OK).
+pub fn exists(path: &CStr) -> bool {
+    // SAFETY: `path` is NUL-terminated.
+    unsafe { libc::access(path.as_ptr(), libc::F_OK) == 0 }
+}
+
+/// A close-on-exec stream socket connected to the Unix socket at `path`.
+pub fn connect_unix(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket creation, no pointers.
+    let sock =
+        owned(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: an all-zero sockaddr_un is valid (family set below).
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.to_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    retry(|| {
+        // SAFETY: `addr` is an initialised sockaddr_un and the length is its size.
+        cvt(unsafe {
+            libc::connect(
+                sock.as_raw_fd(),
+                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        })
+    })?;
+    Ok(sock)
+}
+
+/// Opens a device (or any file) read-write, close-on-exec. O_NOCTTY keeps a terminal standing in
+/// for the device from becoming our controlling terminal.
+pub fn open_rdwr(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated.
+    owned(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    })
+}
+
+/// One `read`; Ok(0) is end of file. EINTR is retried.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length.
+    retry(|| cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }))
+}
+
+/// One `write`; EINTR is retried.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length.
+    retry(|| cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }))
+}
+
+/// Tells the peer we are gone (both directions); errors are irrelevant here.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: no pointers; a bad descriptor merely fails.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Readiness of the descriptors given to [`poll`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Readable, hung up or in error: a read will not block.
+    pub first: bool,
+    pub second: bool,
+}
+
+/// Waits until `first` or `second` (if any) polls readable, hung up or in error; `timeout_ms`
+/// as poll(2) (-1: forever). EINTR is retried.
+pub fn poll(first: RawFd, second: Option<RawFd>, timeout_ms: i32) -> io::Result<Polled> {
+    let mut fds = [
+        libc::pollfd {
+            fd: first,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: second.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let n = if second.is_some() { 2 } else { 1 };
+    // SAFETY: `fds` holds `n` initialised pollfd entries.
+    retry(|| cvt(unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) }))?;
+    let hit = |p: &libc::pollfd| p.revents != 0;
+    if fds[0].revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    Ok(Polled {
+        first: hit(&fds[0]),
+        second: n == 2 && hit(&fds[1]),
+    })
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Runs `f` with every signal blocked in the calling thread, so that threads it creates start
+/// with all signals blocked (signals are then delivered to the application's own threads).
+pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(libc::sigset_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores the mask saved below.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        }
+    }
+    // SAFETY: sigset_t values are plain data; sigfillset and pthread_sigmask only write to the
+    // sets we pass.
+    let _restore = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        Restore(old)
+    };
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn eventfd_rings_and_epoll_sees_it() {
-        let mut ep = Epoll::new().unwrap();
+        let ep = Epoll::new().unwrap();
         let bell = EventFd::new().unwrap();
         ep.add(bell.as_fd(), READABLE, 42).unwrap();
         let mut out = Vec::new();

@@ -57,17 +57,17 @@
 //! thread, watch-queue readers and pollers) is woken, and later requests fail with EBADF (the C
 //! library closes its descriptor, so that is what it reports).
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::sys;
 use super::transport::{Message, Transport};
 use super::watch::{WatchEvent, WatchQueue};
 use super::Errno;
 use crate::store::IdMap;
+use crate::sys::{Epoll, EventFd, Ready, EDGE, READABLE};
 use crate::wire::{Header, MsgType, HEADER_LEN};
 
 struct Slot {
@@ -130,13 +130,22 @@ enum Dispatched {
 /// What the watch thread waits on.
 struct Watcher {
     /// Signalled to wake the thread (stop, death).
-    attention: OwnedFd,
+    attention: EventFd,
     /// Holds `attention` (always) and the stream (while no reply is awaited).
-    epoll: OwnedFd,
+    epoll: Epoll,
 }
 
 const TOKEN_STREAM: u64 = 0;
 const TOKEN_ATTENTION: u64 = 1;
+
+/// The watch thread's interest in the stream: readable while `armed`, else nothing.
+fn stream_interest(armed: bool, edge: bool) -> u32 {
+    let mut events = if armed { READABLE } else { 0 };
+    if edge {
+        events |= EDGE;
+    }
+    events
+}
 
 pub struct Conn {
     transport: Box<dyn Transport>,
@@ -390,11 +399,13 @@ impl Conn {
             self.transport.readable_fd(),
             self.transport.edge_triggered(),
         );
-        let r = sys::epoll_set(w.epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, false, edge);
-        match r {
+        match w
+            .epoll
+            .modify(fd, stream_interest(armed, edge), TOKEN_STREAM)
+        {
             Ok(()) => core.stream_armed = armed,
             // Events could no longer be noticed: better a dead connection than a silent one.
-            Err(e) => self.kill(core, e),
+            Err(e) => self.kill(core, e.into()),
         }
     }
 
@@ -410,7 +421,7 @@ impl Conn {
         }
         self.watch_thread.notify_one();
         if let Some(w) = self.watcher.get() {
-            sys::eventfd_signal(w.attention.as_raw_fd());
+            w.attention.ring();
         }
         self.events.set_dead();
     }
@@ -432,22 +443,15 @@ impl Conn {
         if self.watcher.get().is_some() {
             return Ok(());
         }
-        let attention = sys::eventfd()?;
-        let epoll = sys::epoll_create()?;
-        sys::epoll_set(
-            epoll.as_raw_fd(),
-            attention.as_raw_fd(),
-            TOKEN_ATTENTION,
-            true,
-            true,
-            false,
-        )?;
+        let attention = EventFd::new()?;
+        let epoll = Epoll::new()?;
+        epoll.add(attention.as_fd(), READABLE, TOKEN_ATTENTION)?;
         let armed = core.awaiting == 0 || !self.transport.signals_replies();
         let (fd, edge) = (
             self.transport.readable_fd(),
             self.transport.edge_triggered(),
         );
-        sys::epoll_set(epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, true, edge)?;
+        epoll.add(fd, stream_interest(armed, edge), TOKEN_STREAM)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
         Ok(())
@@ -460,14 +464,15 @@ impl Conn {
         drop(core);
         self.watch_thread.notify_one();
         if let Some(w) = self.watcher.get() {
-            sys::eventfd_signal(w.attention.as_raw_fd());
+            w.attention.ring();
         }
     }
 
     /// The watch thread's body: moves events off the stream while no request is in flight.
     pub fn run_watch_thread(&self) {
         let Some(w) = self.watcher.get() else { return };
-        let attention: RawFd = w.attention.as_raw_fd();
+        let attention: RawFd = w.attention.as_fd().as_raw_fd();
+        let mut ready = Vec::new();
         // The stream polled readable and has not been read since. Kept across a requester's
         // turn at reading, so that a transport whose descriptor signals only once per arrival
         // (`Transport::edge_triggered`) loses nothing.
@@ -477,17 +482,17 @@ impl Conn {
                 if !self.wait_until_stream_is_ours() {
                     return;
                 }
-                let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.abandon(e);
-                        return;
-                    }
-                };
-                if ready & 1 << TOKEN_ATTENTION != 0 {
-                    sys::eventfd_drain(attention);
+                ready.clear();
+                // An interrupted wait reports nothing: the loop then waits again.
+                if let Err(e) = w.epoll.wait(-1, &mut ready) {
+                    self.abandon(e.into());
+                    return;
                 }
-                stream_ready = ready & 1 << TOKEN_STREAM != 0;
+                let is = |t| ready.iter().any(|r: &Ready| r.token == t);
+                if is(TOKEN_ATTENTION) {
+                    w.attention.drain();
+                }
+                stream_ready = is(TOKEN_STREAM);
             }
             // Take the reader role, waiting for a requester that holds it (it woke us just
             // before it began) to finish.
@@ -565,6 +570,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
     use std::collections::VecDeque;
     use std::thread::ThreadId;
     use std::time::Duration;
@@ -574,7 +580,7 @@ mod tests {
     /// moment, just after the requester reading its reply has looked for more.
     struct EdgeDouble {
         queue: Mutex<VecDeque<Message>>,
-        bell: OwnedFd,
+        bell: EventFd,
         /// When this thread next finds nothing pending, an event arrives right then.
         inject_for: Mutex<Option<ThreadId>>,
     }
@@ -625,14 +631,14 @@ mod tests {
                 // the reader role; the caller lingers so the watch thread sees that.
                 q.push_back(EdgeDouble::event());
                 drop(q);
-                sys::eventfd_signal(self.bell.as_raw_fd());
+                self.bell.ring();
                 std::thread::sleep(Duration::from_millis(100));
             }
             false
         }
 
         fn readable_fd(&self) -> RawFd {
-            self.bell.as_raw_fd()
+            self.bell.as_fd().as_raw_fd()
         }
 
         fn multiplexes(&self) -> bool {
@@ -656,7 +662,7 @@ mod tests {
     fn readiness_seen_while_a_requester_reads_is_kept() {
         let double = Arc::new(EdgeDouble {
             queue: Mutex::new(VecDeque::new()),
-            bell: sys::eventfd().unwrap(),
+            bell: EventFd::new().unwrap(),
             inject_for: Mutex::new(None),
         });
         let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));

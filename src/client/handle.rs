@@ -244,7 +244,7 @@ impl Handle {
         }
         self.conn.prepare_watch_thread()?;
         let conn = self.conn.clone();
-        let spawned = super::sys::with_signals_blocked(|| {
+        let spawned = crate::sys::with_signals_blocked(|| {
             std::thread::Builder::new()
                 .name("xenstore-watch".into())
                 .stack_size(WATCH_THREAD_STACK)

@@ -15,7 +15,6 @@ pub mod handle;
 mod notify_pipe;
 pub mod paths;
 pub mod perms;
-mod sys;
 pub mod transport;
 pub mod watch;
 
@@ -35,6 +34,13 @@ impl std::fmt::Display for Errno {
 }
 
 impl std::error::Error for Errno {}
+
+/// What the system said: its errno (EIO if it gave none).
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Errno {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
 
 impl From<Errno> for std::io::Error {
     fn from(e: Errno) -> std::io::Error {

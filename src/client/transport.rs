@@ -12,9 +12,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use parking_lot::Mutex;
 
-use super::sys;
 use super::Errno;
 use crate::busy_poll::BusyPoll;
+use crate::sys;
 use crate::wire::{Header, WireError, HEADER_LEN, PAYLOAD_MAX};
 
 /// One whole message as received.

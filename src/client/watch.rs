@@ -218,7 +218,7 @@ impl WatchQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::sys;
+    use crate::sys;
 
     fn pipe_readable(fd: RawFd) -> bool {
         sys::poll(fd, None, 0).unwrap().first

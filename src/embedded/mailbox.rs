@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn edge_triggered_waiter_is_woken_once_per_batch() {
         use crate::sys::{Epoll, EDGE, READABLE};
-        let mut ep = Epoll::new().unwrap();
+        let ep = Epoll::new().unwrap();
         let m = Mailbox::new().unwrap();
         ep.add(m.doorbell.as_fd(), READABLE | EDGE, 0).unwrap();
         let mut out = Vec::new();
