@@ -307,7 +307,7 @@ impl Conn {
             return Err(e);
         }
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
-            return Ok(Dispatched::Event(WatchEvent::from_payload(m.body)));
+            return Ok(Dispatched::Event(WatchEvent::from_payload(m.payload)));
         }
         let waiting = |c: &Core, id: &u32| c.slots.get(id).is_some_and(|s| s.reply.is_none());
         let target = if waiting(core, &m.header.req_id) {
@@ -587,10 +587,10 @@ mod tests {
 
     impl EdgeDouble {
         fn event() -> Message {
-            let body = b"/late\0tok\0".to_vec();
+            let payload = b"/late\0tok\0".to_vec();
             Message {
-                header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, body.len() as u32),
-                body,
+                header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, payload.len() as u32),
+                payload,
             }
         }
     }
@@ -598,10 +598,10 @@ mod tests {
     impl Transport for Arc<EdgeDouble> {
         fn send(&self, msg: &[u8]) -> Result<(), Errno> {
             let h = Header::parse(msg.first_chunk::<HEADER_LEN>().unwrap()).unwrap();
-            let body = b"v".to_vec();
+            let payload = b"v".to_vec();
             let reply = Message {
-                header: Header::new(MsgType::XS_READ, h.req_id, 0, body.len() as u32),
-                body,
+                header: Header::new(MsgType::XS_READ, h.req_id, 0, payload.len() as u32),
+                payload,
             };
             self.queue.lock().push_back(reply);
             Ok(())
@@ -676,7 +676,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         *double.inject_for.lock() = Some(std::thread::current().id());
         let reply = conn.request(MsgType::XS_READ, 0, &[b"/x\0"]).unwrap();
-        assert_eq!(reply.body, b"v");
+        assert_eq!(reply.payload, b"v");
         assert!(double.inject_for.lock().is_none(), "the event was injected");
         // Nobody requests anything any more: only the watch thread can queue the event.
         assert!(
@@ -703,7 +703,7 @@ mod tests {
             let header = Header::new(MsgType::XS_READ, req_id, 0, body.len() as u32);
             self.inbox.lock().push_back(Message {
                 header,
-                body: body.to_vec(),
+                payload: body.to_vec(),
             });
             self.arrived.notify_all();
         }
@@ -775,7 +775,7 @@ mod tests {
         double.deliver(ids[1], b"b's value");
         let got = reader.join().unwrap();
         assert_eq!(
-            got.map(|m| m.body),
+            got.map(|m| m.payload),
             Err(Errno(libc::EIO)),
             "another request's reply was handed over"
         );

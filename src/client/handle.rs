@@ -118,13 +118,13 @@ impl Handle {
         }
         let reply = self.conn.request(ty, tx_id, parts)?;
         if reply.header.ty == MsgType::XS_ERROR as u32 {
-            return Err(Errno(wire::errno_from_name(c_text(&reply.body))));
+            return Err(Errno(wire::errno_from_name(c_text(&reply.payload))));
         }
         if reply.header.ty != ty as u32 {
             self.conn.abandon(Errno(libc::EBADF));
             return Err(Errno(libc::EBADF));
         }
-        Ok(reply.body)
+        Ok(reply.payload)
     }
 
     /// One NUL-terminated string as the payload.

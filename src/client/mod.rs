@@ -23,30 +23,7 @@ pub use perms::Permission;
 pub use transport::{Message, StreamKind, StreamTransport, Transport};
 pub use watch::WatchEvent;
 
-/// An errno value: how every client operation reports failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Errno(pub i32);
-
-impl std::fmt::Display for Errno {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
-    }
-}
-
-impl std::error::Error for Errno {}
-
-/// What the system said: its errno (EIO if it gave none).
-impl From<std::io::Error> for Errno {
-    fn from(e: std::io::Error) -> Errno {
-        Errno(e.raw_os_error().unwrap_or(libc::EIO))
-    }
-}
-
-impl From<Errno> for std::io::Error {
-    fn from(e: Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(e.0)
-    }
-}
+pub use crate::wire::Errno;
 
 /// Result of a client operation.
 pub type Result<T> = std::result::Result<T, Errno>;

@@ -17,12 +17,7 @@ use crate::busy_poll::BusyPoll;
 use crate::sys;
 use crate::wire::{Header, WireError, HEADER_LEN, PAYLOAD_MAX};
 
-/// One whole message as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub header: Header,
-    pub body: Vec<u8>,
-}
+pub use crate::wire::Message;
 
 /// A connection to a store, carrying whole messages.
 ///
@@ -138,13 +133,13 @@ impl ReadBuf {
         if avail.len() < total {
             return Ok(None);
         }
-        let body = avail[HEADER_LEN..total].to_vec();
+        let payload = avail[HEADER_LEN..total].to_vec();
         self.start += total;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        Ok(Some(Message { header, body }))
+        Ok(Some(Message { header, payload }))
     }
 
     fn has_message(&self) -> bool {
@@ -315,7 +310,7 @@ mod tests {
         rb.end += split;
         assert!(rb.has_message());
         let m = rb.take().unwrap().unwrap();
-        assert_eq!((m.header.req_id, m.body.as_slice()), (7, &b"abc\0"[..]));
+        assert_eq!((m.header.req_id, m.payload.as_slice()), (7, &b"abc\0"[..]));
         assert!(!rb.has_message());
         assert_eq!(rb.take().unwrap(), None);
         let rest = &bytes[split..];
@@ -323,7 +318,7 @@ mod tests {
         rb.end += rest.len();
         let m = rb.take().unwrap().unwrap();
         assert_eq!(m.header.ty, MsgType::XS_WATCH_EVENT as u32);
-        assert_eq!(m.body, b"/p\0t\0");
+        assert_eq!(m.payload, b"/p\0t\0");
         assert_eq!((rb.start, rb.end), (0, 0));
     }
 

@@ -158,7 +158,7 @@ mod tests {
     fn msg(n: u32) -> Message {
         Message {
             header: Header::new(MsgType::XS_WATCH_EVENT, n, 0, 0),
-            body: Vec::new(),
+            payload: Vec::new(),
         }
     }
 

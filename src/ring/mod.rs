@@ -101,39 +101,12 @@ use std::fmt;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
+pub use crate::wire::Message;
 use crate::wire::{
     Header, HEADER_LEN, PAYLOAD_MAX, XENSTORE_ERROR_NONE, XENSTORE_ERROR_PROTO,
     XENSTORE_ERROR_RINGIDX,
 };
 use stream::{Reader, Writer};
-
-/// One whole message taken off a ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// The header; `header.len == payload.len()`.
-    pub header: Header,
-    pub payload: Vec<u8>,
-}
-
-impl Message {
-    pub fn new(header: Header, payload: Vec<u8>) -> Message {
-        Message {
-            header: Header {
-                len: payload.len() as u32,
-                ..header
-            },
-            payload,
-        }
-    }
-
-    /// Header and payload as they travel.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
-        out.extend_from_slice(&self.header.to_bytes());
-        out.extend_from_slice(&self.payload);
-        out
-    }
-}
 
 /// How far a write got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,7 +95,7 @@ pub(crate) fn strings(payload: &[u8]) -> Vec<&[u8]> {
 fn onearg(payload: &[u8]) -> Result<&[u8], Errno> {
     match payload.split_last() {
         Some((0, body)) if !body.contains(&0) => Ok(body),
-        _ => Err(libc::EINVAL),
+        _ => Err(Errno(libc::EINVAL)),
     }
 }
 
@@ -108,7 +108,10 @@ fn reply_str(s: &str) -> Vec<u8> {
 
 impl Store {
     fn access(&self, conn: ConnId) -> Result<Access, Errno> {
-        self.conns.get(&conn).map(|c| c.access).ok_or(libc::EINVAL)
+        self.conns
+            .get(&conn)
+            .map(|c| c.access)
+            .ok_or(Errno(libc::EINVAL))
     }
 
     /// Canonical path for a request of `who`. The path-length quota applies to every
@@ -138,12 +141,12 @@ impl Store {
             events,
             ..
         } = self;
-        let c = conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         let who = c.access;
         let (tree, log) = if tx == 0 {
             (tree, None)
         } else {
-            let t = c.txns.get_mut(&tx).ok_or(libc::ENOENT)?;
+            let t = c.txns.get_mut(&tx).ok_or(Errno(libc::ENOENT))?;
             (&mut t.tree, Some(&mut t.log))
         };
         let mut env = Env {
@@ -168,10 +171,10 @@ impl Store {
         let entry = TABLE
             .get(hdr.ty as usize)
             .and_then(Option::as_ref)
-            .ok_or(libc::ENOSYS)?;
+            .ok_or(Errno(libc::ENOSYS))?;
         let who = self.access(conn)?;
         if entry.flags & PRIV != 0 && !who.privileged {
-            return Err(libc::EACCES);
+            return Err(Errno(libc::EACCES));
         }
         let tx = if entry.flags & NO_TX != 0 {
             0
@@ -184,7 +187,7 @@ impl Store {
                 .get(&conn)
                 .is_some_and(|c| c.txns.contains_key(&tx))
         {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         let mut req = Req {
             conn,
@@ -204,7 +207,11 @@ impl Store {
     }
 
     fn write(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
-        let nul = r.payload.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
+        let nul = r
+            .payload
+            .iter()
+            .position(|&c| c == 0)
+            .ok_or(Errno(libc::EINVAL))?;
         let p = self.canon(r.who, &r.payload[..nul], false)?;
         let value = &r.payload[nul + 1..];
         self.with_env(r.conn, r.tx, |e| e.write(&p, value))?;
@@ -233,7 +240,7 @@ impl Store {
     fn directory_part(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let s = strings(r.payload);
         if s.len() != 2 || r.payload.last() != Some(&0) {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let p = self.canon(r.who, s[0], false)?;
         let off = atoi(s[1]).max(0) as usize;
@@ -282,10 +289,10 @@ impl Store {
     fn resume(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let domid = parse_domid(onearg(r.payload)?)?;
         if domid == 0 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         if !self.domains.is_introduced(domid) {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         Ok(ok_reply())
     }
@@ -293,11 +300,11 @@ impl Store {
     fn set_target(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let s = strings(r.payload);
         if s.len() < 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let (d, t) = (parse_domid(s[0])?, parse_domid(s[1])?);
         if !self.domains.is_introduced(d) || !self.domains.is_introduced(t) {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         self.domains.entry(d).target = Some(t);
         for c in self.conns.values_mut().filter(|c| c.access.domid == d) {
@@ -321,9 +328,9 @@ impl Store {
         let s = strings(r.payload);
         let features = match s.len() {
             0 => self.domains.features(r.who.domid),
-            _ if !r.who.privileged => return Err(libc::EACCES),
+            _ if !r.who.privileged => return Err(Errno(libc::EACCES)),
             1 => self.domains.features(parse_domid(s[0])?),
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         Ok(reply_str(&features.to_string()))
     }
@@ -331,17 +338,17 @@ impl Store {
     fn set_feature(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let s = strings(r.payload);
         if s.len() != 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let domid = parse_domid(s[0])?;
-        let features = u32::try_from(atoi(s[1])).map_err(|_| libc::EINVAL)?;
+        let features = u32::try_from(atoi(s[1])).map_err(|_| Errno(libc::EINVAL))?;
         let supported = self.cfg.features;
         let d = self.domains.entry(domid);
         if d.introduced {
-            return Err(libc::EBUSY);
+            return Err(Errno(libc::EBUSY));
         }
         if features & !supported != 0 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         d.features = features;
         Ok(ok_reply())
@@ -359,8 +366,8 @@ impl Store {
     fn special_checked(&self, who: Access, name: &str, need: Need) -> Result<Perms, Errno> {
         match self.specials.iter().find(|s| s.name == name) {
             Some(s) if rights(&who, &s.perms).allow(need) => Ok(s.perms.clone()),
-            Some(_) => Err(libc::EACCES),
-            None => Err(libc::EINVAL),
+            Some(_) => Err(Errno(libc::EACCES)),
+            None => Err(Errno(libc::EINVAL)),
         }
     }
 
@@ -368,7 +375,7 @@ impl Store {
         let (conn, who, tx) = (r.conn, r.who, r.tx);
         let s = strings(r.payload);
         if s.len() < 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let n_perms = s.len() - 1;
         if !who.privileged
@@ -377,20 +384,20 @@ impl Store {
                 n_perms as u64,
             )
         {
-            return Err(libc::ENOSPC);
+            return Err(Errno(libc::ENOSPC));
         }
         let perms = Perms::parse(s[1..].iter().copied())?;
         // The C daemon refuses an owner that is not an existing domain, before it looks at
         // the path; without a hypervisor to ask, the reserved ids are the ones that cannot be.
         // Other entries may name any domain.
         if perms.owner() >= DOMID_FIRST_RESERVED {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         let p = self.canon(who, s[0], true)?;
         if p.starts_with('@') {
             let old = self.special_checked(who, &p, Need::WriteOwner)?;
             if !who.privileged && perms.owner() != old.owner() {
-                return Err(libc::EPERM);
+                return Err(Errno(libc::EPERM));
             }
             self.gen += 1;
             let g = self.gen;
@@ -427,19 +434,19 @@ impl Store {
             3 if depth_ok => {
                 let d = s[2];
                 if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
-                    return Err(libc::EINVAL);
+                    return Err(Errno(libc::EINVAL));
                 }
-                Some(u32::try_from(atoi(d)).map_err(|_| libc::EINVAL)?)
+                Some(u32::try_from(atoi(d)).map_err(|_| Errno(libc::EINVAL))?)
             }
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         let (raw, token) = (s[0], s[1]);
         let p = self.canon(who, raw, true)?;
         let relative = !raw.starts_with(b"/") && !raw.starts_with(b"@");
         let key: (Box<str>, Box<[u8]>) = ((*p).into(), token.into());
-        let c = self.conns.get(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get(&conn).ok_or(Errno(libc::EINVAL))?;
         if c.watches.contains(&key) {
-            return Err(libc::EEXIST);
+            return Err(Errno(libc::EEXIST));
         }
         if !who.privileged
             && exceeds(
@@ -447,7 +454,7 @@ impl Store {
                 self.domains.watches(who.domid) + 1,
             )
         {
-            return Err(libc::E2BIG);
+            return Err(Errno(libc::E2BIG));
         }
         let prefix_len = if relative {
             path::home(who.domid).len() + 1
@@ -469,13 +476,13 @@ impl Store {
         let (conn, who) = (r.conn, r.who);
         let s = strings(r.payload);
         if s.len() != 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let p = self.canon(who, s[0], true)?;
         let key: (Box<str>, Box<[u8]>) = ((*p).into(), s[1].into());
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         if !c.watches.remove(&key) {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         self.watches.remove(&p, conn, s[1]);
         self.domains.add_watches(who.domid, -1);
@@ -485,19 +492,19 @@ impl Store {
     fn transaction_start(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let (conn, who) = (r.conn, r.who);
         if r.tx != 0 {
-            return Err(libc::EBUSY);
+            return Err(Errno(libc::EBUSY));
         }
         let limit = if who.privileged {
             0
         } else {
             let d = self.domains.entry(who.domid);
             if exceeds(d.quota.transactions, d.transactions + 1) {
-                return Err(libc::ENOSPC);
+                return Err(Errno(libc::ENOSPC));
             }
             d.quota.transaction_nodes
         };
         let snapshot = self.tree.clone();
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         let id = c.alloc_txid();
         c.txns.insert(
             id,
@@ -515,19 +522,19 @@ impl Store {
         let commit = match onearg(r.payload)? {
             b"T" => true,
             b"F" => false,
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         if tx == 0 {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
-        let t = c.txns.remove(&tx).ok_or(libc::ENOENT)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
+        let t = c.txns.remove(&tx).ok_or(Errno(libc::ENOENT))?;
         self.domains.add_transactions(who.domid, -1);
         if !commit {
             return Ok(ok_reply());
         }
         if txn::conflicts(&t.log, &self.tree) {
-            return Err(libc::EAGAIN);
+            return Err(Errno(libc::EAGAIN));
         }
         if t.log.created && !who.privileged {
             for (&owner, &d) in &t.log.delta {
@@ -538,7 +545,7 @@ impl Store {
                         (self.domains.nodes(owner) as i64 + d) as u64,
                     )
                 {
-                    return Err(libc::ENOSPC);
+                    return Err(Errno(libc::ENOSPC));
                 }
             }
         }
@@ -561,16 +568,16 @@ impl Store {
     fn introduce(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let s = strings(r.payload);
         if s.len() < 3 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let domid = parse_domid(s[0])?;
         if domid >= DOMID_FIRST_RESERVED {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let mfn = atoi(s[1]) as u64;
         let port = atoi(s[2]);
         if port <= 0 || port > u32::MAX as i64 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let d = self.domains.entry(domid);
         let fresh = !d.introduced;
@@ -599,10 +606,10 @@ impl Store {
     fn release(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let domid = parse_domid(onearg(r.payload)?)?;
         if domid == 0 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         if !self.domains.is_introduced(domid) {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         // Its connections are dead to us: no events for its own removed nodes.
         for id in self.conns_of(domid) {
@@ -705,8 +712,8 @@ impl Store {
     fn get_quota(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let s = strings(r.payload);
         let lookup = |q: &quota::Quotas, name: &[u8]| -> Result<u32, Errno> {
-            let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
-            q.get(name).ok_or(libc::EINVAL)
+            let name = std::str::from_utf8(name).map_err(|_| Errno(libc::EINVAL))?;
+            q.get(name).ok_or(Errno(libc::EINVAL))
         };
         let v = match s.len() {
             0 => {
@@ -722,7 +729,7 @@ impl Store {
                 let domid = parse_domid(s[0])?;
                 lookup(self.domains.quota(domid), s[1])?
             }
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         Ok(reply_str(&v.to_string()))
     }
@@ -732,19 +739,19 @@ impl Store {
         let (target, name, value) = match s.len() {
             2 => (None, s[0], s[1]),
             3 => (Some(parse_domid(s[0])?), s[1], s[2]),
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
-        let value = u32::try_from(atoi(value)).map_err(|_| libc::EINVAL)?;
-        let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
+        let value = u32::try_from(atoi(value)).map_err(|_| Errno(libc::EINVAL))?;
+        let name = std::str::from_utf8(name).map_err(|_| Errno(libc::EINVAL))?;
         let q = match target {
             None => &mut self.domains.global,
             Some(d) => &mut self.domains.entry(d).quota,
         };
         if !q.set(name, value) {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         Ok(ok_reply())
     }

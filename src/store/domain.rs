@@ -8,7 +8,7 @@
 //! do not exist; we do not).
 
 use super::quota::Quotas;
-use super::IdMap;
+use super::{Errno, IdMap};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Domain {
@@ -133,16 +133,16 @@ impl Domains {
 /// Parses a domid as the current C daemon does: decimal digits only, below
 /// DOMID_FIRST_RESERVED... except that DOMID_SELF (0x7FF0) is let through for
 /// IS_DOMAIN_INTRODUCED, so the range is checked by callers that need real domains.
-pub(crate) fn parse_domid(s: &[u8]) -> Result<u32, super::Errno> {
+pub(crate) fn parse_domid(s: &[u8]) -> Result<u32, Errno> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     let v: u32 = std::str::from_utf8(s)
-        .map_err(|_| libc::EINVAL)?
+        .map_err(|_| Errno(libc::EINVAL))?
         .parse()
-        .map_err(|_| libc::EINVAL)?;
+        .map_err(|_| Errno(libc::EINVAL))?;
     if v > 0xFFFF {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     Ok(v)
 }
@@ -173,9 +173,9 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(parse_domid(b"12"), Ok(12));
-        assert_eq!(parse_domid(b"x"), Err(libc::EINVAL));
-        assert_eq!(parse_domid(b""), Err(libc::EINVAL));
-        assert_eq!(parse_domid(b"70000"), Err(libc::EINVAL));
+        assert_eq!(parse_domid(b"x"), Err(Errno(libc::EINVAL)));
+        assert_eq!(parse_domid(b""), Err(Errno(libc::EINVAL)));
+        assert_eq!(parse_domid(b"70000"), Err(Errno(libc::EINVAL)));
         assert_eq!(atoi(b"12ab"), 12);
         assert_eq!(atoi(b"-3"), -3);
         assert_eq!(atoi(b"zz"), 0);

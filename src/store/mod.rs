@@ -64,8 +64,7 @@ use watch::{Match, WatchIndex};
 
 pub use quota::Quotas;
 
-/// An errno value (libc numbering), sent on the wire by name.
-pub(crate) type Errno = i32;
+pub(crate) use crate::wire::Errno;
 
 /// Hasher for keys we allocate or that are small integers (connection ids, domids): no
 /// flooding protection needed, and SipHash showed up in the fast path's profile.
@@ -267,7 +266,7 @@ impl Store {
                 set_header(&mut msg, hdr.ty, hdr.req_id, hdr.tx_id);
                 msg
             }
-            Ok(_) => error_msg(hdr, libc::E2BIG),
+            Ok(_) => error_msg(hdr, Errno(libc::E2BIG)),
             Err(e) => error_msg(hdr, e),
         };
         self.push_reply(conn, reply);
@@ -527,7 +526,7 @@ fn set_header(msg: &mut [u8], ty: u32, req_id: u32, tx_id: u32) {
 }
 
 fn error_msg(hdr: &Header, errno: Errno) -> Vec<u8> {
-    let name = crate::wire::name_from_errno(errno);
+    let name = crate::wire::name_from_errno(errno.0);
     let mut v = reply_buf(name.len() + 1);
     v.extend_from_slice(name.as_bytes());
     v.push(0);
