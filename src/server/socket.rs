@@ -70,7 +70,8 @@ const TOKEN_FIRST_CONN: u64 = 8;
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
 const TICK: Duration = Duration::from_secs(1);
 
-struct Conn {
+/// One socket client, as the event loop sees it.
+struct Client {
     stream: UnixStream,
     id: ConnId,
     inbuf: InBuf,
@@ -92,7 +93,7 @@ struct Conn {
     reread: bool,
 }
 
-impl Conn {
+impl Client {
     /// Takes the peeked request bytes off the socket; a broken socket is closed.
     fn consume(&mut self, scratch: &mut [u8]) {
         if self.input.consume(&self.stream, scratch).is_err() {
@@ -120,7 +121,7 @@ pub struct SocketServer<E: Engine = Store> {
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
     cfg: ServerConfig,
-    conns: Slab<Conn>,
+    conns: Slab<Client>,
     by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
@@ -304,7 +305,7 @@ impl<E: Engine> SocketServer<E> {
         };
         for (stream, id) in accepted.into_iter().zip(ids) {
             let input = Deferred::new(&stream);
-            let idx = self.conns.insert(Conn {
+            let idx = self.conns.insert(Client {
                 stream,
                 id,
                 inbuf: InBuf::new(),
@@ -590,7 +591,7 @@ impl<E: Engine> Drop for SocketServer<E> {
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
 /// Returns how many were handled.
-fn handle_requests<E: Engine>(s: &mut E, c: &mut Conn, cfg: &ServerConfig) -> u32 {
+fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> u32 {
     let mut handled = 0;
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
@@ -626,7 +627,7 @@ fn handle_requests<E: Engine>(s: &mut E, c: &mut Conn, cfg: &ServerConfig) -> u3
 }
 
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
-fn pull_output<E: Engine>(s: &mut E, c: &mut Conn, high: usize) {
+fn pull_output<E: Engine>(s: &mut E, c: &mut Client, high: usize) {
     while c.out.bytes() < high {
         match s.pop_output(c.id) {
             Some(m) => c.out.push(m),

@@ -24,7 +24,7 @@ use super::perms::Access;
 use super::txn::Txn;
 use crate::wire::HEADER_LEN;
 
-pub(crate) struct Conn {
+pub(crate) struct ConnState {
     pub access: Access,
     /// (absolute or special path, token) of every watch, for duplicates and removal.
     pub watches: HashSet<(Box<str>, Box<[u8]>)>,
@@ -35,9 +35,9 @@ pub(crate) struct Conn {
     pub dirty: bool,
 }
 
-impl Conn {
-    pub fn new(domid: u32) -> Conn {
-        Conn {
+impl ConnState {
+    pub fn new(domid: u32) -> ConnState {
+        ConnState {
             access: Access::new(domid),
             watches: HashSet::new(),
             txns: HashMap::new(),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use crate::wire::{DOMID_FIRST_RESERVED, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
 
-use super::conn::Conn;
+use super::conn::ConnState;
 use super::domain::{atoi, parse_domid};
 use super::ops::Env;
 use super::perms::{rights, Access, Need, Perms};
@@ -268,7 +268,7 @@ impl Store {
 
     /// Drops a connection's watches and transactions (RESET_WATCHES, and every connection of
     /// a domain introduced again or released); returns it for the caller's further clearing.
-    fn reset_conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+    fn reset_conn(&mut self, id: ConnId) -> Option<&mut ConnState> {
         let mut c = self.conns.remove(&id)?;
         self.drop_watches(id, &mut c);
         self.domains

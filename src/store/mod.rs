@@ -56,7 +56,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::wire::{Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
-use conn::{Conn, EventCap};
+use conn::{ConnState, EventCap};
 use domain::Domains;
 use perms::{rights, Access, Perms};
 use tree::{Node, Tree};
@@ -176,7 +176,7 @@ pub struct Store {
     /// Store-wide change counter; nodes take fresh values from it (generations).
     gen: u64,
     domains: Domains,
-    conns: IdMap<ConnId, Conn>,
+    conns: IdMap<ConnId, ConnState>,
     watches: WatchIndex,
     next_conn: u64,
     dirty: Vec<ConnId>,
@@ -231,7 +231,7 @@ impl Store {
     pub fn connect(&mut self, domid: u32) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        let mut c = Conn::new(domid);
+        let mut c = ConnState::new(domid);
         c.access.target = self.domains.entry(domid).target;
         self.conns.insert(id, c);
         id
@@ -333,7 +333,7 @@ impl Store {
 
     // ----- internals shared by the handler modules -----
 
-    fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut Conn) {
+    fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut ConnState) {
         if !c.dirty {
             c.dirty = true;
             dirty.push(id);
@@ -363,7 +363,7 @@ impl Store {
     }
 
     /// Removes every watch of a connection from the index and the accounting.
-    fn drop_watches(&mut self, id: ConnId, c: &mut Conn) {
+    fn drop_watches(&mut self, id: ConnId, c: &mut ConnState) {
         let n = c.watches.len();
         for (p, token) in c.watches.drain() {
             self.watches.remove(&p, id, &token);
