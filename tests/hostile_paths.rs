@@ -12,8 +12,8 @@ use util::hostile_support;
 use std::time::Duration;
 
 use hostile_support::*;
-use xenstore::client::perms::{PERM_NONE, PERM_READ, PERM_WRITE};
 use xenstore::client::{Errno, Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ, PERM_WRITE};
 use xenstore::wire::{MsgType, XENSTORE_ABS_PATH_MAX, XENSTORE_REL_PATH_MAX};
 
 const ATTACKER: u32 = 1;

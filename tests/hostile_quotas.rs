@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hostile_support::*;
-use xenstore::client::perms::{PERM_NONE, PERM_READ};
 use xenstore::client::{Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ};
 use xenstore::ring::{Field, RING_SIZE};
 use xenstore::store::{Config, Store};
 use xenstore::wire::{Header, MsgType, HEADER_LEN};

@@ -23,11 +23,8 @@ use super::watch::WatchEvent;
 use super::Errno;
 use crate::wire::{self, MsgType, PAYLOAD_MAX, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
 
-/// xs_open flag: accepted, changes nothing (as in the C library).
-pub const OPEN_READONLY: u64 = 1 << 0;
-/// xs_open flag: accepted, changes nothing (as in the C library).
-pub const OPEN_SOCKETONLY: u64 = 1 << 1;
-/// xs_open flag: xs_unwatch also drops queued events of that watch.
+/// xs_open flag: xs_unwatch also drops queued events of that watch. (XS_OPEN_READONLY and
+/// XS_OPEN_SOCKETONLY are accepted and change nothing, as in the C library.)
 pub const OPEN_UNWATCH_FILTER: u64 = 1 << 2;
 
 /// Transaction id meaning "no transaction".
@@ -448,11 +445,6 @@ impl Handle {
     /// Whether the connection has failed for good.
     pub fn is_dead(&self) -> bool {
         self.conn.is_dead()
-    }
-
-    /// Disconnects: stops and joins the watch thread, closes everything.
-    pub fn close(self) {
-        drop(self)
     }
 
     /// For a forked child: releases the handle without touching the parent's connection (no

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xenstore::client::perms::{PERM_NONE, PERM_READ};
 use xenstore::client::{Errno, Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ};
 use xenstore::embedded::Embedded;
 use xenstore::ring::{Field, Message, RingPage, ServerRing, RING_SIZE};
 use xenstore::store::{Config, ConnId, Store};
