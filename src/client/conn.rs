@@ -41,12 +41,13 @@
 //! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags and the
 //!   arming of the stream in the watch thread's epoll set (epoll_ctl is called under it, so the
 //!   arming always matches `awaiting`). Never held across a blocking read or a send.
-//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`, and nothing
-//!   is taken under it.
+//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`. No lock of
+//!   the handle is taken under it; the transport's own may be (the embedded store's `send`
+//!   serves the request under the store lock, see `embedded`).
 //! - the watch queue's lock (see `watch`): a leaf. Events are queued with `core` released;
 //!   only marking the queue dead happens under `core`. Never the reverse order.
 //!
-//! So the order is serial -> core -> watch queue, and serial -> write.
+//! So the order is serial -> core -> watch queue, and serial -> write -> the transport's locks.
 //! Condvars: each slot's (waits on `core`: "your reply is here, or the reader role is free, or
 //! the connection died"), `watch_thread` (waits on `core`: "no reply is awaited any more").
 //!

@@ -450,7 +450,8 @@ impl<E: Engine> SocketServer<E> {
             let n = handle_requests(&mut *s, c, &self.cfg);
             c.input.handled(n);
         }
-        // Released domains concern ring transports only; do not let the notices pile up.
+        // Released domains concern rings, which this server has none of: do not let the
+        // notices pile up.
         s.take_released();
         // Output for clients that sent nothing (watch events).
         for id in s.take_dirty() {

@@ -13,7 +13,7 @@ use super::{Errno, IdMap};
 #[derive(Debug, Clone)]
 pub(crate) struct Domain {
     pub introduced: bool,
-    /// From INTRODUCE (the page the ring transport maps; unused by the engine).
+    /// From INTRODUCE, recorded (nothing here maps a page or binds a port).
     pub mfn: u64,
     pub port: u32,
     pub target: Option<u32>,

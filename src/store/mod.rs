@@ -1,8 +1,8 @@
 //! The XenStore engine: the database every transport (daemon socket, embedded handle, domain
 //! ring) is served by.
 //!
-//! CONTRACT (relied upon by src/server, the embedded transport and the ring server; change it
-//! only together with them):
+//! CONTRACT (relied upon by the daemon's socket server, src/server, and the embedded store,
+//! src/embedded, which also serves its guests' rings; change it only together with them):
 //! - `Store` is single-threaded; callers serialise access (a Mutex around it). The engine has
 //!   no locks and starts no threads.
 //! - A transport registers each connection with `connect(domid)` and feeds it whole requests
@@ -13,12 +13,12 @@
 //! - `handle` returns `Err(Fatal)` when the connection must be closed by the transport: an
 //!   unknown `ConnId`, or a payload longer than XENSTORE_PAYLOAD_MAX or not matching `hdr.len`.
 //!   Every other problem is an XS_ERROR reply.
-//! - `take_released` names the domains released since the last call (their ring transports
-//!   tear down).
+//! - `take_released` names the domains released since the last call (the embedded store tears
+//!   their rings down).
 //!
 //! Additions (all optional for transports):
 //! - `take_introduced`: domains INTRODUCEd (or re-introduced) since the last call, with the
-//!   mfn and event channel port from the request, for the ring transport to map.
+//!   mfn and event channel port from the request (the embedded store sets up their rings).
 //! - `dropped_events(conn)` / `queued_events(conn)` / `queued_event_bytes(conn)`: watch events
 //!   dropped at the per-connection bounds (`Config::max_queued_events` and
 //!   `Config::max_queued_event_bytes`, see conn.rs), and the events currently queued.
