@@ -20,7 +20,7 @@ const REF_DIR: &str = concat!(
 );
 
 /// The VERS_4.0 functions, from one library or the other.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity)] // C function pointer types, spelt as the header does
 struct Api {
     open: unsafe extern "C" fn(c_ulong) -> *mut xs_handle,
     close: unsafe extern "C" fn(*mut xs_handle),
@@ -101,7 +101,7 @@ fn ours() -> Api {
     }
 }
 
-#[allow(clippy::missing_transmute_annotations)]
+#[allow(clippy::missing_transmute_annotations)] // each target type is the field it fills
 fn reference() -> Option<Api> {
     let lib = format!("{REF_DIR}/libxenstore.so.4");
     if !std::path::Path::new(&lib).exists() {

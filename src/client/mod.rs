@@ -24,6 +24,3 @@ pub use transport::{Message, StreamKind, StreamTransport, Transport};
 pub(crate) use watch::WatchEvent;
 
 pub use crate::wire::Errno;
-
-/// Result of a client operation.
-pub type Result<T> = std::result::Result<T, Errno>;

@@ -1,6 +1,7 @@
 //! The exports, in the order of xenstore.h. Each converts its arguments, calls the client and
 //! shapes the result for C; the module comment of `ffi` states the pointer contract, once for
 //! all of them (hence no per-function safety sections).
+// The safety contract is stated once, in the module comment of `ffi`.
 #![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};

@@ -22,6 +22,7 @@
 //! - errno is written on failure; a call that talked to the store and succeeded leaves it 0,
 //!   as the C library does (see [`guard_io`]); other successful calls leave it alone.
 
+// The C names (`xs_handle`, `xs_permissions`, ...) are the API.
 #![allow(non_camel_case_types)]
 
 mod api;

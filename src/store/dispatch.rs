@@ -286,14 +286,20 @@ impl Store {
             .collect()
     }
 
-    fn resume(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
-        let domid = parse_domid(onearg(r.payload)?)?;
+    /// The one argument of RESUME and RELEASE: an introduced domain other than 0.
+    fn guest_arg(&self, payload: &[u8]) -> Result<u32, Errno> {
+        let domid = parse_domid(onearg(payload)?)?;
         if domid == 0 {
             return Err(Errno(libc::EINVAL));
         }
         if !self.domains.is_introduced(domid) {
             return Err(Errno(libc::ENOENT));
         }
+        Ok(domid)
+    }
+
+    fn resume(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        self.guest_arg(r.payload)?;
         Ok(ok_reply())
     }
 
@@ -604,13 +610,7 @@ impl Store {
     }
 
     fn release(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
-        let domid = parse_domid(onearg(r.payload)?)?;
-        if domid == 0 {
-            return Err(Errno(libc::EINVAL));
-        }
-        if !self.domains.is_introduced(domid) {
-            return Err(Errno(libc::ENOENT));
-        }
+        let domid = self.guest_arg(r.payload)?;
         // Its connections are dead to us: no events for its own removed nodes.
         for id in self.conns_of(domid) {
             if let Some(c) = self.reset_conn(id) {

@@ -4,8 +4,8 @@
 //! A message is a 16-byte [`Header`] (type, req_id, tx_id, len; native byte order) followed by
 //! `len <= XENSTORE_PAYLOAD_MAX` bytes of payload, usually NUL-terminated strings.
 
-pub mod abi;
-pub mod errors;
+mod abi;
+mod errors;
 
 pub use abi::*;
 pub use errors::{errno_from_name, name_from_errno, XSD_ERRORS};
