@@ -163,25 +163,16 @@ mod tests {
     }
 
     fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        crate::sys::poll(fd, None, 0).unwrap().first
     }
 
     /// How many times the eventfd was written since last asked (reading it resets it, which
     /// the mailbox never relies on).
     fn rings(m: &Mailbox) -> u64 {
         let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live buffer; the eventfd is non-blocking.
-        let n = unsafe { libc::read(m.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 8 {
-            u64::from_ne_bytes(buf)
-        } else {
-            0
+        match crate::sys::read(m.fd(), &mut buf) {
+            Ok(8) => u64::from_ne_bytes(buf),
+            _ => 0,
         }
     }
 
