@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 #[path = "src/wire/errors.rs"]
-#[allow(dead_code)]
+#[allow(dead_code)] // only the table is needed here, not the lookups beside it
 mod errors;
 
 fn main() {

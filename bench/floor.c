@@ -12,7 +12,10 @@
  *   spin_pipe    the same with the second thread spinning instead of sleeping (a watch thread
  *                that never sleeps: a CPU burnt for it);
  *   direct_pipe  the first thread makes the pipe readable itself, then polls and drains it
- *                (no second thread at all).
+ *                (no second thread at all);
+ *   socket_poll_rtt  socket_rtt with both sides polling (reads that do not wait, yielding
+ *                the processor between tries) instead of sleeping: no wake-up at all, a CPU
+ *                kept busy on each side (the ceiling of busy polling).
  *
  * One mode talks to a daemon (XENSTORED_PATH), with raw wire messages and no library:
  *
@@ -21,7 +24,9 @@
  *                    library does.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -59,6 +64,29 @@ static void *echo(void *arg)
     char buf[32];
     for (long i = 0; i < count; i++) {
         must(read(sv[1], buf, sizeof(buf)) == sizeof(buf), "echo read");
+        must(write(sv[1], buf, sizeof(buf)) == sizeof(buf), "echo write");
+    }
+    return NULL;
+}
+
+/* Reads exactly len bytes without ever sleeping. */
+static void read_polling(int fd, char *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n == (ssize_t)len)
+            return;
+        must(n < 0 && errno == EAGAIN, "polling read");
+        sched_yield();
+    }
+}
+
+static void *echo_polling(void *arg)
+{
+    (void)arg;
+    char buf[32];
+    for (long i = 0; i < count; i++) {
+        read_polling(sv[1], buf, sizeof(buf));
         must(write(sv[1], buf, sizeof(buf)) == sizeof(buf), "echo write");
     }
     return NULL;
@@ -141,7 +169,8 @@ static double daemon_pipeline(long n)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: floor socket_rtt|hop_pipe|spin_pipe|direct_pipe|daemon_pipeline COUNT\n");
+        fprintf(stderr, "usage: floor socket_rtt|socket_poll_rtt|hop_pipe|spin_pipe|direct_pipe|"
+                "daemon_pipeline COUNT\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -154,6 +183,7 @@ int main(int argc, char **argv)
     must(pipe(pipefd) == 0, "pipe");
     must((bell = eventfd(0, 0)) >= 0, "eventfd");
     void *(*peer)(void *) = !strcmp(mode, "socket_rtt") ? echo
+                            : !strcmp(mode, "socket_poll_rtt") ? echo_polling
                             : !strcmp(mode, "hop_pipe")  ? deliver_sleeping
                             : !strcmp(mode, "spin_pipe") ? deliver_spinning
                                                          : NULL;
@@ -171,6 +201,11 @@ int main(int argc, char **argv)
         if (peer == echo) {
             must(write(sv[0], buf, sizeof(buf)) == sizeof(buf), "write");
             must(read(sv[0], buf, sizeof(buf)) == sizeof(buf), "read");
+            continue;
+        }
+        if (peer == echo_polling) {
+            must(write(sv[0], buf, sizeof(buf)) == sizeof(buf), "write");
+            read_polling(sv[0], buf, sizeof(buf));
             continue;
         }
         if (peer == deliver_sleeping)

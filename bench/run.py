@@ -1,17 +1,31 @@
 #!/usr/bin/env python3
-"""Benchmarks: ours against the reference, alternating in one run, printing medians and ratios.
+"""Benchmarks: ours against the reference, alternating in one run, printing medians, spreads
+and ratios, for throughput and for CPU time per operation.
 
-  bench/run.py [--rounds N] [--scale F] [section ...]   sections: client daemon embedded floors
+  bench/run.py [--quick] [--rounds N] [--scale F] [--workloads W,...] [section ...]
+  sections: pairings watch memory embedded floors domains (default: all)
 
-client:   one xsbench binary, Debian's libxenstore vs ours (LD_LIBRARY_PATH), same C xenstored.
-daemon:   Debian's libxenstore as the client, our xenstored vs Debian's C xenstored and oxenstored.
-embedded: ours in-process (XENSTORE_EMBEDDED=1) vs Debian's libxenstore over a socket to the
-          C xenstored.
-floors:   bench/floor.c, no xenstore code: what the kernel charges here for a socket round trip
-          and for handing an event to another thread that makes a pipe readable; the ceilings
-          that any design built on those mechanisms stays under.
-Each figure is the median operations per second over the rounds; the order of the contenders
-alternates every round so drift on a noisy machine hits both alike.
+pairings: every workload (bench/xsbench.c, one binary; the library is chosen by
+          LD_LIBRARY_PATH) for every pairing of a library (Debian's, ours) with a daemon (the
+          C xenstored, oxenstored, ours, ours with busy polling off), each round both not
+          pinned (what a user sees: client and daemon go where the scheduler puts them, on this
+          2-CPU machine often on different CPUs, so every hand-over may wake an idle CPU) and
+          pinned (client and daemon on CPU 0: what the code itself costs). Reported per
+          pairing: median ops/s with min-max over the rounds and the ratio to Debian's library
+          with the C xenstored; CPU time per operation of the client process and of the daemon,
+          measured over the timed loop only (getrusage, /proc/PID/task/TID/schedstat).
+watch:    reads with and without a watch registered, ours, 10 alternating rounds: the ratio
+          and the max/min spread of each.
+memory:   daemon resident memory holding 100,000 nodes.
+embedded: ours in-process (XENSTORE_EMBEDDED=1) vs Debian's library over a socket to the C
+          xenstored.
+floors:   bench/floor.c, no xenstore code: what the kernel charges here for the mechanisms
+          (socket round trips sleeping or polling, thread hand-overs), not pinned and pinned.
+domains:  bench/domain_create.c replays bench/domain_create.trace (a synthesised `xl create`
+          sequence, see that file) for N domains at once, one connection per domain.
+
+The order of the contenders alternates every round so drift on a noisy machine hits all
+alike. --quick: 3 rounds, a quarter of the operations (a smoke run, not for the README).
 """
 import argparse, os, statistics, subprocess, sys, tempfile, time
 
@@ -21,6 +35,9 @@ OUR_LIB = os.path.join(ROOT, "target/release")
 DAEMON = os.path.join(ROOT, "scripts/reference/daemon.sh")
 BIN = os.path.join(tempfile.gettempdir(), "xsbench-%d" % os.getuid())
 FLOOR_BIN = os.path.join(tempfile.gettempdir(), "xsfloor-%d" % os.getuid())
+DOMAIN_BIN = os.path.join(tempfile.gettempdir(), "xsdomain-%d" % os.getuid())
+ALL_CPUS = sorted(os.sched_getaffinity(0))
+PIN = [0]
 
 
 def sh(*args, **kw):
@@ -28,19 +45,23 @@ def sh(*args, **kw):
 
 
 def build():
-    sh("gcc", "-O2", "-Wall", "-I", os.path.join(ROOT, "include"), "-o", BIN,
-       os.path.join(ROOT, "bench/xsbench.c"), "-L", REF_LIB, "-Wl,-rpath-link," + REF_LIB,
-       "-lxenstore", "-lpthread", "-ldl")
+    for out, src, libs in [(BIN, "xsbench.c", ["-lxenstore", "-lpthread", "-ldl"]),
+                           (DOMAIN_BIN, "domain_create.c", ["-lxenstore", "-lpthread"])]:
+        sh("gcc", "-O2", "-Wall", "-I", os.path.join(ROOT, "include"), "-o", out,
+           os.path.join(ROOT, "bench", src), "-L", REF_LIB, "-Wl,-rpath-link," + REF_LIB, *libs)
     sh("gcc", "-O2", "-Wall", "-o", FLOOR_BIN, os.path.join(ROOT, "bench/floor.c"), "-lpthread")
 
 
 class Daemon:
-    def __init__(self, kind):
+    def __init__(self, kind, args=""):
         self.kind = kind
+        self.args = args
         self.rundir = tempfile.mkdtemp(prefix="xsbench-%s-" % kind)
 
     def __enter__(self):
-        out = sh(DAEMON, "start", self.kind, self.rundir, stdout=subprocess.PIPE).stdout
+        env = dict(os.environ, XS_DAEMON_ARGS=self.args)
+        out = sh(DAEMON, "start", self.kind, self.rundir, stdout=subprocess.PIPE,
+                 env=env).stdout
         self.socket = out.strip().splitlines()[-1]
         return self
 
@@ -48,64 +69,212 @@ class Daemon:
         with open(os.path.join(self.rundir, "daemon.pid")) as f:
             return int(f.read().split()[0])
 
+    def pin(self, cpus):
+        """Every thread of the daemon onto `cpus`."""
+        pid = self.pid()
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass
+
     def __exit__(self, *exc):
         subprocess.run([DAEMON, "stop", self.rundir], stdout=subprocess.DEVNULL)
 
 
-def env_for(lib, socket=None, embedded=False):
+def env_for(lib, daemon=None, embedded=False, busy_poll=True):
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = OUR_LIB if lib == "ours" else REF_LIB
     env.pop("XENSTORE_EMBEDDED", None)
+    env.pop("XENSTORE_BUSY_POLL", None)
+    if not busy_poll:
+        env["XENSTORE_BUSY_POLL"] = "0"
     if embedded:
         env["XENSTORE_EMBEDDED"] = "1"
-    if socket:
-        env["XENSTORED_PATH"] = socket
+    if daemon:
+        env["XENSTORED_PATH"] = daemon.socket
+        env["XSBENCH_DAEMON_PID"] = str(daemon.pid())
     return env
 
 
-def run_once(workload, count, env, binary=BIN):
-    """One run of `binary WORKLOAD COUNT` (xsbench or floor); the rate it prints."""
-    p = subprocess.run([binary, workload, str(count)], env=env, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+def run_once(args, env, pinned=False):
+    """One run of a bench binary; the numbers it prints after its first word."""
+    cmd = (["taskset", "-c", ",".join(map(str, PIN))] if pinned else []) + [str(a) for a in args]
+    p = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=300)
     if p.returncode != 0:
-        raise RuntimeError("%s failed: %s" % (workload, p.stderr.strip()))
-    return float(p.stdout.split()[-1])
+        raise RuntimeError("%s failed: %s" % (" ".join(cmd), p.stderr.strip()))
+    return [float(x) for x in p.stdout.split()[1:]]
 
 
-def compare(title, workloads, contenders, rounds, baseline):
-    """contenders: name -> (env, count_scale); prints median ops/s and ratio to baseline."""
-    print("\n## %s" % title)
-    names = list(contenders)
-    print("| workload | " + " | ".join("%s ops/s" % n for n in names) + " | " +
-          " | ".join("%s/%s" % (n, baseline) for n in names if n != baseline) + " | target |")
-    print("|---" * (1 + len(names) + len(names) - 1 + 1) + "|")
+def med(xs):
+    return statistics.median(xs)
+
+
+def spread(xs):
+    return "%.0f-%.0f" % (min(xs), max(xs))
+
+
+# (workload, operations at scale 1): each run lasts a few tenths of a second.
+WORKLOADS = [("read", 10000), ("write", 10000), ("directory", 10000), ("txn", 2500),
+             ("read_watched", 10000), ("threads4", 20000), ("watch_events", 5000),
+             ("mixed64", 32000), ("fanout1000", 10)]
+
+# name -> (library, daemon key, busy polling); the first is the baseline.
+PAIRINGS = {
+    "debian+C": ("debian", "cxenstored", True),
+    "ours+C": ("ours", "cxenstored", True),
+    "debian+ours": ("debian", "ours", True),
+    "ours+ours": ("ours", "ours", True),
+    "ours+ours nopoll": ("ours", "ours-nopoll", False),
+    "debian+oxenstored": ("debian", "oxenstored", True),
+}
+BASE = "debian+C"
+
+
+def start_daemons(kinds):
+    started = {}
+    try:
+        for key in kinds:
+            kind, args = ("ours", "--no-busy-poll") if key == "ours-nopoll" else (key, "")
+            started[key] = Daemon(kind, args).__enter__()
+    except BaseException:
+        stop_daemons(started)
+        raise
+    return started
+
+
+def stop_daemons(started):
+    for d in started.values():
+        d.__exit__()
+
+
+def section_pairings(args):
+    daemons = start_daemons(sorted({d for _, d, _ in PAIRINGS.values()}))
     results = {}
-    for workload, count, target in workloads:
-        samples = {n: [] for n in names}
+    try:
+        names = list(PAIRINGS)
+        for workload, count in WORKLOADS:
+            n = max(2, int(count * args.scale))
+            # samples[pinned][name] = [(ops/s, client us/op, daemon us/op)]
+            samples = {p: {k: [] for k in names} for p in (False, True)}
+            for r in range(args.rounds):
+                for pinned in ((False, True) if r % 2 == 0 else (True, False)):
+                    for d in daemons.values():
+                        d.pin(PIN if pinned else ALL_CPUS)
+                    for name in (names if r % 2 == 0 else names[::-1]):
+                        lib, dkey, poll = PAIRINGS[name]
+                        env = env_for(lib, daemons[dkey], busy_poll=poll)
+                        samples[pinned][name].append(run_once([BIN, workload, n], env, pinned))
+            results[workload] = samples
+            print_workload(workload, n, samples)
+    finally:
+        for d in daemons.values():
+            d.pin(ALL_CPUS)
+        stop_daemons(daemons)
+    print_targets(results)
+
+
+def stats(rows):
+    """Medians of ops/s, client us/op, daemon us/op, and the ops/s samples."""
+    return ([med([r[i] for r in rows]) for i in range(3)], [r[0] for r in rows])
+
+
+def print_workload(workload, n, samples):
+    print("\n### %s (%d operations per run)" % (workload, n))
+    print("| pairing | not pinned ops/s | min-max | vs %s | pinned ops/s | min-max | vs %s | "
+          "client CPU us/op (not pinned / pinned) | daemon CPU us/op (not pinned / pinned) |"
+          % (BASE, BASE))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = {p: stats(samples[p][BASE])[0] for p in (False, True)}
+    for name in samples[False]:
+        (u, us), (p, ps) = stats(samples[False][name]), stats(samples[True][name])
+        print("| %s | %.0f | %s | %.2fx | %.0f | %s | %.2fx | %.1f / %.1f | %.1f / %.1f |" % (
+            name, u[0], spread(us), u[0] / base[False][0], p[0], spread(ps),
+            p[0] / base[True][0], u[1], p[1], u[2], p[2]), flush=True)
+
+
+def print_targets(results):
+    """The issue's targets, each computed from the medians above."""
+    def m(workload, pinned, name, i=0):
+        return med([r[i] for r in results[workload][pinned][name]])
+
+    def ratio(workload, pinned, a, b, i=0):
+        return m(workload, pinned, a, i) / m(workload, pinned, b, i)
+
+    have = [w for w, _ in WORKLOADS if w in results]
+    core = [w for w in ("read", "write", "directory", "txn") if w in have]
+    print("\n### Targets (medians above)")
+    print("| target | measured | met |\n|---|---|---|")
+
+    def row(what, values, ok):
+        print("| %s | %s | %s |" % (what, values, "yes" if ok else "no"), flush=True)
+
+    for label, a, b, want in [("pinned: our library >= 1.2x Debian's (C xenstored)",
+                               "ours+C", BASE, 1.2),
+                              ("pinned: our daemon >= 1.5x the C xenstored (Debian's library)",
+                               "debian+ours", BASE, 1.5)]:
+        rs = {w: ratio(w, True, a, b) for w in core}
+        row(label, ", ".join("%s %.2fx" % kv for kv in rs.items()),
+            all(v >= want for v in rs.values()))
+    lows = []
+    for w in have:
+        for name in ("ours+C", "debian+ours", "ours+ours"):
+            lows.append((ratio(w, False, name, BASE), w, name))
+    worst = min(lows)
+    row("not pinned: nothing of ours below 1.0x", "lowest: %s %s %.2fx" % (worst[1], worst[2],
+                                                                           worst[0]),
+        worst[0] >= 1.0)
+    rs = {w: ratio(w, False, "ours+ours", BASE) for w in ("read", "write", "txn") if w in have}
+    row("not pinned: our library with our daemon >= 1.5x Debian's with the C xenstored",
+        ", ".join("%s %.2fx" % kv for kv in rs.items()), all(v >= 1.5 for v in rs.values()))
+    if "read" in have and "read_watched" in have:
+        r = m("read_watched", False, "ours+ours") / m("read", False, "ours+ours")
+        row("not pinned: reads with a watch at least as fast as without (ours+ours)",
+            "%.2fx" % r, r >= 0.95)
+    worst_cpu = []
+    for w in have:
+        for p in (False, True):
+            # Our library against Debian's on the same daemon, client CPU; our daemon against
+            # the C one with the same library, daemon CPU.
+            worst_cpu.append((ratio(w, p, "ours+C", BASE, 1), w, p, "client"))
+            worst_cpu.append((ratio(w, p, "debian+ours", BASE, 2), w, p, "daemon"))
+    worst = max(worst_cpu)
+    over = [x for x in worst_cpu if x[0] > 1.1]
+    row("CPU per operation never above the peer's by more than 10%",
+        "highest: %s %s %s %.2fx; over 1.1x: %s" % (
+            worst[1], "pinned" if worst[2] else "not pinned", worst[3], worst[0],
+            ", ".join("%s/%s/%s %.2fx" % (w, "p" if p else "np", who, v)
+                      for v, w, p, who in sorted(over, reverse=True)) or "none"),
+        not over)
+    print("\n### Busy polling: gain and cost (ours+ours against ours+ours with it off)")
+    print("| workload | ops/s not pinned | ops/s pinned | client CPU/op not pinned | "
+          "client CPU/op pinned | daemon CPU/op not pinned | daemon CPU/op pinned |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for w in have:
+        cells = []
+        for i in range(3):
+            for p in (False, True):
+                cells.append("%.2fx" % ratio(w, p, "ours+ours", "ours+ours nopoll", i))
+        print("| %s | %s |" % (w, " | ".join([cells[0], cells[1], cells[2], cells[3], cells[4],
+                                              cells[5]])), flush=True)
+
+
+def section_watch(args):
+    n = max(2, int(10000 * args.scale))
+    rounds = max(10, args.rounds)
+    with Daemon("ours") as d:
+        env = env_for("ours", d)
+        plain, watched = [], []
         for r in range(rounds):
-            order = names if r % 2 == 0 else list(reversed(names))
-            for n in order:
-                env = contenders[n]
-                samples[n].append(run_once(workload, count, env))
-        med = {n: statistics.median(samples[n]) for n in names}
-        ratios = ["%.2fx" % (med[n] / med[baseline]) for n in names if n != baseline]
-        print("| %s | " % workload + " | ".join("%.0f" % med[n] for n in names) + " | " +
-              " | ".join(ratios) + " | %s |" % target, flush=True)
-        results[workload] = med
-    return results
-
-
-def section_client(args):
-    s = args.scale
-    with Daemon("cxenstored") as d:
-        compare("Client library: Debian's libxenstore vs ours, same C xenstored 4.17",
-                [("read", int(20000 * s), ">= 0.9x"), ("write", int(20000 * s), ">= 0.9x"),
-                 ("txn", int(5000 * s), ">= 0.9x"),
-                 ("read_watched", int(20000 * s), ">= 1.3x"),
-                 ("threads4", int(40000 * s), ">= 2x"),
-                 ("watch_events", int(10000 * s), ">= 1.5x")],
-                {"debian": env_for("debian", d.socket), "ours": env_for("ours", d.socket)},
-                args.rounds, "debian")
+            pair = [(plain, "read"), (watched, "read_watched")]
+            for acc, w in (pair if r % 2 == 0 else pair[::-1]):
+                acc.append(run_once([BIN, w, n], env)[0])
+    print("\n## Reads with and without a watch (ours+ours, not pinned, %d rounds)" % rounds)
+    print("| workload | median ops/s | min-max | max/min |\n|---|---:|---:|---:|")
+    for name, xs in (("read", plain), ("read_watched", watched)):
+        print("| %s | %.0f | %s | %.2f |" % (name, med(xs), spread(xs), max(xs) / min(xs)))
+    print("read_watched/read: %.2fx" % (med(watched) / med(plain)), flush=True)
 
 
 def rss_kb(pid):
@@ -118,7 +287,7 @@ def rss_kb(pid):
 
 def fill_rss(kind, nodes):
     with Daemon(kind) as d:
-        env = env_for("debian", d.socket)
+        env = env_for("debian", d)
         env["XSBENCH_HOLD"] = "1"
         p = subprocess.Popen([BIN, "fill", str(nodes)], env=env, stdout=subprocess.PIPE,
                              text=True)
@@ -130,36 +299,18 @@ def fill_rss(kind, nodes):
         return rss
 
 
-def section_daemon(args):
-    s = args.scale
-    daemons = ["cxenstored", "oxenstored", "ours"]
-    # Each daemon runs in turn for every round; all are started once.
-    ctx = [Daemon(k) for k in daemons]
-    started = []
-    try:
-        for d in ctx:
-            started.append(d.__enter__())
-        compare("Daemons: Debian's libxenstore as client, our xenstored vs C and OCaml xenstored",
-                [("read", int(20000 * s), ">= 0.9x C"), ("write", int(20000 * s), ">= 0.9x C"),
-                 ("directory", int(20000 * s), ">= 0.9x C"), ("txn", int(5000 * s), ">= 0.9x C"),
-                 ("mixed64", int(64000 * s), ">= 1.5x C"),
-                 ("fanout1000", max(5, int(40 * s)), ">= 2x C")],
-                {k: env_for("debian", d.socket) for k, d in zip(daemons, started)},
-                args.rounds, "cxenstored")
-    finally:
-        for d in started:
-            d.__exit__()
+def section_memory(args):
     print("\n## Daemon resident memory holding 100,000 nodes (16-byte values)")
     print("| daemon | VmRSS KiB | target |\n|---|---|---|")
-    for k in daemons:
-        print("| %s | %d | %s |" % (k, fill_rss(k, int(100000 * min(1.0, s))),
+    for k in ("cxenstored", "oxenstored", "ours"):
+        print("| %s | %d | %s |" % (k, fill_rss(k, int(100000 * min(1.0, args.scale))),
                                     "<= cxenstored" if k == "ours" else ""), flush=True)
 
 
 def section_embedded(args):
     s = args.scale
     with Daemon("cxenstored") as d:
-        ref = env_for("debian", d.socket)
+        ref = env_for("debian", d)
         emb = env_for("ours", embedded=True)
         print("\n## Embedded store vs Debian's libxenstore over a socket to the C xenstored")
         print("| workload | debian+cxenstored ops/s | ours embedded ops/s | ratio | target |")
@@ -167,54 +318,102 @@ def section_embedded(args):
         # The embedded loops run 50 (20) times as many operations, so that they too last a
         # few tenths of a second: shorter runs mostly measure the warm-up.
         for workload, ref_w, count, mult, target in [
-                ("read", "read", 20000, 50, ">= 30x"),
-                ("guest_read", "read", 20000, 50, ">= 10x"),
-                ("watch_events", "watch_events", 10000, 20, ">= 10x")]:
+                ("read", "read", 10000, 50, ">= 30x"),
+                ("guest_read", "read", 10000, 50, ">= 10x"),
+                ("watch_events", "watch_events", 5000, 20, ">= 10x")]:
             a, b = [], []
             for r in range(args.rounds):
                 pair = [(a, ref_w, ref, 1), (b, workload, emb, mult)]
                 if r % 2:
                     pair.reverse()
                 for acc, w, env, mult in pair:
-                    acc.append(run_once(w, int(count * s * mult), env))
-            ma, mb = statistics.median(a), statistics.median(b)
+                    acc.append(run_once([BIN, w, max(2, int(count * s * mult))], env)[0])
+            ma, mb = med(a), med(b)
             print("| %s | %.0f | %.0f | %.1fx | %s |" % (workload, ma, mb, mb / ma, target),
                   flush=True)
 
 
 def section_floors(args):
-    n = int(100000 * args.scale)
+    n = max(2, int(50000 * args.scale))
     print("\n## Mechanism floors on this machine (bench/floor.c, no xenstore code)")
-    print("| mechanism | round trips/s | what it bounds |\n|---|---|---|")
+    print("| mechanism | round trips/s not pinned | pinned | what it bounds |\n|---|---:|---:|---|")
     for mode, bounds in [
             ("socket_rtt", "any request/reply over a Unix socket to a sleeping peer"),
+            ("socket_poll_rtt", "the same with both sides polling instead of sleeping"),
             ("hop_pipe", "events handed to a sleeping watch thread that fills the xs_fileno pipe"),
             ("spin_pipe", "the same with a watch thread that spins instead of sleeping"),
             ("direct_pipe", "the pipe filled by the writing thread itself (no second thread)")]:
-        rate = statistics.median(run_once(mode, n, None, FLOOR_BIN) for _ in range(args.rounds))
-        print("| %s | %.0f | %s |" % (mode, rate, bounds), flush=True)
+        rates = {p: [] for p in (False, True)}
+        for r in range(args.rounds):
+            for p in ((False, True) if r % 2 == 0 else (True, False)):
+                rates[p].append(run_once([FLOOR_BIN, mode, n], None, p)[0])
+        print("| %s | %.0f | %.0f | %s |" % (mode, med(rates[False]), med(rates[True]), bounds),
+              flush=True)
     with Daemon("cxenstored") as d:
         env = dict(os.environ, XENSTORED_PATH=d.socket, XS_DEPTH="4")
-        rate = statistics.median(run_once("daemon_pipeline", n, env, FLOOR_BIN)
-                                 for _ in range(args.rounds))
-        print("| daemon_pipeline (C xenstored, 4 in flight) | %.0f | threads4: one connection, "
+        rate = med([run_once([FLOOR_BIN, "daemon_pipeline", n], env)[0]
+                    for _ in range(args.rounds)])
+        print("| daemon_pipeline (C xenstored, 4 in flight) | %.0f | | threads4: one connection, "
               "four requests in flight, no library |" % rate, flush=True)
+
+
+def section_domains(args):
+    trace = os.path.join(ROOT, "bench/domain_create.trace")
+    daemons = start_daemons(["cxenstored", "oxenstored", "ours"])
+    pairs = [("debian+C", "debian", "cxenstored"), ("ours+C", "ours", "cxenstored"),
+             ("debian+ours", "debian", "ours"), ("ours+ours", "ours", "ours"),
+             ("debian+oxenstored", "debian", "oxenstored"),
+             ("ours+oxenstored", "ours", "oxenstored")]
+    print("\n## Domain creation: bench/domain_create.trace (synthesised, not recorded) replayed "
+          "for N domains at once, one connection each (not pinned)")
+    print("| N | pairing | domains/s | min-max | vs debian+C | sequence latency median ms "
+          "| p90 ms | max ms | client CPU ms/domain | daemon CPU ms/domain | txn retries/domain |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    try:
+        for n in (1, 10, 100):
+            # N=100: each thread creates one domain (a hundred created at once); fewer at
+            # once: enough for a run to last a few tenths of a second.
+            total = max(n, int({1: 50, 10: 100, 100: 100}[n] * args.scale) // n * n)
+            samples = {name: [] for name, _, _ in pairs}
+            for r in range(args.rounds):
+                for name, lib, dkey in (pairs if r % 2 == 0 else pairs[::-1]):
+                    samples[name].append(run_once(
+                        [DOMAIN_BIN, trace, n, total], env_for(lib, daemons[dkey])))
+            base = med([s[0] for s in samples["debian+C"]])
+            for name, _, _ in pairs:
+                rows = samples[name]
+                col = lambda i: med([s[i] for s in rows])
+                rates = [s[0] for s in rows]
+                print("| %d | %s | %.0f | %s | %.2fx | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |"
+                      % (n, name, col(0), spread(rates), col(0) / base, col(1), col(2), col(3),
+                         col(4), col(5), col(6)), flush=True)
+    finally:
+        stop_daemons(daemons)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply operation counts")
-    ap.add_argument("sections", nargs="*", default=["client", "daemon", "embedded", "floors"])
+    ap.add_argument("--quick", action="store_true", help="3 rounds, scale 0.25")
+    ap.add_argument("--workloads", help="comma-separated subset of the pairings workloads")
+    ap.add_argument("sections", nargs="*",
+                    default=["pairings", "watch", "memory", "embedded", "floors", "domains"])
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.scale = 3, 0.25
+    if args.workloads:
+        WORKLOADS[:] = [w for w in WORKLOADS if w[0] in args.workloads.split(",")]
     sh(os.path.join(ROOT, "scripts/reference/fetch.sh"), stdout=subprocess.DEVNULL)
     build()
     print("# xsbench: %d rounds, scale %.2f, %s" % (args.rounds, args.scale,
                                                   time.strftime("%Y-%m-%d")))
+    sections = {"pairings": section_pairings, "watch": section_watch,
+                "memory": section_memory, "embedded": section_embedded,
+                "floors": section_floors, "domains": section_domains}
     for sec in args.sections:
-        {"client": section_client, "daemon": section_daemon,
-         "embedded": section_embedded, "floors": section_floors}[sec](args)
+        sections[sec](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /*
  * xsbench: one workload through whatever libxenstore.so.4 the dynamic linker finds, so the
  * same binary measures Debian's library and ours (LD_LIBRARY_PATH decides). Prints one line:
- * "<workload> <operations per second>". The daemon is found the usual way (XENSTORED_PATH).
+ * "<workload> <operations per second> <client CPU us/op> <daemon CPU us/op>", all over the
+ * timed loop only. The daemon is found the usual way (XENSTORED_PATH); its CPU time is read
+ * from /proc/PID/task/TID/schedstat when XSBENCH_DAEMON_PID names it (else reported as 0).
  */
 #define _GNU_SOURCE
 #include <xenstore.h>
@@ -13,13 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dlfcn.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "clock.h"
 
 static void die(const char *what)
 {
@@ -100,14 +96,14 @@ static double run_threads(void *(*fn)(void *), struct xs_handle *h, int nthreads
 {
     pthread_t th[256];
     struct thread_arg args[256];
-    double t0 = now();
+    double t0 = mark();
     for (int i = 0; i < nthreads; i++) {
         args[i] = (struct thread_arg){ h, n, i };
         pthread_create(&th[i], NULL, fn, &args[i]);
     }
     for (int i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
-    return now() - t0;
+    return since(t0);
 }
 
 static void drain_events(struct xs_handle *h)
@@ -135,20 +131,20 @@ int main(int argc, char **argv)
     must_write(h, XBT_NULL, "/bench/value", "0123456789abcdef0123456789abcdef");
 
     if (!strcmp(w, "read")) {
-        t0 = now();
+        t0 = mark();
         read_loop(h, "/bench/value", n);
-        dt = now() - t0;
+        dt = since(t0);
     } else if (!strcmp(w, "write")) {
         char val[32];
-        t0 = now();
+        t0 = mark();
         for (long i = 0; i < n; i++) {
             snprintf(val, sizeof(val), "%ld", i);
             must_write(h, XBT_NULL, "/bench/value", val);
         }
-        dt = now() - t0;
+        dt = since(t0);
     } else if (!strcmp(w, "txn")) {
         /* start, read, write, commit: one "operation" */
-        t0 = now();
+        t0 = mark();
         for (long i = 0; i < n; i++) {
             xs_transaction_t t = xs_transaction_start(h);
             if (!t)
@@ -159,14 +155,14 @@ int main(int argc, char **argv)
             if (!xs_transaction_end(h, t, false))
                 die("xs_transaction_end");
         }
-        dt = now() - t0;
+        dt = since(t0);
     } else if (!strcmp(w, "directory")) {
         char path[64];
         for (int i = 0; i < 16; i++) {
             snprintf(path, sizeof(path), "/bench/dir/entry%d", i);
             must_write(h, XBT_NULL, path, "v");
         }
-        t0 = now();
+        t0 = mark();
         for (long i = 0; i < n; i++) {
             unsigned int num;
             char **d = xs_directory(h, XBT_NULL, "/bench/dir", &num);
@@ -174,13 +170,13 @@ int main(int argc, char **argv)
                 die("xs_directory");
             free(d);
         }
-        dt = now() - t0;
+        dt = since(t0);
     } else if (!strcmp(w, "read_watched")) {
         if (!xs_watch(h, "/bench/watched", "tok"))
             die("xs_watch");
-        t0 = now();
+        t0 = mark();
         read_loop(h, "/bench/value", n);
-        dt = now() - t0;
+        dt = since(t0);
     } else if (!strcmp(w, "threads4")) {
         for (int i = 0; i < 4; i++) {
             char path[64];
@@ -201,7 +197,7 @@ int main(int argc, char **argv)
         drain_events(w2);
         char val[32];
         long got = 0;
-        t0 = now();
+        t0 = mark();
         for (long i = 0; i < n; i++) {
             snprintf(val, sizeof(val), "%ld", i);
             must_write(h, XBT_NULL, "/bench/ev", val);
@@ -215,7 +211,7 @@ int main(int argc, char **argv)
                 }
             }
         }
-        dt = now() - t0;
+        dt = since(t0);
         xs_close(w2);
     } else if (!strcmp(w, "mixed64")) {
         dt = run_threads(mixed_client, NULL, 64, n / 64);
@@ -236,7 +232,7 @@ int main(int argc, char **argv)
             poll(&pfds[i], 1, 5000);
             drain_events(hs[i]);
         }
-        t0 = now();
+        t0 = mark();
         for (long k = 0; k < n; k++) {
             must_write(h, XBT_NULL, "/bench/fan", "x");
             for (int i = 0; i < W; i++) {
@@ -248,7 +244,7 @@ int main(int argc, char **argv)
                 free(ev);
             }
         }
-        dt = now() - t0;
+        dt = since(t0);
         for (int i = 0; i < W; i++)
             xs_close(hs[i]);
     } else if (!strcmp(w, "guest_read")) {
@@ -268,21 +264,21 @@ int main(int argc, char **argv)
         struct xs_handle *g = open_domain(7);
         if (!g)
             die("xs_embedded_open_domain");
-        t0 = now();
+        t0 = mark();
         read_loop(g, "value", n);
-        dt = now() - t0;
+        dt = since(t0);
         xs_close(g);
         xs_release_domain(h, 7);
         xs_rm(h, XBT_NULL, "/local/domain/7");
     } else if (!strcmp(w, "fill")) {
         /* n nodes of 16 bytes under /bench/fill, 100 per directory. */
         char path[96];
-        t0 = now();
+        t0 = mark();
         for (long i = 0; i < n; i++) {
             snprintf(path, sizeof(path), "/bench/fill/d%ld/n%ld", i / 100, i % 100);
             must_write(h, XBT_NULL, path, "0123456789abcdef");
         }
-        dt = now() - t0;
+        dt = since(t0);
         printf("%s %.0f\n", w, ops / dt);
         fflush(stdout);
         /* Hold the nodes so the driver can measure the daemon. */
@@ -296,6 +292,6 @@ int main(int argc, char **argv)
     }
     xs_rm(h, XBT_NULL, "/bench");
     xs_close(h);
-    printf("%s %.0f\n", w, ops / dt);
+    printf("%s %.0f %.3f %.3f\n", w, ops / dt, cpu_self * 1e6 / ops, cpu_daemon * 1e6 / ops);
     return 0;
 }

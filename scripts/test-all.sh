@@ -8,10 +8,17 @@ root=$PWD
 
 need_pkgs=()
 for p in cmake pkg-config gcc make; do command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p"); done
+command -v objdump >/dev/null 2>&1 || need_pkgs+=(binutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing: ${need_pkgs[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null || exit 1
+fi
+
+# The gates below need clippy and rustfmt, which a minimal toolchain lacks.
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+    echo "== installing: clippy rustfmt"
+    rustup component add clippy rustfmt || exit 1
 fi
 
 echo "== fetching the reference Xen 4.17 packages"
@@ -40,6 +47,10 @@ stage() {
     fi
 }
 
+# The lints the library asks for (unsafe_op_in_unsafe_fn, undocumented_unsafe_blocks) are
+# set in src/lib.rs, so they hold here too.
+stage "formatting (cargo fmt --check)" cargo fmt --check
+stage "lints (cargo clippy --all-targets -D warnings)" cargo clippy --all-targets -- -D warnings
 stage "Rust tests (unit and integration)" cargo test --release --no-fail-fast
 stage "C headers against Debian's" tests/headers/compat.py "$root/.reference/root"
 stage "C tests, both libraries, Debian's C xenstored" c-tests/run.sh --daemon cxenstored
@@ -51,7 +62,7 @@ stage "conformance: Debian's tools and test-xenstore, every library x daemon" \
 stage "real Xen: Xen 4.17 under QEMU, dom0 and an xl-created guest, both libraries" \
     scripts/xen-vm/run.sh
 # ThreadSanitizer needs a nightly toolchain, which a fresh machine lacks: run it by hand with
-# scripts/memcheck.sh (see the README's reliability section).
+# scripts/memcheck.sh (see docs/testing.md, Reliability).
 stage "C tests under valgrind memcheck" scripts/memcheck.sh --no-tsan
 stage "fuzz targets' own checks" cargo test --release --manifest-path fuzz/Cargo.toml
 stage "fuzzing smoke run" env FUZZ_SECS="${FUZZ_SECS:-15}" scripts/fuzz-smoke.sh

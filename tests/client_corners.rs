@@ -1,7 +1,8 @@
 //! Corner cases against scripted servers: DIRECTORY_PART, protocol violations, vanishing
 //! daemons, replies out of order, fork.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::ffi::{c_char, c_uint};
 use std::ptr::null_mut;

@@ -1,7 +1,8 @@
 //! The xenbus-device transport, with a raw-mode pseudo-terminal standing in for
 //! /dev/xen/xenbus: the library opens the slave path, the test's store serves the master side.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::fs::File;
 use std::os::fd::FromRawFd;

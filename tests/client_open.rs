@@ -2,7 +2,8 @@
 //! $XENSTORED_RUNDIR/socket), then the xenbus device. One test function: it sets the
 //! environment.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use client_support::*;
 

@@ -5,7 +5,8 @@
 //!
 //! Everything runs in one test function because it sets environment variables.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
 
@@ -19,7 +20,7 @@ const REF_DIR: &str = concat!(
 );
 
 /// The VERS_4.0 functions, from one library or the other.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity)] // C function pointer types, spelt as the header does
 struct Api {
     open: unsafe extern "C" fn(c_ulong) -> *mut xs_handle,
     close: unsafe extern "C" fn(*mut xs_handle),
@@ -100,7 +101,7 @@ fn ours() -> Api {
     }
 }
 
-#[allow(clippy::missing_transmute_annotations)]
+#[allow(clippy::missing_transmute_annotations)] // each target type is the field it fills
 fn reference() -> Option<Api> {
     let lib = format!("{REF_DIR}/libxenstore.so.4");
     if !std::path::Path::new(&lib).exists() {
@@ -175,9 +176,12 @@ unsafe fn take_list(p: *mut *mut c_char, n: c_uint) -> Option<Vec<String>> {
     Some(v)
 }
 
+/// A request as the store received it: type, transaction and payload.
+type Received = (u32, u32, Vec<u8>);
+
 /// Runs the same calls through `api` against a fresh recording store; returns what the
 /// calls returned (as text) and what the store received.
-fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
+fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
     let store = MiniStore::new();
     let srv = store.serve();
     std::env::set_var("XENSTORED_PATH", &srv.path);
@@ -377,7 +381,7 @@ fn offline(api: &Api) -> Vec<String> {
 fn same_behaviour_as_the_c_library() {
     let Some(reference) = reference() else {
         assert!(
-            std::env::var_os("XS_REQUIRE_REFERENCE").is_none_or(|v| v != "1"),
+            !util::reference_required(),
             "reference library not found in {REF_DIR} (run scripts/reference/fetch.sh)"
         );
         eprintln!("reference library not found in {REF_DIR}: comparison skipped");

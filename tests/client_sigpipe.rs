@@ -2,7 +2,8 @@
 //! default SIGPIPE action (as C programs do). Alone in its test binary because it changes the
 //! process-wide signal disposition.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::time::Duration;
 

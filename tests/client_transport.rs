@@ -2,7 +2,8 @@
 //! are answered synchronously inside `send`, in the caller's thread, and events arrive from
 //! other threads at any time. Checks that replies need no thread hop and events still flow.
 
-mod client_support;
+mod util;
+use util::client_support;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -52,14 +53,14 @@ impl InProcess {
     fn injector(&self) -> impl Fn(&str, &str) + Send + 'static {
         let (shared, fd) = (self.shared.clone(), self.doorbell);
         move |path, token| {
-            let body = format!("{path}\0{token}\0").into_bytes();
+            let payload = format!("{path}\0{token}\0").into_bytes();
             let header = Header {
                 ty: MsgType::XS_WATCH_EVENT as u32,
                 req_id: 0,
                 tx_id: 0,
-                len: body.len() as u32,
+                len: payload.len() as u32,
             };
-            InProcess::push(&shared, fd, Message { header, body });
+            InProcess::push(&shared, fd, Message { header, payload });
         }
     }
 }
@@ -81,7 +82,7 @@ impl Transport for InProcess {
                 tx_id: h.tx_id,
                 len: b.len() as u32,
             },
-            body: b.to_vec(),
+            payload: b.to_vec(),
         };
         match MsgType::from_u32(h.ty) {
             Some(MsgType::XS_READ) => {
@@ -99,7 +100,14 @@ impl Transport for InProcess {
                     tx_id: 0,
                     len: ev.len() as u32,
                 };
-                InProcess::push(&self.shared, self.doorbell, Message { header, body: ev });
+                InProcess::push(
+                    &self.shared,
+                    self.doorbell,
+                    Message {
+                        header,
+                        payload: ev,
+                    },
+                );
             }
             _ => InProcess::push(
                 &self.shared,

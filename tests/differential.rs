@@ -23,11 +23,11 @@
 //! XS_DIFF_REFERENCE_ONLY=1 prints only the C daemon's (for writing new sequences);
 //! XS_REFERENCE_DIR as for scripts/reference.
 
-mod common;
+mod util;
+use util::common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -320,44 +320,8 @@ fn raw_message(ty: u32, req_id: u32, tx_id: u32, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The C daemon, run by the reference harness in its own run directory.
-struct Reference {
-    rundir: PathBuf,
-    socket: PathBuf,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-impl Reference {
-    fn start(tag: &str) -> Result<Reference, String> {
-        let rundir =
-            std::env::temp_dir().join(format!("xs-diff-ref-{}-{}", tag, std::process::id()));
-        let out = Command::new(repo().join("scripts/reference/daemon.sh"))
-            .args(["start", "cxenstored"])
-            .arg(&rundir)
-            .output()
-            .map_err(|e| format!("cannot run daemon.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        let socket = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Ok(Reference { rundir, socket })
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/reference/daemon.sh"))
-            .arg("stop")
-            .arg(&self.rundir)
-            .status();
-    }
-}
-
 fn sequences() -> Vec<(String, String)> {
-    let dir = repo().join("tests/sequences");
+    let dir = util::repo().join("tests/sequences");
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -384,7 +348,7 @@ fn compare_all() -> Result<String, String> {
             continue;
         }
         let lines = parse_sequence(&text).unwrap_or_else(|e| panic!("{name}.seq: {e}"));
-        let reference = Reference::start(&name)?;
+        let reference = util::CDaemon::start(&format!("diff-{name}"))?;
         let theirs = run_sequence(&reference.socket, &lines);
         drop(reference);
         if std::env::var_os("XS_DIFF_REFERENCE_ONLY").is_some() {
@@ -439,7 +403,7 @@ fn same_replies_and_events_as_the_c_daemon() {
             "replies differ from the C xenstored:\n{report}"
         ),
         Err(why) => {
-            if std::env::var_os("XS_REQUIRE_REFERENCE").is_some_and(|v| v == "1") {
+            if util::reference_required() {
                 panic!("the reference C xenstored is required but cannot run: {why}");
             }
             eprintln!(
@@ -456,8 +420,8 @@ fn sequence_files_parse() {
         assert!(!lines.is_empty(), "{name}.seq is empty");
         for l in &lines {
             if let Some(key) = &l.diff {
-                let doc =
-                    std::fs::read_to_string(repo().join("docs/daemon-differences.md")).unwrap();
+                let doc = std::fs::read_to_string(util::repo().join("docs/daemon-differences.md"))
+                    .unwrap();
                 assert!(
                     doc.contains(&format!("`{key}`")),
                     "{name}.seq line {}: difference `{key}` is not documented",

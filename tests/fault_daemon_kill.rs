@@ -10,10 +10,8 @@
 //! the connection is gone: the C library's pipe never becomes readable then), and xs_close must
 //! release everything. Each case prints `PASS kill/<daemon>/<case>: ...` or `FAIL ...`.
 
-mod case_runner;
-mod client_support;
-mod common;
-mod support;
+mod util;
+use util::{client_support, support};
 
 use std::time::{Duration, Instant};
 

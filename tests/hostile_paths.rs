@@ -6,14 +6,14 @@
 //!
 //! Prints one `PASS hostile/<case>: ...` line per case (`-- --nocapture`).
 
-mod case_runner;
-mod hostile_support;
+mod util;
+use util::hostile_support;
 
 use std::time::Duration;
 
 use hostile_support::*;
-use xenstore::client::perms::{PERM_NONE, PERM_READ, PERM_WRITE};
 use xenstore::client::{Errno, Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ, PERM_WRITE};
 use xenstore::wire::{MsgType, XENSTORE_ABS_PATH_MAX, XENSTORE_REL_PATH_MAX};
 
 const ATTACKER: u32 = 1;

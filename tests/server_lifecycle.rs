@@ -1,8 +1,8 @@
 //! Starting and stopping the daemon: socket path selection, signals, errors.
 
-mod common;
+mod util;
+use util::common;
 
-use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -70,7 +70,14 @@ fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
     let rundir = dir.0.join("run/xenstored");
     std::fs::create_dir_all(&rundir).unwrap();
     let sock = rundir.join("socket");
-    drop(UnixListener::bind(&sock).unwrap()); // left behind, nobody answers
+    // Left behind by a daemon that died without cleaning up: nobody answers on it. (Not a
+    // listener bound and dropped here: a process forked meanwhile by a test running beside
+    // this one would hold it, listening, until its exec, and could accept our connection.)
+    let mut owner = Command::new(daemon_bin());
+    owner.env("XENSTORED_PATH", &sock);
+    let mut crashed = Daemon::spawn(owner, sock.clone(), TempDir::new("stale-owner"));
+    crashed.signal(libc::SIGKILL);
+    crashed.wait(Duration::from_secs(5));
     let mut cmd = Command::new(daemon_bin());
     cmd.env_remove("XENSTORED_PATH")
         .env("XENSTORED_RUNDIR", &rundir);

@@ -1,6 +1,7 @@
 //! Wire-level behaviour of the daemon: framing, pipelining, broken clients, disconnects.
 
-mod common;
+mod util;
+use util::common;
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Many clients at once on the single event-loop thread.
 
-mod common;
+mod util;
+use util::common;
 
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
 use xenstore::wire::MsgType;
@@ -13,7 +13,6 @@ fn a_thousand_idle_clients_and_a_hundred_busy_ones() {
     // This process holds both ends' worth of sockets for the idle clients.
     xenstore::server::raise_fd_limit().unwrap();
     let d = Daemon::start("scale");
-    let started = Instant::now();
 
     let mut idle: Vec<Client> = (0..1000).map(|_| d.connect()).collect();
     // Every idle client is really connected and served.
@@ -44,7 +43,5 @@ fn a_thousand_idle_clients_and_a_hundred_busy_ones() {
     for c in idle.iter_mut().step_by(50) {
         assert_eq!(c.read("/scale/busy3").unwrap_err(), "ENOENT");
     }
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(20), "took {took:?}");
     drop(idle);
 }

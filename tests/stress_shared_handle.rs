@@ -13,10 +13,8 @@
 //!
 //! Prints `PASS stress/shared_handle: ...` or `FAIL ...`.
 
-mod case_runner;
-mod client_support;
-mod common;
-mod support;
+mod util;
+use util::{client_support, common, support};
 
 use std::ffi::{c_char, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

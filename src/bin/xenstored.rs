@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xenstore::server::options::{self, Command, DaemonOptions};
-use xenstore::server::{raise_fd_limit, BoundSocket, SharedStore, SocketServer, TermSignals};
+use xenstore::server::{raise_fd_limit, BoundSocket, SocketServer, TermSignals};
 use xenstore::store::Store;
 
 /// Where to listen: $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else the C daemon's default.
@@ -55,8 +55,8 @@ fn serve(opts: &DaemonOptions) -> Result<(), String> {
         .take_listener()
         .expect("fresh socket has its listener");
 
-    let shared = SharedStore::new(Store::new(opts.store_config()));
-    let mut server = SocketServer::new(listener, &shared, opts.server_config())
+    let store = Store::new(opts.store_config());
+    let mut server = SocketServer::new(listener, store, opts.server_config())
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server
         .stop_on(signals)

@@ -11,10 +11,10 @@
 //!   whole messages are already buffered, then hands the role to the requester still waiting
 //!   that asked first, if any: replies come in request order, so that requester's reply is the
 //!   next one and it reads it itself. The role passes directly (`handed_to`), so a newer
-//!   request cannot take it in between and waste the wake-up that handed it over. While other
-//!   requests are in flight the reader reads with
-//!   `Transport::recv_busy`, which looks for the next reply for a few microseconds without
-//!   sleeping (yielding to the requesters it just woke), since it is due any moment;
+//!   request cannot take it in between and waste the wake-up that handed it over. The reader
+//!   reads with `Transport::recv_busy`, which looks for the next reply for a bounded, adaptive
+//!   few microseconds without sleeping (yielding to the requesters it just woke), since a reply
+//!   that finds its reader awake costs no wake-up (`busy_poll`);
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
 //!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
@@ -41,12 +41,13 @@
 //! - `core`: slots, counters, the reader flag, the dead state, the watch thread's flags and the
 //!   arming of the stream in the watch thread's epoll set (epoll_ctl is called under it, so the
 //!   arming always matches `awaiting`). Never held across a blocking read or a send.
-//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`, and nothing
-//!   is taken under it.
+//! - `write`: serialises `Transport::send`; taken with no lock held but `serial`. No lock of
+//!   the handle is taken under it; the transport's own may be (the embedded store's `send`
+//!   serves the request under the store lock, see `embedded`).
 //! - the watch queue's lock (see `watch`): a leaf. Events are queued with `core` released;
 //!   only marking the queue dead happens under `core`. Never the reverse order.
 //!
-//! So the order is serial -> core -> watch queue, and serial -> write.
+//! So the order is serial -> core -> watch queue, and serial -> write -> the transport's locks.
 //! Condvars: each slot's (waits on `core`: "your reply is here, or the reader role is free, or
 //! the connection died"), `watch_thread` (waits on `core`: "no reply is awaited any more").
 //!
@@ -57,17 +58,17 @@
 //! thread, watch-queue readers and pollers) is woken, and later requests fail with EBADF (the C
 //! library closes its descriptor, so that is what it reports).
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::sys;
 use super::transport::{Message, Transport};
 use super::watch::{WatchEvent, WatchQueue};
 use super::Errno;
 use crate::store::IdMap;
+use crate::sys::{Epoll, EventFd, Ready, EDGE, READABLE};
 use crate::wire::{Header, MsgType, HEADER_LEN};
 
 struct Slot {
@@ -130,13 +131,22 @@ enum Dispatched {
 /// What the watch thread waits on.
 struct Watcher {
     /// Signalled to wake the thread (stop, death).
-    attention: OwnedFd,
+    attention: EventFd,
     /// Holds `attention` (always) and the stream (while no reply is awaited).
-    epoll: OwnedFd,
+    epoll: Epoll,
 }
 
 const TOKEN_STREAM: u64 = 0;
 const TOKEN_ATTENTION: u64 = 1;
+
+/// The watch thread's interest in the stream: readable while `armed`, else nothing.
+fn stream_interest(armed: bool, edge: bool) -> u32 {
+    let mut events = if armed { READABLE } else { 0 };
+    if edge {
+        events |= EDGE;
+    }
+    events
+}
 
 pub struct Conn {
     transport: Box<dyn Transport>,
@@ -248,7 +258,6 @@ impl Conn {
 
     /// Reads as the reader until our reply comes (see the module comment).
     fn lead(&self, core: MutexGuard<'_, Core>, req_id: u32) -> Result<Message, Errno> {
-        let mut busy = core.awaiting > 1;
         drop(core);
         let mut mine = None;
         loop {
@@ -260,19 +269,13 @@ impl Conn {
                 self.hand_off(&mut core);
                 return Ok(reply);
             }
-            let got = if busy {
-                self.transport.recv_busy()
-            } else {
-                self.transport.recv(None)
-            };
+            let got = self.transport.recv_busy();
             let mut core = self.core.lock();
             let outcome = match got {
                 Ok(Some(m)) => self.dispatch(&mut core, m, Some(req_id)),
                 Ok(None) => Err(Errno(libc::EINTR)),
                 Err(e) => Err(e),
             };
-            // Other requesters' replies are due too: worth waiting for without sleeping.
-            busy = core.awaiting > 1;
             match outcome {
                 Ok(Dispatched::Mine(m)) => mine = Some(m),
                 Ok(Dispatched::Event(ev)) => {
@@ -305,7 +308,7 @@ impl Conn {
             return Err(e);
         }
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
-            return Ok(Dispatched::Event(WatchEvent::from_payload(m.body)));
+            return Ok(Dispatched::Event(WatchEvent::from_payload(m.payload)));
         }
         let waiting = |c: &Core, id: &u32| c.slots.get(id).is_some_and(|s| s.reply.is_none());
         let target = if waiting(core, &m.header.req_id) {
@@ -397,11 +400,13 @@ impl Conn {
             self.transport.readable_fd(),
             self.transport.edge_triggered(),
         );
-        let r = sys::epoll_set(w.epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, false, edge);
-        match r {
+        match w
+            .epoll
+            .modify(fd, stream_interest(armed, edge), TOKEN_STREAM)
+        {
             Ok(()) => core.stream_armed = armed,
             // Events could no longer be noticed: better a dead connection than a silent one.
-            Err(e) => self.kill(core, e),
+            Err(e) => self.kill(core, e.into()),
         }
     }
 
@@ -417,7 +422,7 @@ impl Conn {
         }
         self.watch_thread.notify_one();
         if let Some(w) = self.watcher.get() {
-            sys::eventfd_signal(w.attention.as_raw_fd());
+            w.attention.ring();
         }
         self.events.set_dead();
     }
@@ -439,22 +444,15 @@ impl Conn {
         if self.watcher.get().is_some() {
             return Ok(());
         }
-        let attention = sys::eventfd()?;
-        let epoll = sys::epoll_create()?;
-        sys::epoll_set(
-            epoll.as_raw_fd(),
-            attention.as_raw_fd(),
-            TOKEN_ATTENTION,
-            true,
-            true,
-            false,
-        )?;
+        let attention = EventFd::new()?;
+        let epoll = Epoll::new()?;
+        epoll.add(attention.as_fd(), READABLE, TOKEN_ATTENTION)?;
         let armed = core.awaiting == 0 || !self.transport.signals_replies();
         let (fd, edge) = (
             self.transport.readable_fd(),
             self.transport.edge_triggered(),
         );
-        sys::epoll_set(epoll.as_raw_fd(), fd, TOKEN_STREAM, armed, true, edge)?;
+        epoll.add(fd, stream_interest(armed, edge), TOKEN_STREAM)?;
         core.stream_armed = armed;
         let _ = self.watcher.set(Watcher { attention, epoll });
         Ok(())
@@ -467,14 +465,15 @@ impl Conn {
         drop(core);
         self.watch_thread.notify_one();
         if let Some(w) = self.watcher.get() {
-            sys::eventfd_signal(w.attention.as_raw_fd());
+            w.attention.ring();
         }
     }
 
     /// The watch thread's body: moves events off the stream while no request is in flight.
     pub fn run_watch_thread(&self) {
         let Some(w) = self.watcher.get() else { return };
-        let attention: RawFd = w.attention.as_raw_fd();
+        let attention: RawFd = w.attention.as_fd().as_raw_fd();
+        let mut ready = Vec::new();
         // The stream polled readable and has not been read since. Kept across a requester's
         // turn at reading, so that a transport whose descriptor signals only once per arrival
         // (`Transport::edge_triggered`) loses nothing.
@@ -484,17 +483,17 @@ impl Conn {
                 if !self.wait_until_stream_is_ours() {
                     return;
                 }
-                let ready = match sys::epoll_wait(w.epoll.as_raw_fd()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.abandon(e);
-                        return;
-                    }
-                };
-                if ready & 1 << TOKEN_ATTENTION != 0 {
-                    sys::eventfd_drain(attention);
+                ready.clear();
+                // An interrupted wait reports nothing: the loop then waits again.
+                if let Err(e) = w.epoll.wait(-1, &mut ready) {
+                    self.abandon(e.into());
+                    return;
                 }
-                stream_ready = ready & 1 << TOKEN_STREAM != 0;
+                let is = |t| ready.iter().any(|r: &Ready| r.token == t);
+                if is(TOKEN_ATTENTION) {
+                    w.attention.drain();
+                }
+                stream_ready = is(TOKEN_STREAM);
             }
             // Take the reader role, waiting for a requester that holds it (it woke us just
             // before it began) to finish.
@@ -572,6 +571,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
     use std::collections::VecDeque;
     use std::thread::ThreadId;
     use std::time::Duration;
@@ -581,17 +581,17 @@ mod tests {
     /// moment, just after the requester reading its reply has looked for more.
     struct EdgeDouble {
         queue: Mutex<VecDeque<Message>>,
-        bell: OwnedFd,
+        bell: EventFd,
         /// When this thread next finds nothing pending, an event arrives right then.
         inject_for: Mutex<Option<ThreadId>>,
     }
 
     impl EdgeDouble {
         fn event() -> Message {
-            let body = b"/late\0tok\0".to_vec();
+            let payload = b"/late\0tok\0".to_vec();
             Message {
-                header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, body.len() as u32),
-                body,
+                header: Header::new(MsgType::XS_WATCH_EVENT, 0, 0, payload.len() as u32),
+                payload,
             }
         }
     }
@@ -599,10 +599,10 @@ mod tests {
     impl Transport for Arc<EdgeDouble> {
         fn send(&self, msg: &[u8]) -> Result<(), Errno> {
             let h = Header::parse(msg.first_chunk::<HEADER_LEN>().unwrap()).unwrap();
-            let body = b"v".to_vec();
+            let payload = b"v".to_vec();
             let reply = Message {
-                header: Header::new(MsgType::XS_READ, h.req_id, 0, body.len() as u32),
-                body,
+                header: Header::new(MsgType::XS_READ, h.req_id, 0, payload.len() as u32),
+                payload,
             };
             self.queue.lock().push_back(reply);
             Ok(())
@@ -632,14 +632,14 @@ mod tests {
                 // the reader role; the caller lingers so the watch thread sees that.
                 q.push_back(EdgeDouble::event());
                 drop(q);
-                sys::eventfd_signal(self.bell.as_raw_fd());
+                self.bell.ring();
                 std::thread::sleep(Duration::from_millis(100));
             }
             false
         }
 
         fn readable_fd(&self) -> RawFd {
-            self.bell.as_raw_fd()
+            self.bell.as_fd().as_raw_fd()
         }
 
         fn multiplexes(&self) -> bool {
@@ -663,7 +663,7 @@ mod tests {
     fn readiness_seen_while_a_requester_reads_is_kept() {
         let double = Arc::new(EdgeDouble {
             queue: Mutex::new(VecDeque::new()),
-            bell: sys::eventfd().unwrap(),
+            bell: EventFd::new().unwrap(),
             inject_for: Mutex::new(None),
         });
         let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
@@ -677,7 +677,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         *double.inject_for.lock() = Some(std::thread::current().id());
         let reply = conn.request(MsgType::XS_READ, 0, &[b"/x\0"]).unwrap();
-        assert_eq!(reply.body, b"v");
+        assert_eq!(reply.payload, b"v");
         assert!(double.inject_for.lock().is_none(), "the event was injected");
         // Nobody requests anything any more: only the watch thread can queue the event.
         assert!(
@@ -704,7 +704,7 @@ mod tests {
             let header = Header::new(MsgType::XS_READ, req_id, 0, body.len() as u32);
             self.inbox.lock().push_back(Message {
                 header,
-                body: body.to_vec(),
+                payload: body.to_vec(),
             });
             self.arrived.notify_all();
         }
@@ -776,7 +776,7 @@ mod tests {
         double.deliver(ids[1], b"b's value");
         let got = reader.join().unwrap();
         assert_eq!(
-            got.map(|m| m.body),
+            got.map(|m| m.payload),
             Err(Errno(libc::EIO)),
             "another request's reply was handed over"
         );

@@ -24,11 +24,8 @@ use super::watch::WatchEvent;
 use super::Errno;
 use crate::wire::{self, MsgType, PAYLOAD_MAX, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
 
-/// xs_open flag: accepted, changes nothing (as in the C library).
-pub const OPEN_READONLY: u64 = 1 << 0;
-/// xs_open flag: accepted, changes nothing (as in the C library).
-pub const OPEN_SOCKETONLY: u64 = 1 << 1;
-/// xs_open flag: xs_unwatch also drops queued events of that watch.
+/// xs_open flag: xs_unwatch also drops queued events of that watch. (XS_OPEN_READONLY and
+/// XS_OPEN_SOCKETONLY are accepted and change nothing, as in the C library.)
 pub const OPEN_UNWATCH_FILTER: u64 = 1 << 2;
 
 /// Transaction id meaning "no transaction".
@@ -130,13 +127,13 @@ impl Handle {
         }
         let reply = self.conn.request(ty, tx_id, parts)?;
         if reply.header.ty == MsgType::XS_ERROR as u32 {
-            return Err(Errno(wire::errno_from_name(c_text(&reply.body))));
+            return Err(Errno(wire::errno_from_name(c_text(&reply.payload))));
         }
         if reply.header.ty != ty as u32 {
             self.conn.abandon(Errno(libc::EBADF));
             return Err(Errno(libc::EBADF));
         }
-        Ok(reply.body)
+        Ok(reply.payload)
     }
 
     /// One NUL-terminated string as the payload.
@@ -256,7 +253,7 @@ impl Handle {
         }
         self.conn.prepare_watch_thread()?;
         let conn = self.conn.clone();
-        let spawned = super::sys::with_signals_blocked(|| {
+        let spawned = crate::sys::with_signals_blocked(|| {
             std::thread::Builder::new()
                 .name("xenstore-watch".into())
                 .stack_size(WATCH_THREAD_STACK)
@@ -460,11 +457,6 @@ impl Handle {
     /// Whether the connection has failed for good.
     pub fn is_dead(&self) -> bool {
         self.conn.is_dead()
-    }
-
-    /// Disconnects: stops and joins the watch thread, closes everything.
-    pub fn close(self) {
-        drop(self)
     }
 
     /// For a forked child: releases the handle without touching the parent's connection (no

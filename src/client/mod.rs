@@ -1,47 +1,27 @@
 //! The client side: a connection [`Handle`] to a store and the transports it runs over.
 //!
-//! - [`handle`]: the operations of the C API as safe Rust, on a `Handle` that any number of
+//! - `handle`: the operations of the C API as safe Rust, on a [`Handle`] that any number of
 //!   threads may share.
-//! - [`conn`]: request/reply matching with several requests in flight, and the watch thread.
-//! - [`transport`]: the [`Transport`] trait and the socket / xenbus-device transports.
-//! - [`watch`]: the queue of fired watches and its poll()-able pipe.
-//! - [`perms`], [`paths`], [`cnum`]: permission strings, daemon paths, C number parsing.
+//! - `conn`: request/reply matching with several requests in flight, and the watch thread.
+//! - `transport`: the [`Transport`] trait and the socket / xenbus-device transports.
+//! - `watch`: the queue of fired watches and its poll()-able pipe.
+//! - `perms`, `paths`, `cnum`: permission strings, daemon paths, C number parsing.
 //!
 //! Errors are errno values ([`Errno`]), because that is what the C API reports.
 
-pub mod cnum;
-pub mod conn;
-pub mod handle;
+pub(crate) mod cnum;
+pub(crate) mod conn;
+mod handle;
 mod notify_pipe;
-pub mod paths;
-pub mod perms;
-mod sys;
+pub(crate) mod paths;
+pub(crate) mod perms;
 mod toolcore;
-pub mod transport;
-pub mod watch;
+mod transport;
+pub(crate) mod watch;
 
-pub use handle::{Handle, OPEN_READONLY, OPEN_SOCKETONLY, OPEN_UNWATCH_FILTER, XBT_NULL};
-pub use perms::Permission;
+pub use handle::{Handle, OPEN_UNWATCH_FILTER};
+pub use perms::{Permission, PERM_NONE, PERM_READ, PERM_WRITE};
 pub use transport::{Message, StreamKind, StreamTransport, Transport};
-pub use watch::WatchEvent;
+pub(crate) use watch::WatchEvent;
 
-/// An errno value: how every client operation reports failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Errno(pub i32);
-
-impl std::fmt::Display for Errno {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
-    }
-}
-
-impl std::error::Error for Errno {}
-
-impl From<Errno> for std::io::Error {
-    fn from(e: Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(e.0)
-    }
-}
-
-/// Result of a client operation.
-pub type Result<T> = std::result::Result<T, Errno>;
+pub use crate::wire::Errno;

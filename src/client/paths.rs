@@ -5,7 +5,7 @@
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::sys;
+use crate::sys;
 
 /// Default run directory (Debian's and upstream's XEN_RUN_STORED).
 pub const DEFAULT_RUNDIR: &str = "/var/run/xenstored";

@@ -17,7 +17,7 @@
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::RawFd;
 
-use super::sys;
+use crate::sys;
 
 type RestrictCallback = unsafe extern "C" fn(*mut ActiveHandle, u16) -> c_int;
 type RegisterFn = unsafe extern "C" fn(*mut ActiveHandle);

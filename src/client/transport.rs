@@ -12,16 +12,12 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use parking_lot::Mutex;
 
-use super::sys;
 use super::Errno;
+use crate::busy_poll::BusyPoll;
+use crate::sys;
 use crate::wire::{Header, WireError, HEADER_LEN, PAYLOAD_MAX};
 
-/// One whole message as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub header: Header,
-    pub body: Vec<u8>,
-}
+pub use crate::wire::Message;
 
 /// A connection to a store, carrying whole messages.
 ///
@@ -40,8 +36,8 @@ pub trait Transport: Send + Sync {
     /// thread uses this to stop). End of stream is Err(EBADF), as the C library reports it.
     fn recv(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno>;
 
-    /// As `recv(None)`, for a reader that knows other replies are due soon (several requests
-    /// in flight): a transport may look for data without sleeping for a short while first.
+    /// As `recv(None)`, for a requester awaiting its reply: a transport may look for it
+    /// without sleeping for a short, adaptive while first (see `busy_poll`).
     fn recv_busy(&self) -> Result<Option<Message>, Errno> {
         self.recv(None)
     }
@@ -106,12 +102,9 @@ pub enum StreamKind {
 /// Room for two maximal messages, so a reply and what follows it fit in one read.
 const READ_BUF: usize = 2 * (HEADER_LEN + PAYLOAD_MAX);
 
-/// How long `recv_busy` looks for data without sleeping. Replies to a handle with several
-/// requests in flight follow each other a few microseconds apart; a reader that sleeps
-/// between them pays a wake-up each time (tens of microseconds of latency on a small VM, and
-/// CPU time for the switch), while one that yields the processor between looks lets the
-/// threads it just handed replies to run, and is there when the next reply lands.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_micros(30);
+/// Set to `0` in the environment, turns off polling for replies (`recv_busy` then sleeps at
+/// once, as the C library does).
+pub const BUSY_POLL_ENV: &str = "XENSTORE_BUSY_POLL";
 
 struct ReadBuf {
     data: Box<[u8]>,
@@ -140,13 +133,13 @@ impl ReadBuf {
         if avail.len() < total {
             return Ok(None);
         }
-        let body = avail[HEADER_LEN..total].to_vec();
+        let payload = avail[HEADER_LEN..total].to_vec();
         self.start += total;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        Ok(Some(Message { header, body }))
+        Ok(Some(Message { header, payload }))
     }
 
     fn has_message(&self) -> bool {
@@ -178,6 +171,8 @@ pub struct StreamTransport {
     kind: StreamKind,
     /// Only the reader-role holder touches it, so the lock is never contended.
     rbuf: Mutex<ReadBuf>,
+    /// How long the reader polls for a reply before sleeping; reader-role holder only too.
+    poller: Mutex<BusyPoll>,
 }
 
 impl StreamTransport {
@@ -186,6 +181,9 @@ impl StreamTransport {
             fd,
             kind,
             rbuf: Mutex::new(ReadBuf::new()),
+            poller: Mutex::new(BusyPoll::new(
+                std::env::var_os(BUSY_POLL_ENV).is_none_or(|v| v != "0"),
+            )),
         }
     }
 
@@ -240,19 +238,12 @@ impl Transport for StreamTransport {
         }
     }
 
-    /// Reads without waiting (`recv_available`), yielding the processor between tries, for up
-    /// to `BUSY_WAIT`; then waits as `recv` does. Sockets only (MSG_DONTWAIT).
+    /// Reads without waiting (`recv_available`) for the poller's window, then waits as `recv`
+    /// does. Sockets only (MSG_DONTWAIT).
     fn recv_busy(&self) -> Result<Option<Message>, Errno> {
         if self.kind == StreamKind::Socket {
-            let start = std::time::Instant::now();
-            loop {
-                if let Some(m) = self.recv_available(-1)? {
-                    return Ok(Some(m));
-                }
-                if start.elapsed() >= BUSY_WAIT {
-                    break;
-                }
-                std::thread::yield_now();
+            if let Some(m) = self.poller.lock().poll(|| self.recv_available(-1))? {
+                return Ok(Some(m));
             }
         }
         self.recv(None)
@@ -319,7 +310,7 @@ mod tests {
         rb.end += split;
         assert!(rb.has_message());
         let m = rb.take().unwrap().unwrap();
-        assert_eq!((m.header.req_id, m.body.as_slice()), (7, &b"abc\0"[..]));
+        assert_eq!((m.header.req_id, m.payload.as_slice()), (7, &b"abc\0"[..]));
         assert!(!rb.has_message());
         assert_eq!(rb.take().unwrap(), None);
         let rest = &bytes[split..];
@@ -327,7 +318,7 @@ mod tests {
         rb.end += rest.len();
         let m = rb.take().unwrap().unwrap();
         assert_eq!(m.header.ty, MsgType::XS_WATCH_EVENT as u32);
-        assert_eq!(m.body, b"/p\0t\0");
+        assert_eq!(m.payload, b"/p\0t\0");
         assert_eq!((rb.start, rb.end), (0, 0));
     }
 

@@ -204,13 +204,16 @@ impl WatchQueue {
             op.apply();
         }
     }
+}
 
-    /// How many events wait (for tests and diagnostics).
-    pub fn len(&self) -> usize {
+#[cfg(test)]
+impl WatchQueue {
+    /// How many events wait.
+    fn len(&self) -> usize {
         self.state.lock().queue.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -218,7 +221,7 @@ impl WatchQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::sys;
+    use crate::sys;
 
     fn pipe_readable(fd: RawFd) -> bool {
         sys::poll(fd, None, 0).unwrap().first

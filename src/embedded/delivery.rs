@@ -42,7 +42,7 @@ impl Wakeups {
     pub fn put(&mut self, mailbox: &Arc<Mailbox>, own: bool, m: Message) {
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
             if let Some(conn) = mailbox.sink() {
-                let queued = conn.events.push_quiet(WatchEvent::from_payload(m.body));
+                let queued = conn.events.push_quiet(WatchEvent::from_payload(m.payload));
                 self.events.push((conn, queued));
                 return;
             }

@@ -20,13 +20,14 @@
 //! reader that must wait, which only happens when two threads share a handle).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::client::conn::Conn;
 use crate::client::{Errno, Message};
+use crate::sys::EventFd;
 
 struct Inbox {
     queue: VecDeque<Message>,
@@ -43,7 +44,7 @@ pub(crate) struct Mailbox {
     sink: OnceLock<Weak<Conn>>,
     inbox: Mutex<Inbox>,
     arrived: Condvar,
-    doorbell: OwnedFd,
+    doorbell: EventFd,
 }
 
 impl Mailbox {
@@ -56,7 +57,8 @@ impl Mailbox {
                 dead: false,
             }),
             arrived: Condvar::new(),
-            doorbell: eventfd()?,
+            doorbell: EventFd::new()
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EMFILE)))?,
         })
     }
 
@@ -91,7 +93,7 @@ impl Mailbox {
 
     /// Wakes the handle's watch thread (after `put_other` said so).
     pub fn ring(&self) {
-        signal(&self.doorbell);
+        self.doorbell.ring();
     }
 
     /// Nothing more will arrive: wake the watch thread and any waiting reader, for good.
@@ -100,7 +102,7 @@ impl Mailbox {
         inbox.dead = true;
         inbox.rung = true;
         drop(inbox);
-        signal(&self.doorbell);
+        self.doorbell.ring();
         self.arrived.notify_all();
     }
 
@@ -144,30 +146,8 @@ impl Mailbox {
     /// dies; meant to be waited on edge-triggered (it is never read back, so it stays readable
     /// once signalled).
     pub fn fd(&self) -> RawFd {
-        self.doorbell.as_raw_fd()
+        self.doorbell.as_fd().as_raw_fd()
     }
-}
-
-/// Makes the eventfd readable.
-fn signal(fd: &OwnedFd) {
-    let one = 1u64.to_ne_bytes();
-    // SAFETY: writes 8 bytes from a live buffer to a descriptor we own. A failure (counter
-    // full) leaves it readable, which is all that matters.
-    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-}
-
-fn eventfd() -> Result<OwnedFd, Errno> {
-    // SAFETY: no pointers.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(Errno(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EMFILE),
-        ));
-    }
-    // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]
@@ -178,30 +158,21 @@ mod tests {
     fn msg(n: u32) -> Message {
         Message {
             header: Header::new(MsgType::XS_WATCH_EVENT, n, 0, 0),
-            body: Vec::new(),
+            payload: Vec::new(),
         }
     }
 
     fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        crate::sys::poll(fd, None, 0).unwrap().first
     }
 
     /// How many times the eventfd was written since last asked (reading it resets it, which
     /// the mailbox never relies on).
     fn rings(m: &Mailbox) -> u64 {
         let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live buffer; the eventfd is non-blocking.
-        let n = unsafe { libc::read(m.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 8 {
-            u64::from_ne_bytes(buf)
-        } else {
-            0
+        match crate::sys::read(m.fd(), &mut buf) {
+            Ok(8) => u64::from_ne_bytes(buf),
+            _ => 0,
         }
     }
 
@@ -256,34 +227,30 @@ mod tests {
     /// with no read of the eventfd in between.
     #[test]
     fn edge_triggered_waiter_is_woken_once_per_batch() {
-        // SAFETY: plain epoll calls on descriptors we own; `ev` and `out` live across them.
-        unsafe {
-            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
-            assert!(ep >= 0);
-            let m = Mailbox::new().unwrap();
-            let mut ev = libc::epoll_event {
-                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
-                u64: 0,
-            };
-            assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, m.fd(), &mut ev), 0);
-            let mut out = [libc::epoll_event { events: 0, u64: 0 }; 2];
-            let mut woken = || libc::epoll_wait(ep, out.as_mut_ptr(), 2, 0);
-            assert_eq!(woken(), 0);
-            for round in 0..3 {
-                assert!(m.put_other(msg(round)));
-                assert!(!m.put_other(msg(round + 10)));
-                m.ring();
-                assert_eq!(woken(), 1, "round {round}");
-                assert_eq!(
-                    woken(),
-                    0,
-                    "round {round}: no second wake-up for the same batch"
-                );
-                while m.take(true).unwrap().is_some() {}
-            }
-            m.kill();
-            assert_eq!(woken(), 1);
-            libc::close(ep);
+        use crate::sys::{Epoll, EDGE, READABLE};
+        let ep = Epoll::new().unwrap();
+        let m = Mailbox::new().unwrap();
+        ep.add(m.doorbell.as_fd(), READABLE | EDGE, 0).unwrap();
+        let mut out = Vec::new();
+        let mut woken = || {
+            out.clear();
+            ep.wait(0, &mut out).unwrap();
+            out.len()
+        };
+        assert_eq!(woken(), 0);
+        for round in 0..3 {
+            assert!(m.put_other(msg(round)));
+            assert!(!m.put_other(msg(round + 10)));
+            m.ring();
+            assert_eq!(woken(), 1, "round {round}");
+            assert_eq!(
+                woken(),
+                0,
+                "round {round}: no second wake-up for the same batch"
+            );
+            while m.take(true).unwrap().is_some() {}
         }
+        m.kill();
+        assert_eq!(woken(), 1);
     }
 }

@@ -80,7 +80,7 @@ use transport::EmbeddedTransport;
 use world::World;
 
 /// The variable that turns the embedded mode on.
-pub const ENV: &str = "XENSTORE_EMBEDDED";
+pub(crate) const ENV: &str = "XENSTORE_EMBEDDED";
 
 /// An in-process store and the handles on it.
 pub struct Embedded {
@@ -169,13 +169,13 @@ impl Embedded {
 }
 
 /// Whether `XENSTORE_EMBEDDED` asks for the embedded mode: set to anything but "" or "0".
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     std::env::var_os(ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// What `xs_open` does: a handle on the process-wide embedded store when [`enabled`], else a
 /// connection to the daemon (or device) as usual.
-pub fn open_from_env(flags: u64) -> Result<Handle, Errno> {
+pub(crate) fn open_from_env(flags: u64) -> Result<Handle, Errno> {
     if enabled() {
         Embedded::global().open(flags)
     } else {
@@ -185,7 +185,7 @@ pub fn open_from_env(flags: u64) -> Result<Handle, Errno> {
 
 /// What `xs_embedded_open_domain` does: a guest handle on the process-wide store. Without the
 /// embedded mode nothing was introduced to it: ENOENT (the store is not even created).
-pub fn open_domain_from_env(domid: u32, flags: u64) -> Result<Handle, Errno> {
+pub(crate) fn open_domain_from_env(domid: u32, flags: u64) -> Result<Handle, Errno> {
     if !enabled() {
         return Err(Errno(libc::ENOENT));
     }

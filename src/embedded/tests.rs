@@ -182,7 +182,7 @@ fn only_other_handles_are_woken() {
     assert!(!readable(mine.fd(), 0));
     let reply = mine.take(false).unwrap().unwrap();
     assert_eq!(
-        (reply.header.req_id, reply.body.as_slice()),
+        (reply.header.req_id, reply.payload.as_slice()),
         (7, &b"OK\0"[..])
     );
     assert!(!readable(theirs.fd(), 0), "not under the store lock");
@@ -190,7 +190,7 @@ fn only_other_handles_are_woken() {
     wake.run();
     assert!(readable(theirs.fd(), 0), "the watcher was woken");
     assert!(!readable(mine.fd(), 0));
-    assert_eq!(theirs.take(false).unwrap().unwrap().body, b"/p\0t\0");
+    assert_eq!(theirs.take(false).unwrap().unwrap().payload, b"/p\0t\0");
     w.disconnect(them);
     assert_eq!(
         w.request(them, &encode(MsgType::XS_READ, 1, 0, b"/p\0")),

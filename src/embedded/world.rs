@@ -299,7 +299,7 @@ fn deliver(
             to == me,
             Message {
                 header: m.header,
-                body: m.payload,
+                payload: m.payload,
             },
         );
     }
@@ -309,5 +309,8 @@ fn deliver(
 fn to_message(mut out: Vec<u8>) -> Option<Message> {
     let header = Header::parse(out.first_chunk::<HEADER_LEN>()?).ok()?;
     out.drain(..HEADER_LEN);
-    Some(Message { header, body: out })
+    Some(Message {
+        header,
+        payload: out,
+    })
 }

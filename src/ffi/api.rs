@@ -1,13 +1,14 @@
 //! The exports, in the order of xenstore.h. Each converts its arguments, calls the client and
 //! shapes the result for C; the module comment of `ffi` states the pointer contract, once for
 //! all of them (hence no per-function safety sections).
+// The safety contract is stated once, in the module comment of `ffi`.
 #![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 use super::{
-    bytes, guard, guard_io, handle, malloc_array, malloc_string_array, malloc_text, put,
-    static_text, text,
+    array, array_mut, bytes, guard, guard_io, handle, malloc_array, malloc_string_array,
+    malloc_text, put, static_text, text,
 };
 use super::{into_raw, xs_handle, EINVAL};
 use crate::client::{paths, perms, Errno, Permission};
@@ -70,9 +71,11 @@ pub unsafe extern "C" fn xs_directory(
     num: *mut c_uint,
 ) -> *mut *mut c_char {
     guard_io(std::ptr::null_mut(), || {
-        // SAFETY (all unsafe calls in these bodies): the module's pointer contract.
-        let list = unsafe { handle(h)?.directory(t, text(path)?)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path) = unsafe { (handle(h)?, text(path)?) };
+        let list = h.directory(t, path)?;
         let (block, n) = malloc_string_array(list.iter().map(|s| s.as_slice()))?;
+        // SAFETY: the pointer contract: `num` is NULL or writable.
         unsafe { put(num, n) };
         Ok(block)
     })
@@ -85,8 +88,11 @@ pub unsafe extern "C" fn xs_read(
     len: *mut c_uint,
 ) -> *mut c_void {
     guard_io(std::ptr::null_mut(), || {
-        let value = unsafe { handle(h)?.read(t, text(path)?)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path) = unsafe { (handle(h)?, text(path)?) };
+        let value = h.read(t, path)?;
         let block = malloc_text(&value)?;
+        // SAFETY: the pointer contract: `len` is NULL or writable.
         unsafe { put(len, value.len() as c_uint) };
         Ok(block.cast())
     })
@@ -100,7 +106,9 @@ pub unsafe extern "C" fn xs_write(
     len: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.write(t, text(path)?, bytes(data, len)?) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, data) = unsafe { (handle(h)?, text(path)?, bytes(data, len)?) };
+        h.write(t, path, data).map(|_| true)
     })
 }
 
@@ -110,7 +118,9 @@ pub unsafe extern "C" fn xs_mkdir(
     path: *const c_char,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.mkdir(t, text(path)?) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path) = unsafe { (handle(h)?, text(path)?) };
+        h.mkdir(t, path).map(|_| true)
     })
 }
 
@@ -120,7 +130,9 @@ pub unsafe extern "C" fn xs_rm(
     path: *const c_char,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.rm(t, text(path)?) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path) = unsafe { (handle(h)?, text(path)?) };
+        h.rm(t, path).map(|_| true)
     })
 }
 
@@ -136,8 +148,11 @@ pub unsafe extern "C" fn xs_get_permissions(
     num: *mut c_uint,
 ) -> *mut xs_permissions {
     guard_io(std::ptr::null_mut(), || {
-        let list = unsafe { handle(h)?.get_permissions(t, text(path)?)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path) = unsafe { (handle(h)?, text(path)?) };
+        let list = h.get_permissions(t, path)?;
         let block = malloc_array(&list)?;
+        // SAFETY: the pointer contract: `num` is NULL or writable.
         unsafe { put(num, list.len() as c_uint) };
         Ok(block)
     })
@@ -151,19 +166,12 @@ pub unsafe extern "C" fn xs_set_permissions(
     num_perms: c_uint,
 ) -> bool {
     guard_io(false, || {
-        let h = unsafe { handle(h)? };
-        let path = unsafe { text(path)? };
         // Each entry takes at least 3 bytes ("n0\0"): more cannot fit in one message.
         if num_perms as usize > crate::wire::PAYLOAD_MAX / 3 {
             return Err(Errno(libc::E2BIG));
         }
-        let list: &[Permission] = if num_perms == 0 {
-            &[]
-        } else if perms.is_null() {
-            return Err(EINVAL);
-        } else {
-            unsafe { std::slice::from_raw_parts(perms, num_perms as usize) }
-        };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, list) = unsafe { (handle(h)?, text(path)?, array(perms, num_perms)?) };
         h.set_permissions(t, path, list).map(|_| true)
     })
 }
@@ -174,7 +182,9 @@ pub unsafe extern "C" fn xs_watch(
     token: *const c_char,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.watch(text(path)?, text(token)?) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, token) = unsafe { (handle(h)?, text(path)?, text(token)?) };
+        h.watch(path, token).map(|_| true)
     })
 }
 
@@ -185,7 +195,9 @@ pub unsafe extern "C" fn xs_watch_depth(
     depth: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.watch_depth(text(path)?, text(token)?, depth) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, token) = unsafe { (handle(h)?, text(path)?, text(token)?) };
+        h.watch_depth(path, token, depth).map(|_| true)
     })
 }
 
@@ -196,12 +208,18 @@ pub unsafe extern "C" fn xs_watch_try_depth(
     depth: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.watch_try_depth(text(path)?, text(token)?, depth) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, token) = unsafe { (handle(h)?, text(path)?, text(token)?) };
+        h.watch_try_depth(path, token, depth).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_fileno(h: *mut xs_handle) -> c_int {
-    guard(-1, || unsafe { handle(h)?.fileno() })
+    guard(-1, || {
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.fileno()
+    })
 }
 
 /// One fired watch in the C shape: ret[XS_WATCH_PATH], ret[XS_WATCH_TOKEN], one block.
@@ -211,7 +229,9 @@ fn event_block(ev: &crate::client::WatchEvent) -> Result<(*mut *mut c_char, u32)
 
 pub unsafe extern "C" fn xs_check_watch(h: *mut xs_handle) -> *mut *mut c_char {
     guard(std::ptr::null_mut(), || {
-        match unsafe { handle(h)?.check_watch()? } {
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        match h.check_watch()? {
             Some(ev) => Ok(event_block(&ev)?.0),
             None => Err(Errno(libc::EAGAIN)),
         }
@@ -220,8 +240,11 @@ pub unsafe extern "C" fn xs_check_watch(h: *mut xs_handle) -> *mut *mut c_char {
 
 pub unsafe extern "C" fn xs_read_watch(h: *mut xs_handle, num: *mut c_uint) -> *mut *mut c_char {
     guard(std::ptr::null_mut(), || {
-        let ev = unsafe { handle(h)?.read_watch()? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        let ev = h.read_watch()?;
         let (block, n) = event_block(&ev)?;
+        // SAFETY: the pointer contract: `num` is NULL or writable.
         unsafe { put(num, n) };
         Ok(block)
     })
@@ -233,12 +256,18 @@ pub unsafe extern "C" fn xs_unwatch(
     token: *const c_char,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.unwatch(text(path)?, text(token)?) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, path, token) = unsafe { (handle(h)?, text(path)?, text(token)?) };
+        h.unwatch(path, token).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_transaction_start(h: *mut xs_handle) -> xs_transaction_t {
-    guard_io(0, || unsafe { handle(h)?.transaction_start() })
+    guard_io(0, || {
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.transaction_start()
+    })
 }
 
 pub unsafe extern "C" fn xs_transaction_end(
@@ -247,7 +276,9 @@ pub unsafe extern "C" fn xs_transaction_end(
     abort: bool,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.transaction_end(t, abort) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.transaction_end(t, abort).map(|_| true)
     })
 }
 
@@ -258,44 +289,58 @@ pub unsafe extern "C" fn xs_introduce_domain(
     eventchn: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.introduce_domain(domid, mfn, eventchn) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.introduce_domain(domid, mfn, eventchn).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_set_target(h: *mut xs_handle, domid: c_uint, target: c_uint) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.set_target(domid, target) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.set_target(domid, target).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_resume_domain(h: *mut xs_handle, domid: c_uint) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.resume_domain(domid) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.resume_domain(domid).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_release_domain(h: *mut xs_handle, domid: c_uint) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.release_domain(domid) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.release_domain(domid).map(|_| true)
     })
 }
 
 pub unsafe extern "C" fn xs_get_domain_path(h: *mut xs_handle, domid: c_uint) -> *mut c_char {
     guard_io(std::ptr::null_mut(), || {
-        malloc_text(&unsafe { handle(h)?.get_domain_path(domid)? })
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        malloc_text(&h.get_domain_path(domid)?)
     })
 }
 
 pub unsafe extern "C" fn xs_path_is_subpath(parent: *const c_char, child: *const c_char) -> bool {
     guard(false, || {
-        Ok(paths::is_subpath(unsafe { text(parent)? }, unsafe {
-            text(child)?
-        }))
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (parent, child) = unsafe { (text(parent)?, text(child)?) };
+        Ok(paths::is_subpath(parent, child))
     })
 }
 
 pub unsafe extern "C" fn xs_is_domain_introduced(h: *mut xs_handle, domid: c_uint) -> bool {
-    guard_io(false, || unsafe { handle(h)?.is_domain_introduced(domid) })
+    guard_io(false, || {
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.is_domain_introduced(domid)
+    })
 }
 
 pub unsafe extern "C" fn xs_get_features_supported(
@@ -303,7 +348,10 @@ pub unsafe extern "C" fn xs_get_features_supported(
     features: *mut c_uint,
 ) -> bool {
     guard_io(false, || {
-        let f = unsafe { handle(h)?.features_supported()? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        let f = h.features_supported()?;
+        // SAFETY: the pointer contract: `features` is NULL or writable.
         unsafe { put(features, f) };
         Ok(true)
     })
@@ -315,7 +363,10 @@ pub unsafe extern "C" fn xs_get_features_domain(
     features: *mut c_uint,
 ) -> bool {
     guard_io(false, || {
-        let f = unsafe { handle(h)?.features_domain(domid)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        let f = h.features_domain(domid)?;
+        // SAFETY: the pointer contract: `features` is NULL or writable.
         unsafe { put(features, f) };
         Ok(true)
     })
@@ -327,7 +378,9 @@ pub unsafe extern "C" fn xs_set_features_domain(
     features: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.set_features_domain(domid, features) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        h.set_features_domain(domid, features).map(|_| true)
     })
 }
 
@@ -336,8 +389,11 @@ pub unsafe extern "C" fn xs_get_quota_names(
     num: *mut c_uint,
 ) -> *mut *const c_char {
     guard_io(std::ptr::null_mut(), || {
-        let names = unsafe { handle(h)?.quota_names()? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let h = unsafe { handle(h)? };
+        let names = h.quota_names()?;
         let (block, n) = malloc_string_array(names.iter().map(|s| s.as_slice()))?;
+        // SAFETY: the pointer contract: `num` is NULL or writable.
         unsafe { put(num, n) };
         Ok(block.cast())
     })
@@ -349,7 +405,10 @@ pub unsafe extern "C" fn xs_get_global_quota(
     value: *mut c_uint,
 ) -> bool {
     guard_io(false, || {
-        let v = unsafe { handle(h)?.global_quota(text(quota)?)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, quota) = unsafe { (handle(h)?, text(quota)?) };
+        let v = h.global_quota(quota)?;
+        // SAFETY: the pointer contract: `value` is NULL or writable.
         unsafe { put(value, v) };
         Ok(true)
     })
@@ -361,7 +420,9 @@ pub unsafe extern "C" fn xs_set_global_quota(
     value: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.set_global_quota(text(quota)?, value) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, quota) = unsafe { (handle(h)?, text(quota)?) };
+        h.set_global_quota(quota, value).map(|_| true)
     })
 }
 
@@ -372,7 +433,10 @@ pub unsafe extern "C" fn xs_get_domain_quota(
     value: *mut c_uint,
 ) -> bool {
     guard_io(false, || {
-        let v = unsafe { handle(h)?.domain_quota(domid, text(quota)?)? };
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, quota) = unsafe { (handle(h)?, text(quota)?) };
+        let v = h.domain_quota(domid, quota)?;
+        // SAFETY: the pointer contract: `value` is NULL or writable.
         unsafe { put(value, v) };
         Ok(true)
     })
@@ -385,7 +449,9 @@ pub unsafe extern "C" fn xs_set_domain_quota(
     value: c_uint,
 ) -> bool {
     guard_io(false, || {
-        unsafe { handle(h)?.set_domain_quota(domid, text(quota)?, value) }.map(|_| true)
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, quota) = unsafe { (handle(h)?, text(quota)?) };
+        h.set_domain_quota(domid, quota, value).map(|_| true)
     })
 }
 
@@ -396,7 +462,9 @@ pub unsafe extern "C" fn xs_control_command(
     len: c_uint,
 ) -> *mut c_char {
     guard_io(std::ptr::null_mut(), || {
-        malloc_text(&unsafe { handle(h)?.control(text(cmd)?, bytes(data, len)?)? })
+        // SAFETY: the pointer contract (module comment of `ffi`).
+        let (h, cmd, data) = unsafe { (handle(h)?, text(cmd)?, bytes(data, len)?) };
+        malloc_text(&h.control(cmd, data)?)
     })
 }
 
@@ -442,6 +510,7 @@ pub extern "C" fn xs_daemon_socket_ro() -> *const c_char {
 /// write(2) until `len` bytes are out (EINTR retried); false with errno on error.
 pub unsafe extern "C" fn xs_write_all(fd: c_int, data: *const c_void, len: c_uint) -> bool {
     guard(false, || {
+        // SAFETY: the pointer contract (module comment of `ffi`).
         let mut rest = unsafe { bytes(data, len)? };
         while !rest.is_empty() {
             // SAFETY: `rest` is readable (contract); a bad fd merely fails.
@@ -469,17 +538,18 @@ pub unsafe extern "C" fn xs_strings_to_perms(
         if num == 0 {
             return Ok(true);
         }
-        if perms.is_null() || strings.is_null() {
+        if strings.is_null() {
             return Err(EINVAL);
         }
+        // SAFETY: the pointer contract: `perms` has room for `num` entries.
+        let out = unsafe { array_mut(perms, num)? };
         let mut at = strings;
-        for i in 0..num as usize {
+        for slot in out {
             // SAFETY: the caller provides `num` NUL-terminated strings back to back.
             let s = unsafe { text(at)? };
-            let p = perms::Permission::parse(s)?;
-            // SAFETY: `perms` has room for `num` entries.
-            unsafe { *perms.add(i) = p };
-            // SAFETY: moves past this string's NUL to the next one.
+            slot.write(perms::Permission::parse(s)?);
+            // SAFETY: moves past this string's NUL to the next one, still inside the caller's
+            // strings while entries remain.
             at = unsafe { at.add(s.len() + 1) };
         }
         Ok(true)

@@ -22,12 +22,14 @@
 //! - errno is written on failure; a call that talked to the store and succeeded leaves it 0,
 //!   as the C library does (see [`guard_io`]); other successful calls leave it alone.
 
+// The C names (`xs_handle`, `xs_permissions`, ...) are the API.
 #![allow(non_camel_case_types)]
 
 mod api;
 mod exports;
 
 use std::ffi::{c_char, c_void, CStr, CString, OsString};
+use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -114,6 +116,38 @@ unsafe fn bytes<'a>(p: *const c_void, len: u32) -> Result<&'a [u8], Errno> {
     }
     // SAFETY: the caller vouches for `len` readable bytes at `p`.
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) })
+}
+
+/// A (pointer, count) array argument; NULL is fine only with count 0.
+///
+/// # Safety
+/// See the module's contract.
+unsafe fn array<'a, T>(p: *const T, n: u32) -> Result<&'a [T], Errno> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: the caller vouches for `n` readable elements at `p`.
+    Ok(unsafe { std::slice::from_raw_parts(p, n as usize) })
+}
+
+/// An output array argument of `n` elements, possibly uninitialised; NULL is fine only with
+/// count 0.
+///
+/// # Safety
+/// See the module's contract.
+unsafe fn array_mut<'a, T>(p: *mut T, n: u32) -> Result<&'a mut [MaybeUninit<T>], Errno> {
+    if n == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: the caller vouches for `n` writable elements at `p`, which nothing else touches
+    // during the call; as `MaybeUninit` they need not be initialised.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<T>>(), n as usize) })
 }
 
 /// Writes an output argument unless it is NULL.

@@ -2,12 +2,8 @@
 
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::{
-    wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter,
-    WriteStatus,
-};
+use super::{Endpoint, Field, Message, Notify, Ring, RingError, RingPage, WriteStatus};
 use crate::wire::{
     Header, XENSTORE_RECONNECT, XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_RECONNECTION,
 };
@@ -28,6 +24,7 @@ impl ClientRing {
         }
     }
 
+    /// The page both ends use.
     pub fn page(&self) -> &Arc<RingPage> {
         &self.ep.page
     }
@@ -117,40 +114,6 @@ impl ClientRing {
         self.ep.read()
     }
 
-    /// Reads the next message, flushing queued writes meanwhile (a reply only comes once the
-    /// whole request is through).
-    pub fn read_message_blocking(
-        &mut self,
-        waiter: &dyn Waiter,
-        deadline: Option<Instant>,
-    ) -> Result<Message, RingError> {
-        loop {
-            self.flush()?;
-            if let Some(m) = self.try_read_message()? {
-                return Ok(m);
-            }
-            wait_or_time_out(waiter, deadline)?;
-        }
-    }
-
-    /// Writes one message completely, waiting for the server to make room as needed.
-    /// Replies are not read meanwhile, so the server must not stop reading requests while it
-    /// cannot write replies.
-    pub fn write_message_blocking(
-        &mut self,
-        header: &Header,
-        payload: &[u8],
-        waiter: &dyn Waiter,
-        deadline: Option<Instant>,
-    ) -> Result<(), RingError> {
-        let mut status = self.write_message(header, payload)?;
-        while !status.is_complete() {
-            wait_or_time_out(waiter, deadline)?;
-            status = self.flush()?;
-        }
-        Ok(())
-    }
-
     /// Asks the server to reset the ring. Queued and half-read messages are dropped; reads and
     /// writes do nothing until the server reports `CONNECTED` (messages written meanwhile are
     /// queued). Allowed on a failed ring: this is how to recover from an error.
@@ -165,18 +128,6 @@ impl ClientRing {
             .store(Field::Connection, XENSTORE_RECONNECT, Release);
         self.ep.notify.notify();
         Ok(())
-    }
-
-    /// Waits until no reset is in progress.
-    pub fn wait_connected(
-        &mut self,
-        waiter: &dyn Waiter,
-        deadline: Option<Instant>,
-    ) -> Result<(), RingError> {
-        while self.reset_pending() {
-            wait_or_time_out(waiter, deadline)?;
-        }
-        self.ready().map(|_| ())
     }
 
     /// Total bytes this end produced and consumed (progress detection for [`super::pump`]).

@@ -55,14 +55,14 @@
 //! four indexes and `error`, sets `CONNECTED` and notifies; its owner then discards the
 //! connection's watches, transactions and in-flight requests.
 //!
-//! # Notification and blocking
+//! # Notification
 //!
-//! Each end gets a [`Notify`] hook, called after it published anything. The non-blocking calls
-//! (`write_message`/`flush` report how far they got, `try_read_message` returns `None` until a
-//! whole message arrived) never wait; the blocking helpers loop on them and a caller-supplied
-//! [`Waiter`], which must latch notifications ([`Doorbell`] does). Writes are queued whole
-//! (never refused for lack of room), so the queue is unbounded: the owner bounds it, as the
-//! store's quotas on outstanding requests and watch events do.
+//! Each end gets a [`Notify`] hook, called after it published anything. No call waits:
+//! `write_message`/`flush` report how far they got, `try_read_message` returns `None` until a
+//! whole message arrived; the owner waits for the peer's notification as it sees fit. Writes
+//! are queued whole (never refused for lack of room), so the queue is unbounded: the owner
+//! bounds it (the embedded guest has one request in flight at a time, and the store bounds the
+//! watch events queued per connection).
 //!
 //! # Threads and locks
 //!
@@ -71,7 +71,7 @@
 //! - Each end is `Send` and takes `&mut self`: one thread drives it at a time. The two ends may
 //!   run in different threads with no lock between them; the page's atomics are the only
 //!   communication.
-//! - This module takes no lock except [`Doorbell`]'s leaf mutex. Notify hooks run inside ring
+//! - This module takes no lock. Notify hooks run inside ring
 //!   calls, under whatever lock the caller holds, so a hook must not take the lock that guards
 //!   its own end.
 //! - Serving in the caller's thread (embedded mode): keep both ends together under one lock and
@@ -90,48 +90,23 @@ mod stream;
 mod tests;
 
 pub use client::ClientRing;
-pub use notify::{Doorbell, Notify, Waiter};
-pub use page::{Field, Ring, RingPage, PAGE_SIZE, RING_SIZE};
-pub use pump::{call_inline, pump, Handler};
-pub use server::{ServerEvent, ServerRing, SERVER_FEATURES};
+pub use notify::Notify;
+#[cfg(test)]
+use page::PAGE_SIZE;
+pub use page::{Field, Ring, RingPage, RING_SIZE};
+pub(crate) use pump::pump;
+pub use server::ServerRing;
 
 use std::fmt;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
+pub use crate::wire::Message;
 use crate::wire::{
     Header, HEADER_LEN, PAYLOAD_MAX, XENSTORE_ERROR_NONE, XENSTORE_ERROR_PROTO,
     XENSTORE_ERROR_RINGIDX,
 };
 use stream::{Reader, Writer};
-
-/// One whole message taken off a ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// The header; `header.len == payload.len()`.
-    pub header: Header,
-    pub payload: Vec<u8>,
-}
-
-impl Message {
-    pub fn new(header: Header, payload: Vec<u8>) -> Message {
-        Message {
-            header: Header {
-                len: payload.len() as u32,
-                ..header
-            },
-            payload,
-        }
-    }
-
-    /// Header and payload as they travel.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
-        out.extend_from_slice(&self.header.to_bytes());
-        out.extend_from_slice(&self.payload);
-        out
-    }
-}
 
 /// How far a write got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,8 +140,6 @@ pub enum RingError {
     Malformed,
     /// Reconnection requested but the server does not offer it.
     NoReconnect,
-    /// A blocking helper's deadline passed.
-    TimedOut,
 }
 
 impl RingError {
@@ -201,7 +174,6 @@ impl RingError {
             RingError::TooLong(_) => libc::E2BIG,
             RingError::Malformed => libc::EINVAL,
             RingError::NoReconnect => libc::EOPNOTSUPP,
-            RingError::TimedOut => libc::ETIMEDOUT,
         }
     }
 }
@@ -215,7 +187,6 @@ impl fmt::Display for RingError {
             RingError::TooLong(n) => write!(f, "payload of {n} bytes exceeds {PAYLOAD_MAX}"),
             RingError::Malformed => write!(f, "not exactly one message"),
             RingError::NoReconnect => write!(f, "server does not support ring reconnection"),
-            RingError::TimedOut => write!(f, "timed out waiting on the ring"),
         }
     }
 }
@@ -356,17 +327,5 @@ impl Endpoint {
             written: 0,
             pending: self.writer.pending(),
         }
-    }
-}
-
-/// Waits for the next notification, or fails with `TimedOut`.
-fn wait_or_time_out(
-    waiter: &dyn Waiter,
-    deadline: Option<std::time::Instant>,
-) -> Result<(), RingError> {
-    if waiter.wait(deadline) {
-        Ok(())
-    } else {
-        Err(RingError::TimedOut)
     }
 }

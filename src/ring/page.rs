@@ -63,8 +63,9 @@ pub enum Field {
     EvtchnPort,
 }
 
-/// A xenstore ring page: either allocated here (zeroed, page-aligned, freed on drop) or a
-/// foreign mapping borrowed through [`RingPage::from_raw`].
+/// A xenstore ring page, allocated here (zeroed, page-aligned, freed on drop). Tests also
+/// borrow memory of their own through `from_raw`, to check with canaries around the page that
+/// no index value reaches outside it.
 ///
 /// Share it between the two ends with an `Arc`.
 pub struct RingPage {
@@ -99,13 +100,14 @@ impl RingPage {
         RingPage { ptr, owned: true }
     }
 
-    /// Wraps a page mapped elsewhere (e.g. from the hypervisor). Returns `None` for a null or
+    /// Wraps memory owned elsewhere (tests only, see above). Returns `None` for a null or
     /// misaligned pointer. The page is not freed on drop.
     ///
     /// # Safety
     /// `ptr` must point to at least `PAGE_SIZE` bytes readable and writable for as long as the
     /// returned value (and anything sharing it) lives, and nothing in this process may access that
     /// memory other than through `RingPage` or with atomic/volatile operations.
+    #[cfg(test)]
     pub unsafe fn from_raw(ptr: *mut xenstore_domain_interface) -> Option<RingPage> {
         let ptr = NonNull::new(ptr)?;
         if !(ptr.as_ptr() as usize)
@@ -116,12 +118,13 @@ impl RingPage {
         Some(RingPage { ptr, owned: false })
     }
 
-    /// The page's address, for handing to C code or a mapping API.
+    /// The page's address (the hostile-guest tests write to it as a guest would, racing us).
     pub fn as_ptr(&self) -> *mut xenstore_domain_interface {
         self.ptr.as_ptr()
     }
 
     /// Whether this value allocated the page (and frees it on drop).
+    #[cfg(test)]
     pub fn is_owned(&self) -> bool {
         self.owned
     }

@@ -10,11 +10,10 @@
 //! thread or a notification.
 //!
 //! Typical use: the guest handle and its server end live together under one lock; a call
-//! queues the request with [`ClientRing::write_message`] (or uses [`call_inline`]), pumps, and
+//! queues the request with [`ClientRing::write_message`], pumps, and
 //! picks its reply out of the received messages (the rest are watch events).
 
 use super::{ClientRing, Message, RingError, ServerRing};
-use crate::wire::Header;
 
 /// What the server does with each request: typically feed it to the store and write the
 /// store's output with [`ServerRing::write_encoded`].
@@ -65,19 +64,4 @@ pub fn pump<H: Handler + ?Sized>(
             return Ok(());
         }
     }
-}
-
-/// Sends one request from `client` and serves it in this thread; returns every message the
-/// guest received meanwhile (the reply, and any watch events).
-pub fn call_inline<H: Handler + ?Sized>(
-    client: &mut ClientRing,
-    server: &mut ServerRing,
-    handler: &mut H,
-    header: &Header,
-    payload: &[u8],
-) -> Result<Vec<Message>, RingError> {
-    client.write_message(header, payload)?;
-    let mut received = Vec::new();
-    pump(client, server, handler, &mut received)?;
-    Ok(received)
 }

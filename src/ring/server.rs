@@ -2,26 +2,12 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::{
-    wait_or_time_out, Endpoint, Field, Message, Notify, Ring, RingError, RingPage, Waiter,
-    WriteStatus,
-};
+use super::{Endpoint, Field, Message, Notify, Ring, RingError, RingPage, WriteStatus};
 use crate::wire::{
     Header, XENSTORE_CONNECTED, XENSTORE_ERROR_COMM, XENSTORE_ERROR_NONE, XENSTORE_RECONNECT,
     XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_RECONNECTION,
 };
-
-/// What [`ServerRing::wait_event`] saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEvent {
-    /// A whole request.
-    Request(Message),
-    /// The guest asked for a reset and it was done: drop the connection's watches,
-    /// transactions and in-flight requests.
-    Reconnected,
-}
 
 /// The server side of a ring page. See the module comment of `ring` for the protocol rules.
 pub struct ServerRing {
@@ -29,8 +15,7 @@ pub struct ServerRing {
 }
 
 /// The features this implementation offers on every page it serves.
-pub const SERVER_FEATURES: u32 =
-    XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
+const SERVER_FEATURES: u32 = XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR;
 
 impl ServerRing {
     /// Attaches to `page` and advertises `SERVER_FEATURES` (before any data is touched, as the
@@ -41,15 +26,6 @@ impl ServerRing {
         ServerRing {
             ep: Endpoint::new(page, Box::new(notify), Ring::Rsp, Ring::Req),
         }
-    }
-
-    pub fn page(&self) -> &Arc<RingPage> {
-        &self.ep.page
-    }
-
-    /// Publishes the event channel port the guest should use.
-    pub fn set_evtchn_port(&self, port: u32) {
-        self.ep.page.store(Field::EvtchnPort, port, Release);
     }
 
     /// Empties both rings and clears `error`, dropping partial messages (what the C daemon does
@@ -159,24 +135,6 @@ impl ServerRing {
     /// Whether part of a request has been consumed but not completed.
     pub fn in_request(&self) -> bool {
         self.ep.reader.in_message()
-    }
-
-    /// Waits for the next request or reset, flushing queued output meanwhile.
-    pub fn wait_event(
-        &mut self,
-        waiter: &dyn Waiter,
-        deadline: Option<Instant>,
-    ) -> Result<ServerEvent, RingError> {
-        loop {
-            if self.check_reconnect() {
-                return Ok(ServerEvent::Reconnected);
-            }
-            self.flush()?;
-            if let Some(m) = self.try_read_message()? {
-                return Ok(ServerEvent::Request(m));
-            }
-            wait_or_time_out(waiter, deadline)?;
-        }
     }
 
     /// Total bytes this end produced and consumed (progress detection for [`super::pump`]).

@@ -1,20 +1,16 @@
 //! Serving the store to clients.
 //!
-//! - [`shared`]: one [`Store`](crate::store::Store) shared by every transport, behind one mutex,
-//!   with routing of output and wake-ups between transports.
-//! - [`socket`]: the Unix-socket transport, one event-loop thread over epoll.
-//! - [`listen`]: claiming the socket path (refusing a live daemon's, replacing a stale one).
+//! - `socket`: the Unix-socket transport, one event-loop thread over epoll.
+//! - `listen`: claiming the socket path (refusing a live daemon's, replacing a stale one).
 //! - [`options`]: the daemon's command line, mapped onto the store's configuration.
-//! - [`framing`]: request reassembly and ordered output buffers (reusable by other stream
-//!   transports).
-//! - `sys`: the Linux calls std lacks (epoll, eventfd, signalfd, rlimit).
+//! - `framing`: request reassembly and ordered output buffers.
 //!
 //! Threads and locks: the socket server runs on the thread that calls
-//! [`socket::SocketServer::run`]; every connection's buffers belong to that thread alone. The
-//! only shared state is the [`shared::SharedStore`] mutex (see its module comment); the server
-//! never does I/O while holding it: it reads sockets, then takes the lock once to handle
-//! everything read and pull all queued output, then writes sockets (accepting and closing
-//! clients take it briefly too, once per batch).
+//! [`SocketServer::run`]; the store and every connection's buffers belong to that
+//! thread. The store sits behind a mutex only so that tests can look at it while the server
+//! runs; the server never does I/O while holding it: it reads sockets, then takes the lock once
+//! to handle everything read and pull all queued output, then writes sockets (accepting and
+//! closing clients take it briefly too, once per batch).
 //!
 //! Flow control, per connection (the counterpart of the C xenstored's outstanding-request quota
 //! and watch-event timeout):
@@ -31,18 +27,16 @@
 //!   requests, and the engine's own per-connection bounds; a client that never reads only
 //!   affects itself.
 
-pub mod framing;
-pub mod listen;
+mod deferred;
+mod framing;
+mod listen;
 pub mod options;
-pub mod shared;
-pub mod socket;
+mod slab;
+mod socket;
 
-mod sys;
-
+pub use crate::sys::{raise_fd_limit, TermSignals};
 pub use listen::BoundSocket;
-pub use shared::{Session, SharedStore, Transport};
 pub use socket::{ServerConfig, SocketServer, StopHandle};
-pub use sys::{raise_fd_limit, TermSignals};
 
 use crate::store::{ConnId, Fatal, Store};
 use crate::wire::Header;

@@ -32,7 +32,9 @@ pub struct DaemonOptions {
     pub memory: Option<u64>,
     /// -q memory=: memory use above which a warning is logged.
     pub memory_soft: Option<u64>,
-    /// -Q outstanding=: requests of a domain in flight.
+    /// -Q outstanding=: requests of a guest in flight. As in the C daemon it limits
+    /// unprivileged domains only, so over the socket (domain 0) it only sets what GET_QUOTA
+    /// reports.
     pub outstanding: Option<u64>,
     /// -w watch-event=: seconds an unsent watch event is kept (0: forever).
     pub watch_event_timeout: Option<u64>,
@@ -44,6 +46,8 @@ pub struct DaemonOptions {
     pub verbose: bool,
     /// -K: keep a released domain's nodes.
     pub keep_orphans: bool,
+    /// -b: never poll for the next request before sleeping.
+    pub no_busy_poll: bool,
     /// Why some accepted options have no effect (printed by the daemon at start).
     pub notes: Vec<String>,
 }
@@ -78,11 +82,16 @@ Options:
   -Q, --quota <what>=<nb>    hard quota; <what> is one of
                                transaction-nodes  nodes one transaction may touch
                                outstanding        requests of one guest in flight
+                                                  (socket clients are domain 0,
+                                                  which no quota limits)
                                memory             accepted, without effect
   -q, --quota-soft <what>=<nb>  soft quota; memory is accepted, without effect
   -w, --timeout <what>=<seconds>  <what> is watch-event: how long an unread watch
                              event is kept before it is dropped (0: forever)
   -K, --keep-orphans         keep a released domain's nodes
+  -b, --no-busy-poll         sleep as soon as no request is waiting (by default, after
+                             serving requests it looks for the next one for a few
+                             microseconds first, as long as that keeps paying)
 
 Accepted for compatibility with the C xenstored, without effect:
   -N, --no-fork              (the daemon never forks)
@@ -114,6 +123,7 @@ const SPEC: &[(char, &str, Arg)] = &[
     ('q', "quota-soft", Arg::Value),
     ('w', "timeout", Arg::Value),
     ('K', "keep-orphans", Arg::Flag),
+    ('b', "no-busy-poll", Arg::Flag),
     ('N', "no-fork", Arg::Flag),
     ('D', "no-domain-init", Arg::Flag),
     ('T', "trace-file", Arg::Value),
@@ -245,6 +255,7 @@ where
                     }
                 }
                 'K' => o.keep_orphans = true,
+                'b' => o.no_busy_poll = true,
                 'N' => {}
                 'D' => o
                     .notes
@@ -294,6 +305,7 @@ impl DaemonOptions {
     pub fn server_config(&self) -> ServerConfig {
         let mut cfg = ServerConfig {
             verbose: self.verbose,
+            busy_poll: !self.no_busy_poll,
             ..ServerConfig::default()
         };
         if let Some(secs) = self.watch_event_timeout {

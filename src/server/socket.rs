@@ -3,40 +3,31 @@
 //! Each loop iteration: wait for readiness; accept every pending client; read what the ready
 //! clients sent (a bounded chunk each, for fairness) *outside* the store lock; then, in one
 //! store session, handle every whole request read so far and pull queued output (replies and
-//! watch events, including those another transport caused); then, outside the lock again,
-//! write each touched client's output with gathered writes, watchers first and requesters
-//! last (a writer gets its reply after the events it caused are in the watchers' sockets).
-//! Flow control is described in the parent module. Socket clients act as domain 0, as with
-//! the C daemon.
+//! watch events); then, outside the lock again, write each touched client's output with
+//! gathered writes, watchers first and requesters last (a writer gets its reply after the
+//! events it caused are in the watchers' sockets); last, take off the sockets the request bytes
+//! that were only peeked at (`deferred.rs`). Flow control is described in the parent module.
+//! Socket clients act as domain 0, as with the C daemon.
 //!
-//! Deferred consumption. Taking bytes off a Unix stream socket frees the sender's buffer
-//! space, and the kernel then wakes *every* task sleeping on the sender's socket, including a
-//! client blocked reading the reply to the very request being taken (a blocking read sleeps
-//! on the same queue as a blocked write). That spurious wake-up costs the client a context
-//! switch and this loop a preemption, once per request. So client sockets get a peek offset
-//! and requests are read with `MSG_PEEK`: the bytes stay in the socket until they are taken
-//! ("consumed") in bulk, after the reply went out: every `CONSUME_MSGS` requests or
-//! `CONSUME_BYTES` bytes, at once when the client is in the middle of a message (it is busy
-//! writing, and its writes may be waiting for room), when the connection is paused or
-//! closed, and after `DEFER_MAX` at the latest (so a client's writes never wait long for
-//! room we hold). Peeked bytes keep a socket readable, so client sockets are registered
-//! edge-triggered: a read that stops at its bound schedules another by itself (`reread`),
-//! and the end of stream is recognised from `PEER_SHUT` in the readiness report. Were the
-//! peek offset unavailable, reads simply take the bytes.
+//! Peeked bytes keep a socket readable, so client sockets are registered edge-triggered: a
+//! read that stops at its bound schedules another by itself (`reread`), and the end of stream
+//! is recognised from `PEER_SHUT` in the readiness report.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
+use super::deferred::{Deferred, DEFER_MAX};
 use super::framing::{InBuf, OutQueue};
-use super::shared::{Session, SharedStore, Transport};
-use super::sys::{
-    self, Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE,
-};
+use super::slab::Slab;
 use super::Engine;
+use crate::busy_poll::BusyPoll;
 use crate::store::{ConnId, IdMap, Store};
+use crate::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
 
 /// Tunables of the socket transport.
 #[derive(Debug, Clone)]
@@ -49,10 +40,11 @@ pub struct ServerConfig {
     pub read_chunk: usize,
     /// Unsent watch events older than this are dropped; `None` keeps them.
     pub watch_event_timeout: Option<Duration>,
-    /// Domain the socket clients act as.
-    pub domid: u32,
     /// Report broken clients on standard error.
     pub verbose: bool,
+    /// After serving requests, look for the next one for a few microseconds before sleeping
+    /// (see `busy_poll`).
+    pub busy_poll: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,32 +54,30 @@ impl Default for ServerConfig {
             out_low: 64 * 1024,
             read_chunk: 64 * 1024,
             watch_event_timeout: Some(Duration::from_secs(20)),
-            domid: 0,
             verbose: false,
+            busy_poll: true,
         }
     }
 }
 
+/// Domain the socket clients act as: domain 0, as with the C daemon.
+const SOCKET_DOMID: u32 = 0;
+
 const TOKEN_LISTENER: u64 = 0;
-const TOKEN_BELL: u64 = 1;
-const TOKEN_STOP: u64 = 2;
+const TOKEN_STOP: u64 = 1;
 const TOKEN_FIRST_CONN: u64 = 8;
 
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
 const TICK: Duration = Duration::from_secs(1);
 
-/// Deferred consumption (see the module comment): peeked bytes are taken off a client's
-/// socket once this many requests or bytes accumulate, when the client is mid-message, or
-/// after `DEFER_MAX` at the latest.
-const CONSUME_MSGS: u32 = 16;
-const CONSUME_BYTES: usize = 8 * 1024;
-const DEFER_MAX: Duration = Duration::from_millis(5);
-
-struct Conn {
+/// One socket client, as the event loop sees it.
+struct Client {
     stream: UnixStream,
     id: ConnId,
     inbuf: InBuf,
     out: OutQueue,
+    /// Request bytes peeked but still in the socket.
+    input: Deferred,
     /// Requests are not handled (nor the socket read) until `out` drains.
     paused: bool,
     /// The engine may hold output we have not pulled yet.
@@ -98,17 +88,18 @@ struct Conn {
     interest: u32,
     /// Already in this iteration's `touched` list.
     touched: bool,
-    /// Reads peek (the socket has a peek offset); see the module comment.
-    peeking: bool,
-    /// Bytes peeked (and buffered or handled) but still in the socket.
-    unconsumed: usize,
-    /// Requests handled since the socket was last consumed.
-    deferred_msgs: u32,
-    /// When the oldest unconsumed bytes were peeked; set while listed in `deferred`.
-    deferred_at: Option<Instant>,
     /// Read again without waiting for readiness (edge-triggered: a read stopped at its bound,
     /// or the connection was paused when bytes arrived).
     reread: bool,
+}
+
+impl Client {
+    /// Takes the peeked request bytes off the socket; a broken socket is closed.
+    fn consume(&mut self, scratch: &mut [u8]) {
+        if self.input.consume(&self.stream, scratch).is_err() {
+            self.closing = true;
+        }
+    }
 }
 
 /// Stops a running server from any thread.
@@ -125,54 +116,44 @@ impl StopHandle {
 pub struct SocketServer<E: Engine = Store> {
     listener: UnixListener,
     accepting: bool,
-    transport: Transport<E>,
+    store: Arc<Mutex<E>>,
     epoll: Epoll,
-    bell: Arc<EventFd>,
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
     cfg: ServerConfig,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Slab<Client>,
     by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
     again: Vec<usize>,
-    /// Connections with unconsumed bytes (`deferred_at` set), oldest first.
+    /// Connections with request bytes left in the socket (their clock running), oldest first.
     deferred: Vec<usize>,
     /// Connections with output queued (those registered for WRITABLE).
     pending_out: usize,
     scratch: Vec<u8>,
     last_tick: Instant,
+    poller: BusyPoll,
 }
 
 impl<E: Engine> SocketServer<E> {
-    /// A server accepting on `listener` (made non-blocking here), serving `shared`.
-    pub fn new(
-        listener: UnixListener,
-        shared: &Arc<SharedStore<E>>,
-        cfg: ServerConfig,
-    ) -> io::Result<SocketServer<E>> {
+    /// A server accepting on `listener` (made non-blocking here), serving `store`.
+    pub fn new(listener: UnixListener, store: E, cfg: ServerConfig) -> io::Result<SocketServer<E>> {
         listener.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        let bell = Arc::new(EventFd::new()?);
         let stop = Arc::new(EventFd::new()?);
         epoll.add(listener.as_fd(), READABLE, TOKEN_LISTENER)?;
-        epoll.add(bell.as_fd(), READABLE, TOKEN_BELL)?;
         epoll.add(stop.as_fd(), READABLE, TOKEN_STOP)?;
-        let waker = Arc::clone(&bell);
-        let transport = shared.register(move || waker.ring());
         Ok(SocketServer {
             listener,
             accepting: true,
-            transport,
+            store: Arc::new(Mutex::new(store)),
             epoll,
-            bell,
             stop,
             extra_stop: Vec::new(),
             scratch: vec![0; cfg.read_chunk.max(4096)],
+            poller: BusyPoll::new(cfg.busy_poll),
             cfg,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Slab::default(),
             by_id: IdMap::default(),
             touched: Vec::new(),
             again: Vec::new(),
@@ -193,14 +174,11 @@ impl<E: Engine> SocketServer<E> {
         Ok(())
     }
 
-    /// Connected clients.
-    pub fn client_count(&self) -> usize {
-        self.by_id.len()
-    }
-
     /// Serves until stopped. Returns an error only if epoll itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut ready = Vec::with_capacity(256);
+        // The last iteration served a client: its next request may be microseconds away.
+        let mut served = false;
         loop {
             let timeout = if !self.again.is_empty() {
                 0
@@ -212,9 +190,21 @@ impl<E: Engine> SocketServer<E> {
                 -1
             };
             ready.clear();
-            self.epoll.wait(timeout, &mut ready)?;
+            if served && timeout != 0 {
+                let epoll = &mut self.epoll;
+                let found = self.poller.poll(|| {
+                    epoll.wait(0, &mut ready)?;
+                    io::Result::Ok((!ready.is_empty()).then_some(()))
+                })?;
+                if found.is_none() {
+                    self.epoll.wait(timeout, &mut ready)?;
+                }
+            } else {
+                self.epoll.wait(timeout, &mut ready)?;
+            }
+            served = !self.again.is_empty() || ready.iter().any(|r| r.token >= TOKEN_FIRST_CONN);
             for idx in std::mem::take(&mut self.again) {
-                match self.conn(idx) {
+                match self.conns.get_mut(idx) {
                     Some(c) if c.reread => {
                         c.reread = false;
                         // Read to the end: whether the peer has shut down is not known here.
@@ -226,9 +216,6 @@ impl<E: Engine> SocketServer<E> {
             for &Ready { token, events } in &ready {
                 match token {
                     TOKEN_LISTENER => self.accept_all(),
-                    TOKEN_BELL => {
-                        self.bell.drain();
-                    }
                     TOKEN_STOP => return Ok(()),
                     t => self.on_ready((t - TOKEN_FIRST_CONN) as usize, events),
                 }
@@ -246,39 +233,35 @@ impl<E: Engine> SocketServer<E> {
 
     /// Consumes what has waited in the sockets for `DEFER_MAX` (or was consumed meanwhile).
     fn consume_aged(&mut self, now: Instant) {
-        let mut keep = 0;
-        for i in 0..self.deferred.len() {
-            let idx = self.deferred[i];
-            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-                continue;
+        let SocketServer {
+            deferred,
+            conns,
+            scratch,
+            again,
+            ..
+        } = self;
+        deferred.retain(|&idx| {
+            let Some(c) = conns.get_mut(idx) else {
+                return false;
             };
-            let aged = c
-                .deferred_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= DEFER_MAX);
-            if aged || c.unconsumed == 0 {
-                consume(c, &mut self.scratch);
-                c.deferred_at = None;
-                if c.closing {
-                    self.again.push(idx);
-                }
-            } else {
-                self.deferred[keep] = idx;
-                keep += 1;
+            if !c.input.aged(now) {
+                return true;
             }
-        }
-        self.deferred.truncate(keep);
+            c.consume(scratch);
+            c.input.stop_clock();
+            if c.closing {
+                again.push(idx);
+            }
+            false
+        });
     }
 
     fn needs_tick(&self) -> bool {
         !self.accepting || (self.pending_out > 0 && self.cfg.watch_event_timeout.is_some())
     }
 
-    fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
-        self.conns.get_mut(idx).and_then(Option::as_mut)
-    }
-
     fn touch(&mut self, idx: usize) {
-        if let Some(c) = self.conn(idx) {
+        if let Some(c) = self.conns.get_mut(idx) {
             if !c.touched {
                 c.touched = true;
                 self.touched.push(idx);
@@ -317,41 +300,40 @@ impl<E: Engine> SocketServer<E> {
             return;
         }
         let ids: Vec<ConnId> = {
-            let mut s = self.transport.lock();
-            accepted.iter().map(|_| s.connect(self.cfg.domid)).collect()
+            let mut s = self.store.lock();
+            accepted.iter().map(|_| s.connect(SOCKET_DOMID)).collect()
         };
         for (stream, id) in accepted.into_iter().zip(ids) {
-            let idx = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            let peeking = sys::enable_peek_offset(stream.as_fd()).is_ok();
-            let token = idx as u64 + TOKEN_FIRST_CONN;
-            if self
-                .epoll
-                .add(stream.as_fd(), READABLE | PEER_SHUT | EDGE, token)
-                .is_err()
-            {
-                self.free.push(idx);
-                self.transport.lock().disconnect(id);
-                continue;
-            }
-            self.conns[idx] = Some(Conn {
+            let input = Deferred::new(&stream);
+            let idx = self.conns.insert(Client {
                 stream,
                 id,
                 inbuf: InBuf::new(),
                 out: OutQueue::new(),
+                input,
                 paused: false,
                 backlog: false,
                 closing: false,
                 interest: READABLE,
                 touched: false,
-                peeking,
-                unconsumed: 0,
-                deferred_msgs: 0,
-                deferred_at: None,
                 reread: false,
             });
+            let token = idx as u64 + TOKEN_FIRST_CONN;
+            let fd = self
+                .conns
+                .get_mut(idx)
+                .expect("just inserted")
+                .stream
+                .as_fd();
+            if self
+                .epoll
+                .add(fd, READABLE | PEER_SHUT | EDGE, token)
+                .is_err()
+            {
+                self.conns.remove(idx);
+                self.store.lock().disconnect(id);
+                continue;
+            }
             self.by_id.insert(id, idx);
         }
     }
@@ -359,7 +341,7 @@ impl<E: Engine> SocketServer<E> {
     /// Readiness of one client: read what it sent (bounded) or note that it is gone.
     fn on_ready(&mut self, idx: usize, events: u32) {
         let chunk = self.cfg.read_chunk;
-        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+        let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
         if events & READABLE != 0 && !c.paused && !c.closing {
@@ -373,12 +355,7 @@ impl<E: Engine> SocketServer<E> {
                 }
                 let want = (chunk - got).min(self.scratch.len());
                 let buf = &mut self.scratch[..want];
-                let r = if c.peeking {
-                    sys::recv(c.stream.as_fd(), buf, true)
-                } else {
-                    c.stream.read(buf)
-                };
-                match r {
+                match c.input.read(&mut c.stream, buf) {
                     Ok(0) => {
                         c.closing = true;
                         break;
@@ -386,9 +363,6 @@ impl<E: Engine> SocketServer<E> {
                     Ok(n) => {
                         c.inbuf.extend(&self.scratch[..n]);
                         got += n;
-                        if c.peeking {
-                            c.unconsumed += n;
-                        }
                         // A short read emptied the socket: asking again would only fail with
                         // EAGAIN (a wasted system call per request). Bytes arriving later are
                         // reported again; an end of stream that came with these bytes is not,
@@ -415,40 +389,8 @@ impl<E: Engine> SocketServer<E> {
     /// Handles requests, pulls output, writes, closes: everything the touched clients need.
     fn serve_touched(&mut self) {
         // Those touched by readiness (requesters); connections only receiving output follow.
-        let requesters;
-        {
-            let mut s = self.transport.lock();
-            requesters = self.touched.len();
-            for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else {
-                    continue;
-                };
-                let n = handle_requests(&mut s, c, &self.cfg);
-                c.deferred_msgs = c.deferred_msgs.saturating_add(n);
-            }
-            // Released domains concern ring transports only; do not let the notices pile up.
-            s.take_released();
-            // Output for clients that sent nothing (watch events, including from other
-            // transports).
-            for id in s.take_dirty() {
-                if let Some(&idx) = self.by_id.get(&id) {
-                    let c = self.conns[idx].as_mut().expect("indexed connection");
-                    c.backlog = true;
-                    if !c.touched {
-                        c.touched = true;
-                        self.touched.push(idx);
-                    }
-                }
-            }
-            for &idx in &self.touched {
-                let Some(c) = self.conns[idx].as_mut() else {
-                    continue;
-                };
-                if c.backlog {
-                    pull_output(&mut s, c, self.cfg.out_high);
-                }
-            }
-        }
+        let requesters = self.touched.len();
+        self.handle_and_pull();
         // Watchers first, requesters last: by the time a writer has its reply, the events its
         // request caused are already in the watchers' sockets, and a writer that waits for
         // its reply does not compete for the processor with this loop meanwhile.
@@ -456,25 +398,20 @@ impl<E: Engine> SocketServer<E> {
         order.rotate_left(requesters);
         let mut gone = Vec::new();
         for idx in order {
-            let Some(c) = self.conns[idx].as_mut() else {
+            let Some(c) = self.conns.get_mut(idx) else {
                 continue;
             };
             c.touched = false;
             if !c.out.is_empty() && c.out.write_to(&mut NoSigPipe(c.stream.as_fd())).is_err() {
                 c.closing = true;
             }
-            if c.unconsumed > 0 && !c.closing {
+            if c.input.pending() && !c.closing {
                 // After the reply went out, so a client blocked waiting for it has been woken
-                // by it already and taking its request bytes wakes nobody (see the module
-                // comment). `paused`: its requests wait in `inbuf`, not in the socket.
-                let now_or_never = c.paused
-                    || !c.inbuf.is_empty()
-                    || c.unconsumed >= CONSUME_BYTES
-                    || c.deferred_msgs >= CONSUME_MSGS;
-                if now_or_never {
-                    consume(c, &mut self.scratch);
-                } else if c.deferred_at.is_none() {
-                    c.deferred_at = Some(Instant::now());
+                // by it already and taking its request bytes wakes nobody (see deferred.rs).
+                // `paused`: its requests wait in `inbuf`, not in the socket.
+                if c.paused || !c.inbuf.is_empty() || c.input.due() {
+                    c.consume(&mut self.scratch);
+                } else if c.input.start_clock() {
                     self.deferred.push(idx);
                 }
             }
@@ -502,8 +439,43 @@ impl<E: Engine> SocketServer<E> {
         }
     }
 
+    /// Under the store lock: handles the touched clients' requests, then pulls the output of
+    /// every client that has some (adding those that sent nothing to `touched`).
+    fn handle_and_pull(&mut self) {
+        let mut s = self.store.lock();
+        for &idx in &self.touched {
+            let Some(c) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            let n = handle_requests(&mut *s, c, &self.cfg);
+            c.input.handled(n);
+        }
+        // Released domains concern rings, which this server has none of: do not let the
+        // notices pile up.
+        s.take_released();
+        // Output for clients that sent nothing (watch events).
+        for id in s.take_dirty() {
+            if let Some(&idx) = self.by_id.get(&id) {
+                let c = self.conns.get_mut(idx).expect("indexed connection");
+                c.backlog = true;
+                if !c.touched {
+                    c.touched = true;
+                    self.touched.push(idx);
+                }
+            }
+        }
+        for &idx in &self.touched {
+            let Some(c) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            if c.backlog {
+                pull_output(&mut *s, c, self.cfg.out_high);
+            }
+        }
+    }
+
     fn update_interest(&mut self, idx: usize) {
-        let c = self.conns[idx].as_mut().expect("live connection");
+        let c = self.conns.get_mut(idx).expect("live connection");
         let mut want = 0;
         if !c.paused {
             want |= READABLE;
@@ -538,20 +510,19 @@ impl<E: Engine> SocketServer<E> {
     fn close(&mut self, idxs: &[usize]) {
         let mut ids = Vec::with_capacity(idxs.len());
         for &idx in idxs {
-            let Some(mut c) = self.conns[idx].take() else {
+            let Some(mut c) = self.conns.remove(idx) else {
                 continue;
             };
             // Unread bytes would make the peer see a reset instead of the end of the stream.
-            consume(&mut c, &mut self.scratch);
+            c.consume(&mut self.scratch);
             if c.interest & WRITABLE != 0 {
                 self.pending_out -= 1;
             }
             self.by_id.remove(&c.id);
             ids.push(c.id);
-            self.free.push(idx);
             // Dropping the stream closes it, which also removes it from the epoll set.
         }
-        let mut s = self.transport.lock();
+        let mut s = self.store.lock();
         for id in ids {
             s.disconnect(id);
         }
@@ -585,8 +556,7 @@ impl<E: Engine> SocketServer<E> {
             return;
         }
         let mut drained = Vec::new();
-        for (idx, slot) in self.conns.iter_mut().enumerate() {
-            let Some(c) = slot.as_mut() else { continue };
+        for (idx, c) in self.conns.iter_mut() {
             if c.out
                 .oldest_event()
                 .is_some_and(|t| now.saturating_duration_since(t) > timeout)
@@ -609,11 +579,11 @@ impl<E: Engine> Drop for SocketServer<E> {
     /// The store may outlive the server (embedded use): its clients' transactions and watches
     /// must not.
     fn drop(&mut self) {
-        for c in self.conns.iter_mut().flatten() {
-            consume(c, &mut self.scratch);
+        for (_, c) in self.conns.iter_mut() {
+            c.consume(&mut self.scratch);
         }
         let ids: Vec<ConnId> = self.by_id.keys().copied().collect();
-        let mut s = self.transport.lock();
+        let mut s = self.store.lock();
         for id in ids {
             s.disconnect(id);
         }
@@ -622,7 +592,7 @@ impl<E: Engine> Drop for SocketServer<E> {
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
 /// Returns how many were handled.
-fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &ServerConfig) -> u32 {
+fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> u32 {
     let mut handled = 0;
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
@@ -657,25 +627,8 @@ fn handle_requests<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, cfg: &Server
     handled
 }
 
-/// Takes the peeked bytes off the client's socket (they are buffered or handled already).
-fn consume(c: &mut Conn, scratch: &mut [u8]) {
-    while c.unconsumed > 0 {
-        let n = c.unconsumed.min(scratch.len());
-        match sys::recv(c.stream.as_fd(), &mut scratch[..n], false) {
-            Ok(k) if k > 0 => c.unconsumed -= k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Cannot happen (the bytes are there) short of a broken socket: give up on it.
-            _ => {
-                c.unconsumed = 0;
-                c.closing = true;
-            }
-        }
-    }
-    c.deferred_msgs = 0;
-}
-
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
-fn pull_output<E: Engine>(s: &mut Session<'_, E>, c: &mut Conn, high: usize) {
+fn pull_output<E: Engine>(s: &mut E, c: &mut Client, high: usize) {
     while c.out.bytes() < high {
         match s.pop_output(c.id) {
             Some(m) => c.out.push(m),
@@ -693,6 +646,7 @@ mod tests {
     use super::*;
     use crate::server::standin::StandIn;
     use crate::wire::{encode, Header, MsgType, HEADER_LEN};
+    use std::io::Read;
     use std::io::Write;
     use std::path::PathBuf;
     use std::thread;
@@ -701,7 +655,7 @@ mod tests {
         path: PathBuf,
         stop: StopHandle,
         thread: Option<thread::JoinHandle<()>>,
-        shared: Arc<SharedStore<StandIn>>,
+        store: Arc<Mutex<StandIn>>,
     }
 
     impl Drop for Running {
@@ -719,15 +673,15 @@ mod tests {
             std::env::temp_dir().join(format!("xs-sock-{}-{}.sock", tag, std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
-        let shared = SharedStore::new(StandIn::default());
-        let mut server = SocketServer::new(listener, &shared, cfg).unwrap();
+        let mut server = SocketServer::new(listener, StandIn::default(), cfg).unwrap();
+        let store = Arc::clone(&server.store);
         let stop = server.stop_handle();
         let thread = Some(thread::spawn(move || server.run().unwrap()));
         Running {
             path,
             stop,
             thread,
-            shared,
+            store,
         }
     }
 
@@ -788,7 +742,7 @@ mod tests {
         assert_eq!(read_msg(&mut good).1, b"ok");
         // Both broken clients were disconnected from the engine.
         thread::sleep(Duration::from_millis(50));
-        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        assert_eq!(r.store.lock().disconnected.len(), 2);
     }
 
     #[test]
@@ -846,14 +800,14 @@ mod tests {
             "server kept reading a client that never reads"
         );
         assert!(sent < 64 * 1024 * 1024, "sent {sent}");
-        let handled_at_stall = r.shared.with_store(|s| s.handled);
+        let handled_at_stall = r.store.lock().handled;
         for i in 0..50 {
             writer
                 .write_all(&encode(MsgType::XS_READ, 100 + i, 0, b"v"))
                 .unwrap();
             assert_eq!(read_msg(&mut writer).0.req_id, 100 + i);
         }
-        let handled = r.shared.with_store(|s| s.handled);
+        let handled = r.store.lock().handled;
         assert_eq!(
             handled,
             handled_at_stall + 50,
@@ -957,28 +911,6 @@ mod tests {
     }
 
     #[test]
-    fn activity_on_another_transport_wakes_the_server() {
-        let r = start("bell", ServerConfig::default());
-        let mut watcher = UnixStream::connect(&r.path).unwrap();
-        watcher
-            .write_all(&encode(MsgType::XS_WATCH, 1, 0, b""))
-            .unwrap();
-        assert_eq!(read_msg(&mut watcher).1, b"OK\0");
-        // Another transport (think: a domain's ring) writes; the socket loop is asleep.
-        let other = r.shared.register(|| {});
-        {
-            let mut s = other.lock();
-            let c = s.connect(3);
-            s.handle(c, &Header::new(MsgType::XS_WRITE, 9, 0, 4), b"/dom")
-                .unwrap();
-        }
-        watcher
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(read_msg(&mut watcher).1, b"/dom");
-    }
-
-    #[test]
     fn unread_watch_events_time_out() {
         let cfg = ServerConfig {
             out_high: 4 * 1024,
@@ -1052,7 +984,7 @@ mod tests {
         }
         r.stop.stop();
         r.thread.take().unwrap().join().unwrap();
-        assert_eq!(r.shared.with_store(|s| s.disconnected.len()), 2);
+        assert_eq!(r.store.lock().disconnected.len(), 2);
         let mut buf = [0u8; 1];
         assert_eq!(a.read(&mut buf).unwrap(), 0, "sockets are closed too");
     }

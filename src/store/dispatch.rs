@@ -1,9 +1,10 @@
 //! Request handling: argument parsing, privilege and transaction checks, and the handlers for
 //! every message type in xenstore.txt. Reply formats are the C daemon's.
 //!
-//! Order of checks (as the C daemon's `process_message`): unknown or reply-only type -> ENOSYS;
-//! privileged-only type from an unprivileged domain -> EACCES; a tx_id naming no open
-//! transaction of the connection -> ENOENT (WATCH and UNWATCH ignore tx_id); then the handler.
+//! Every type is an entry of [`TABLE`]: its handler and flags. Order of checks (as the C
+//! daemon's `process_message`): unknown or reply-only type -> ENOSYS; `PRIV` type from an
+//! unprivileged domain -> EACCES; a tx_id naming no open transaction of the connection ->
+//! ENOENT (`NO_TX` types, WATCH and UNWATCH, ignore tx_id); then the handler.
 //! Payload strings are NUL-terminated; bytes after the last NUL are ignored, as C's
 //! `get_strings` does.
 
@@ -11,6 +12,7 @@ use std::borrow::Cow;
 
 use crate::wire::{DOMID_FIRST_RESERVED, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
 
+use super::conn::ConnState;
 use super::domain::{atoi, parse_domid};
 use super::ops::Env;
 use super::perms::{rights, Access, Need, Perms};
@@ -23,6 +25,65 @@ use super::{event_msg, ok_reply, path, reply_buf, ConnId, Errno, EvPerms, Event,
 /// DOMID_SELF: IS_DOMAIN_INTRODUCED answers "T" for it.
 const DOMID_SELF: u32 = 0x7FF0;
 
+/// One request as the handlers see it, after the checks common to all.
+pub(crate) struct Req<'a> {
+    conn: ConnId,
+    who: Access,
+    /// The transaction it runs in (0: none, or a type that ignores tx_id).
+    tx: u32,
+    payload: &'a [u8],
+    /// A message to queue right after the reply (WATCH's first event).
+    after: &'a mut Option<Vec<u8>>,
+}
+
+type Handler = fn(&mut Store, &mut Req) -> Result<Vec<u8>, Errno>;
+
+/// How a message type is handled: its handler and flags, as the C daemon's `wire_funcs[]`.
+struct Entry {
+    handler: Handler,
+    flags: u8,
+}
+
+/// Only a privileged connection may send it (EACCES otherwise).
+const PRIV: u8 = 1;
+/// tx_id is ignored rather than checked (it names no transaction).
+const NO_TX: u8 = 2;
+
+const fn e(handler: Handler, flags: u8) -> Option<Entry> {
+    Some(Entry { handler, flags })
+}
+
+/// Indexed by wire number; `None`: unknown, or a type only the server sends (ENOSYS).
+static TABLE: [Option<Entry>; 27] = [
+    e(Store::control_msg, PRIV),          // 0 XS_CONTROL
+    e(Store::directory, 0),               // 1 XS_DIRECTORY
+    e(Store::read, 0),                    // 2 XS_READ
+    e(Store::get_perms, 0),               // 3 XS_GET_PERMS
+    e(Store::watch, NO_TX),               // 4 XS_WATCH
+    e(Store::unwatch, NO_TX),             // 5 XS_UNWATCH
+    e(Store::transaction_start, 0),       // 6 XS_TRANSACTION_START
+    e(Store::transaction_end, 0),         // 7 XS_TRANSACTION_END
+    e(Store::introduce, PRIV),            // 8 XS_INTRODUCE
+    e(Store::release, PRIV),              // 9 XS_RELEASE
+    e(Store::get_domain_path, 0),         // 10 XS_GET_DOMAIN_PATH
+    e(Store::write, 0),                   // 11 XS_WRITE
+    e(Store::mkdir, 0),                   // 12 XS_MKDIR
+    e(Store::rm, 0),                      // 13 XS_RM
+    e(Store::set_perms, 0),               // 14 XS_SET_PERMS
+    None,                                 // 15 XS_WATCH_EVENT
+    None,                                 // 16 XS_ERROR
+    e(Store::is_domain_introduced, PRIV), // 17 XS_IS_DOMAIN_INTRODUCED
+    e(Store::resume, PRIV),               // 18 XS_RESUME
+    e(Store::set_target, PRIV),           // 19 XS_SET_TARGET
+    None,                                 // 20 (XS_RESTRICT, withdrawn)
+    e(Store::reset_watches, 0),           // 21 XS_RESET_WATCHES
+    e(Store::directory_part, 0),          // 22 XS_DIRECTORY_PART
+    e(Store::get_feature, 0),             // 23 XS_GET_FEATURE
+    e(Store::set_feature, PRIV),          // 24 XS_SET_FEATURE
+    e(Store::get_quota, PRIV),            // 25 XS_GET_QUOTA
+    e(Store::set_quota, PRIV),            // 26 XS_SET_QUOTA
+];
+
 /// The NUL-terminated strings of a payload.
 pub(crate) fn strings(payload: &[u8]) -> Vec<&[u8]> {
     let mut v: Vec<&[u8]> = payload.split(|&c| c == 0).collect();
@@ -34,7 +95,7 @@ pub(crate) fn strings(payload: &[u8]) -> Vec<&[u8]> {
 fn onearg(payload: &[u8]) -> Result<&[u8], Errno> {
     match payload.split_last() {
         Some((0, body)) if !body.contains(&0) => Ok(body),
-        _ => Err(libc::EINVAL),
+        _ => Err(Errno(libc::EINVAL)),
     }
 }
 
@@ -47,7 +108,10 @@ fn reply_str(s: &str) -> Vec<u8> {
 
 impl Store {
     fn access(&self, conn: ConnId) -> Result<Access, Errno> {
-        self.conns.get(&conn).map(|c| c.access).ok_or(libc::EINVAL)
+        self.conns
+            .get(&conn)
+            .map(|c| c.access)
+            .ok_or(Errno(libc::EINVAL))
     }
 
     /// Canonical path for a request of `who`. The path-length quota applies to every
@@ -77,12 +141,12 @@ impl Store {
             events,
             ..
         } = self;
-        let c = conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         let who = c.access;
         let (tree, log) = if tx == 0 {
             (tree, None)
         } else {
-            let t = c.txns.get_mut(&tx).ok_or(libc::ENOENT)?;
+            let t = c.txns.get_mut(&tx).ok_or(Errno(libc::ENOENT))?;
             (&mut t.tree, Some(&mut t.log))
         };
         let mut env = Env {
@@ -104,30 +168,15 @@ impl Store {
         payload: &[u8],
         after: &mut Option<Vec<u8>>,
     ) -> Result<Vec<u8>, Errno> {
-        use crate::wire::xsd_sockmsg_type::*;
-        let ty = match hdr.msg_type() {
-            Some(XS_WATCH_EVENT | XS_ERROR | XS_TYPE_COUNT | XS_INVALID) | None => {
-                return Err(libc::ENOSYS)
-            }
-            Some(t) => t,
-        };
+        let entry = TABLE
+            .get(hdr.ty as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Errno(libc::ENOSYS))?;
         let who = self.access(conn)?;
-        let privileged_only = matches!(
-            ty,
-            XS_CONTROL
-                | XS_INTRODUCE
-                | XS_RELEASE
-                | XS_IS_DOMAIN_INTRODUCED
-                | XS_RESUME
-                | XS_SET_TARGET
-                | XS_SET_FEATURE
-                | XS_GET_QUOTA
-                | XS_SET_QUOTA
-        );
-        if privileged_only && !who.privileged {
-            return Err(libc::EACCES);
+        if entry.flags & PRIV != 0 && !who.privileged {
+            return Err(Errno(libc::EACCES));
         }
-        let tx = if matches!(ty, XS_WATCH | XS_UNWATCH) {
+        let tx = if entry.flags & NO_TX != 0 {
             0
         } else {
             hdr.tx_id
@@ -138,144 +187,181 @@ impl Store {
                 .get(&conn)
                 .is_some_and(|c| c.txns.contains_key(&tx))
         {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
-        match ty {
-            XS_READ => {
-                let p = self.canon(who, onearg(payload)?, false)?;
-                let mut out = Vec::new();
-                self.with_env(conn, tx, |e| e.read(&p, &mut out))?;
-                Ok(out)
-            }
-            XS_WRITE => {
-                let nul = payload.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
-                let p = self.canon(who, &payload[..nul], false)?;
-                let value = &payload[nul + 1..];
-                self.with_env(conn, tx, |e| e.write(&p, value))?;
-                Ok(ok_reply())
-            }
-            XS_MKDIR => {
-                let p = self.canon(who, onearg(payload)?, false)?;
-                self.with_env(conn, tx, |e| e.mkdir(&p))?;
-                Ok(ok_reply())
-            }
-            XS_RM => {
-                let p = self.canon(who, onearg(payload)?, false)?;
-                self.with_env(conn, tx, |e| e.rm(&p))?;
-                Ok(ok_reply())
-            }
-            XS_DIRECTORY => {
-                let p = self.canon(who, onearg(payload)?, false)?;
-                let mut out = reply_buf(256);
-                self.with_env(conn, tx, |e| e.directory(&p, &mut out))?;
-                Ok(out)
-            }
-            XS_DIRECTORY_PART => {
-                let s = strings(payload);
-                if s.len() != 2 || payload.last() != Some(&0) {
-                    return Err(libc::EINVAL);
-                }
-                let p = self.canon(who, s[0], false)?;
-                let off = atoi(s[1]).max(0) as usize;
-                let mut out = reply_buf(256);
-                self.with_env(conn, tx, |e| e.directory_part(&p, off, &mut out))?;
-                Ok(out)
-            }
-            XS_GET_PERMS => {
-                let p = self.canon(who, onearg(payload)?, true)?;
-                let mut out = reply_buf(32);
-                if p.starts_with('@') {
-                    let perms = self.special_checked(who, &p, Need::Read)?;
-                    perms.write_wire(&mut out);
-                } else {
-                    self.with_env(conn, tx, |e| e.get_perms(&p, &mut out))?;
-                }
-                Ok(out)
-            }
-            XS_SET_PERMS => self.set_perms(conn, who, tx, payload),
-            XS_WATCH => self.watch(conn, who, payload, after),
-            XS_UNWATCH => self.unwatch(conn, who, payload),
-            XS_RESET_WATCHES => {
-                if let Some(mut c) = self.conns.remove(&conn) {
-                    self.drop_watches(conn, &mut c);
-                    self.domains
-                        .add_transactions(who.domid, -(c.txns.len() as i64));
-                    c.txns.clear();
-                    self.conns.insert(conn, c);
-                }
-                Ok(ok_reply())
-            }
-            XS_TRANSACTION_START => self.transaction_start(conn, who, tx),
-            XS_TRANSACTION_END => self.transaction_end(conn, who, tx, payload),
-            XS_INTRODUCE => self.introduce(payload),
-            XS_RELEASE => self.release(payload),
-            XS_RESUME => {
-                let domid = parse_domid(onearg(payload)?)?;
-                if domid == 0 {
-                    return Err(libc::EINVAL);
-                }
-                if !self.domains.is_introduced(domid) {
-                    return Err(libc::ENOENT);
-                }
-                Ok(ok_reply())
-            }
-            XS_SET_TARGET => {
-                let s = strings(payload);
-                if s.len() < 2 {
-                    return Err(libc::EINVAL);
-                }
-                let (d, t) = (parse_domid(s[0])?, parse_domid(s[1])?);
-                if !self.domains.is_introduced(d) || !self.domains.is_introduced(t) {
-                    return Err(libc::ENOENT);
-                }
-                self.domains.get_mut(d).target = Some(t);
-                for c in self.conns.values_mut().filter(|c| c.access.domid == d) {
-                    c.access.target = Some(t);
-                }
-                Ok(ok_reply())
-            }
-            XS_IS_DOMAIN_INTRODUCED => {
-                let domid = parse_domid(onearg(payload)?)?;
-                let yes = domid == DOMID_SELF || self.domains.is_introduced(domid);
-                Ok(reply_str(if yes { "T" } else { "F" }))
-            }
-            XS_GET_DOMAIN_PATH => {
-                let domid = parse_domid(onearg(payload)?)?;
-                Ok(reply_str(&path::home(domid)))
-            }
-            XS_GET_FEATURE => {
-                let s = strings(payload);
-                let features = match s.len() {
-                    0 => self.domains.get_mut(who.domid).features,
-                    _ if !who.privileged => return Err(libc::EACCES),
-                    1 => self.domains.get_mut(parse_domid(s[0])?).features,
-                    _ => return Err(libc::EINVAL),
-                };
-                Ok(reply_str(&features.to_string()))
-            }
-            XS_SET_FEATURE => {
-                let s = strings(payload);
-                if s.len() != 2 {
-                    return Err(libc::EINVAL);
-                }
-                let domid = parse_domid(s[0])?;
-                let features = u32::try_from(atoi(s[1])).map_err(|_| libc::EINVAL)?;
-                let supported = self.cfg.features;
-                let d = self.domains.get_mut(domid);
-                if d.introduced {
-                    return Err(libc::EBUSY);
-                }
-                if features & !supported != 0 {
-                    return Err(libc::EINVAL);
-                }
-                d.features = features;
-                Ok(ok_reply())
-            }
-            XS_GET_QUOTA => self.get_quota(payload),
-            XS_SET_QUOTA => self.set_quota(payload),
-            XS_CONTROL => self.control(payload),
-            XS_WATCH_EVENT | XS_ERROR | XS_TYPE_COUNT | XS_INVALID => Err(libc::ENOSYS),
+        let mut req = Req {
+            conn,
+            who,
+            tx,
+            payload,
+            after,
+        };
+        (entry.handler)(self, &mut req)
+    }
+
+    fn read(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let p = self.canon(r.who, onearg(r.payload)?, false)?;
+        let mut out = Vec::new();
+        self.with_env(r.conn, r.tx, |e| e.read(&p, &mut out))?;
+        Ok(out)
+    }
+
+    fn write(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let nul = r
+            .payload
+            .iter()
+            .position(|&c| c == 0)
+            .ok_or(Errno(libc::EINVAL))?;
+        let p = self.canon(r.who, &r.payload[..nul], false)?;
+        let value = &r.payload[nul + 1..];
+        self.with_env(r.conn, r.tx, |e| e.write(&p, value))?;
+        Ok(ok_reply())
+    }
+
+    fn mkdir(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let p = self.canon(r.who, onearg(r.payload)?, false)?;
+        self.with_env(r.conn, r.tx, |e| e.mkdir(&p))?;
+        Ok(ok_reply())
+    }
+
+    fn rm(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let p = self.canon(r.who, onearg(r.payload)?, false)?;
+        self.with_env(r.conn, r.tx, |e| e.rm(&p))?;
+        Ok(ok_reply())
+    }
+
+    fn directory(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let p = self.canon(r.who, onearg(r.payload)?, false)?;
+        let mut out = reply_buf(256);
+        self.with_env(r.conn, r.tx, |e| e.directory(&p, &mut out))?;
+        Ok(out)
+    }
+
+    fn directory_part(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
+        if s.len() != 2 || r.payload.last() != Some(&0) {
+            return Err(Errno(libc::EINVAL));
         }
+        let p = self.canon(r.who, s[0], false)?;
+        let off = atoi(s[1]).max(0) as usize;
+        let mut out = reply_buf(256);
+        self.with_env(r.conn, r.tx, |e| e.directory_part(&p, off, &mut out))?;
+        Ok(out)
+    }
+
+    fn get_perms(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let p = self.canon(r.who, onearg(r.payload)?, true)?;
+        let mut out = reply_buf(32);
+        if p.starts_with('@') {
+            let perms = self.special_checked(r.who, &p, Need::Read)?;
+            perms.write_wire(&mut out);
+        } else {
+            self.with_env(r.conn, r.tx, |e| e.get_perms(&p, &mut out))?;
+        }
+        Ok(out)
+    }
+
+    fn reset_watches(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        self.reset_conn(r.conn);
+        Ok(ok_reply())
+    }
+
+    /// Drops a connection's watches and transactions (RESET_WATCHES, and every connection of
+    /// a domain introduced again or released); returns it for the caller's further clearing.
+    fn reset_conn(&mut self, id: ConnId) -> Option<&mut ConnState> {
+        let mut c = self.conns.remove(&id)?;
+        self.drop_watches(id, &mut c);
+        self.domains
+            .add_transactions(c.access.domid, -(c.txns.len() as i64));
+        c.txns.clear();
+        Some(self.conns.entry(id).or_insert(c))
+    }
+
+    /// The connections acting as `domid`.
+    fn conns_of(&self, domid: u32) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.access.domid == domid)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The one argument of RESUME and RELEASE: an introduced domain other than 0.
+    fn guest_arg(&self, payload: &[u8]) -> Result<u32, Errno> {
+        let domid = parse_domid(onearg(payload)?)?;
+        if domid == 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        if !self.domains.is_introduced(domid) {
+            return Err(Errno(libc::ENOENT));
+        }
+        Ok(domid)
+    }
+
+    fn resume(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        self.guest_arg(r.payload)?;
+        Ok(ok_reply())
+    }
+
+    fn set_target(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
+        if s.len() < 2 {
+            return Err(Errno(libc::EINVAL));
+        }
+        let (d, t) = (parse_domid(s[0])?, parse_domid(s[1])?);
+        if !self.domains.is_introduced(d) || !self.domains.is_introduced(t) {
+            return Err(Errno(libc::ENOENT));
+        }
+        self.domains.entry(d).target = Some(t);
+        for c in self.conns.values_mut().filter(|c| c.access.domid == d) {
+            c.access.target = Some(t);
+        }
+        Ok(ok_reply())
+    }
+
+    fn is_domain_introduced(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let domid = parse_domid(onearg(r.payload)?)?;
+        let yes = domid == DOMID_SELF || self.domains.is_introduced(domid);
+        Ok(reply_str(if yes { "T" } else { "F" }))
+    }
+
+    fn get_domain_path(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let domid = parse_domid(onearg(r.payload)?)?;
+        Ok(reply_str(&path::home(domid)))
+    }
+
+    fn get_feature(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
+        let features = match s.len() {
+            0 => self.domains.features(r.who.domid),
+            _ if !r.who.privileged => return Err(Errno(libc::EACCES)),
+            1 => self.domains.features(parse_domid(s[0])?),
+            _ => return Err(Errno(libc::EINVAL)),
+        };
+        Ok(reply_str(&features.to_string()))
+    }
+
+    fn set_feature(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
+        if s.len() != 2 {
+            return Err(Errno(libc::EINVAL));
+        }
+        let domid = parse_domid(s[0])?;
+        let features = u32::try_from(atoi(s[1])).map_err(|_| Errno(libc::EINVAL))?;
+        let supported = self.cfg.features;
+        let d = self.domains.entry(domid);
+        if d.introduced {
+            return Err(Errno(libc::EBUSY));
+        }
+        if features & !supported != 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        d.features = features;
+        Ok(ok_reply())
+    }
+
+    fn control_msg(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        self.control(r.payload)
     }
 
     /// A special node's permissions, if `who` has `need` on it (EACCES otherwise). Any other
@@ -286,21 +372,16 @@ impl Store {
     fn special_checked(&self, who: Access, name: &str, need: Need) -> Result<Perms, Errno> {
         match self.specials.iter().find(|s| s.name == name) {
             Some(s) if rights(&who, &s.perms).allow(need) => Ok(s.perms.clone()),
-            Some(_) => Err(libc::EACCES),
-            None => Err(libc::EINVAL),
+            Some(_) => Err(Errno(libc::EACCES)),
+            None => Err(Errno(libc::EINVAL)),
         }
     }
 
-    fn set_perms(
-        &mut self,
-        conn: ConnId,
-        who: Access,
-        tx: u32,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
+    fn set_perms(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let (conn, who, tx) = (r.conn, r.who, r.tx);
+        let s = strings(r.payload);
         if s.len() < 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let n_perms = s.len() - 1;
         if !who.privileged
@@ -309,20 +390,20 @@ impl Store {
                 n_perms as u64,
             )
         {
-            return Err(libc::ENOSPC);
+            return Err(Errno(libc::ENOSPC));
         }
         let perms = Perms::parse(s[1..].iter().copied())?;
         // The C daemon refuses an owner that is not an existing domain, before it looks at
         // the path; without a hypervisor to ask, the reserved ids are the ones that cannot be.
         // Other entries may name any domain.
         if perms.owner() >= DOMID_FIRST_RESERVED {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         let p = self.canon(who, s[0], true)?;
         if p.starts_with('@') {
             let old = self.special_checked(who, &p, Need::WriteOwner)?;
             if !who.privileged && perms.owner() != old.owner() {
-                return Err(libc::EPERM);
+                return Err(Errno(libc::EPERM));
             }
             self.gen += 1;
             let g = self.gen;
@@ -350,40 +431,36 @@ impl Store {
         Ok(ok_reply())
     }
 
-    fn watch(
-        &mut self,
-        conn: ConnId,
-        who: Access,
-        payload: &[u8],
-        after: &mut Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
-        let depth_ok =
-            self.domains.get_mut(who.domid).features & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0;
+    fn watch(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let (conn, who) = (r.conn, r.who);
+        let s = strings(r.payload);
+        let depth_ok = self.domains.features(who.domid) & XENSTORE_SERVER_FEATURE_WATCHDEPTH != 0;
         let depth = match s.len() {
             2 => None,
             3 if depth_ok => {
                 let d = s[2];
                 if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
-                    return Err(libc::EINVAL);
+                    return Err(Errno(libc::EINVAL));
                 }
-                Some(u32::try_from(atoi(d)).map_err(|_| libc::EINVAL)?)
+                Some(u32::try_from(atoi(d)).map_err(|_| Errno(libc::EINVAL))?)
             }
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         let (raw, token) = (s[0], s[1]);
         let p = self.canon(who, raw, true)?;
         let relative = !raw.starts_with(b"/") && !raw.starts_with(b"@");
         let key: (Box<str>, Box<[u8]>) = ((*p).into(), token.into());
-        let c = self.conns.get(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get(&conn).ok_or(Errno(libc::EINVAL))?;
         if c.watches.contains(&key) {
-            return Err(libc::EEXIST);
+            return Err(Errno(libc::EEXIST));
         }
-        if !who.privileged {
-            let d = self.domains.get_mut(who.domid);
-            if exceeds(d.quota.watches, d.watches + 1) {
-                return Err(libc::E2BIG);
-            }
+        if !who.privileged
+            && exceeds(
+                self.domains.quota(who.domid).watches,
+                self.domains.watches(who.domid) + 1,
+            )
+        {
+            return Err(Errno(libc::E2BIG));
         }
         let prefix_len = if relative {
             path::home(who.domid).len() + 1
@@ -397,41 +474,43 @@ impl Store {
         }
         // Fired once straight away, with the path as the client gave it.
         let shown = p.get(prefix_len..).unwrap_or(&p);
-        *after = event_msg(shown, token);
+        *r.after = event_msg(shown, token);
         Ok(ok_reply())
     }
 
-    fn unwatch(&mut self, conn: ConnId, who: Access, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
+    fn unwatch(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let (conn, who) = (r.conn, r.who);
+        let s = strings(r.payload);
         if s.len() != 2 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let p = self.canon(who, s[0], true)?;
         let key: (Box<str>, Box<[u8]>) = ((*p).into(), s[1].into());
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         if !c.watches.remove(&key) {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
         self.watches.remove(&p, conn, s[1]);
         self.domains.add_watches(who.domid, -1);
         Ok(ok_reply())
     }
 
-    fn transaction_start(&mut self, conn: ConnId, who: Access, tx: u32) -> Result<Vec<u8>, Errno> {
-        if tx != 0 {
-            return Err(libc::EBUSY);
+    fn transaction_start(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let (conn, who) = (r.conn, r.who);
+        if r.tx != 0 {
+            return Err(Errno(libc::EBUSY));
         }
         let limit = if who.privileged {
             0
         } else {
-            let d = self.domains.get_mut(who.domid);
+            let d = self.domains.entry(who.domid);
             if exceeds(d.quota.transactions, d.transactions + 1) {
-                return Err(libc::ENOSPC);
+                return Err(Errno(libc::ENOSPC));
             }
             d.quota.transaction_nodes
         };
         let snapshot = self.tree.clone();
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
         let id = c.alloc_txid();
         c.txns.insert(
             id,
@@ -444,29 +523,24 @@ impl Store {
         Ok(reply_str(&id.to_string()))
     }
 
-    fn transaction_end(
-        &mut self,
-        conn: ConnId,
-        who: Access,
-        tx: u32,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, Errno> {
-        let commit = match onearg(payload)? {
+    fn transaction_end(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let (conn, who, tx) = (r.conn, r.who, r.tx);
+        let commit = match onearg(r.payload)? {
             b"T" => true,
             b"F" => false,
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         if tx == 0 {
-            return Err(libc::ENOENT);
+            return Err(Errno(libc::ENOENT));
         }
-        let c = self.conns.get_mut(&conn).ok_or(libc::EINVAL)?;
-        let t = c.txns.remove(&tx).ok_or(libc::ENOENT)?;
+        let c = self.conns.get_mut(&conn).ok_or(Errno(libc::EINVAL))?;
+        let t = c.txns.remove(&tx).ok_or(Errno(libc::ENOENT))?;
         self.domains.add_transactions(who.domid, -1);
         if !commit {
             return Ok(ok_reply());
         }
         if txn::conflicts(&t.log, &self.tree) {
-            return Err(libc::EAGAIN);
+            return Err(Errno(libc::EAGAIN));
         }
         if t.log.created && !who.privileged {
             for (&owner, &d) in &t.log.delta {
@@ -477,7 +551,7 @@ impl Store {
                         (self.domains.nodes(owner) as i64 + d) as u64,
                     )
                 {
-                    return Err(libc::ENOSPC);
+                    return Err(Errno(libc::ENOSPC));
                 }
             }
         }
@@ -497,40 +571,30 @@ impl Store {
         Ok(ok_reply())
     }
 
-    fn introduce(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
+    fn introduce(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
         if s.len() < 3 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let domid = parse_domid(s[0])?;
         if domid >= DOMID_FIRST_RESERVED {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         let mfn = atoi(s[1]) as u64;
         let port = atoi(s[2]);
         if port <= 0 || port > u32::MAX as i64 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
-        let d = self.domains.get_mut(domid);
+        let d = self.domains.entry(domid);
         let fresh = !d.introduced;
         d.introduced = true;
         d.mfn = mfn;
         d.port = port as u32;
         if domid != 0 {
             // A (re-)introduced domain starts with a clean connection state.
-            let ids: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.access.domid == domid)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in ids {
-                if let Some(mut c) = self.conns.remove(&id) {
-                    self.drop_watches(id, &mut c);
-                    self.domains.add_transactions(domid, -(c.txns.len() as i64));
-                    c.txns.clear();
+            for id in self.conns_of(domid) {
+                if let Some(c) = self.reset_conn(id) {
                     c.out.clear();
-                    self.conns.insert(id, c);
                 }
             }
         }
@@ -545,28 +609,12 @@ impl Store {
         Ok(ok_reply())
     }
 
-    fn release(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let domid = parse_domid(onearg(payload)?)?;
-        if domid == 0 {
-            return Err(libc::EINVAL);
-        }
-        if !self.domains.is_introduced(domid) {
-            return Err(libc::ENOENT);
-        }
+    fn release(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let domid = self.guest_arg(r.payload)?;
         // Its connections are dead to us: no events for its own removed nodes.
-        let ids: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.access.domid == domid)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            if let Some(mut c) = self.conns.remove(&id) {
-                self.drop_watches(id, &mut c);
-                self.domains.add_transactions(domid, -(c.txns.len() as i64));
-                c.txns.clear();
+        for id in self.conns_of(domid) {
+            if let Some(c) = self.reset_conn(id) {
                 c.access.target = None;
-                self.conns.insert(id, c);
             }
         }
         self.remove_orphans(domid);
@@ -579,7 +627,7 @@ impl Store {
             .map(|(&id, _)| id)
             .collect();
         for id in targeting {
-            self.domains.get_mut(id).target = None;
+            self.domains.entry(id).target = None;
         }
         for c in self.conns.values_mut() {
             if c.access.target == Some(domid) {
@@ -661,11 +709,11 @@ impl Store {
         }
     }
 
-    fn get_quota(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
+    fn get_quota(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
         let lookup = |q: &quota::Quotas, name: &[u8]| -> Result<u32, Errno> {
-            let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
-            q.get(name).ok_or(libc::EINVAL)
+            let name = std::str::from_utf8(name).map_err(|_| Errno(libc::EINVAL))?;
+            q.get(name).ok_or(Errno(libc::EINVAL))
         };
         let v = match s.len() {
             0 => {
@@ -679,31 +727,31 @@ impl Store {
             1 => lookup(&self.domains.global, s[0])?,
             2 => {
                 let domid = parse_domid(s[0])?;
-                lookup(&self.domains.get_mut(domid).quota, s[1])?
+                lookup(self.domains.quota(domid), s[1])?
             }
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         Ok(reply_str(&v.to_string()))
     }
 
-    fn set_quota(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let s = strings(payload);
+    fn set_quota(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
         let (target, name, value) = match s.len() {
             2 => (None, s[0], s[1]),
             3 => (Some(parse_domid(s[0])?), s[1], s[2]),
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno(libc::EINVAL)),
         };
         if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
-        let value = u32::try_from(atoi(value)).map_err(|_| libc::EINVAL)?;
-        let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
+        let value = u32::try_from(atoi(value)).map_err(|_| Errno(libc::EINVAL))?;
+        let name = std::str::from_utf8(name).map_err(|_| Errno(libc::EINVAL))?;
         let q = match target {
             None => &mut self.domains.global,
-            Some(d) => &mut self.domains.get_mut(d).quota,
+            Some(d) => &mut self.domains.entry(d).quota,
         };
         if !q.set(name, value) {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         Ok(ok_reply())
     }

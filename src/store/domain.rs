@@ -2,18 +2,18 @@
 //! quotas and the accounting the quotas are checked against.
 //!
 //! A domain entry exists as soon as anything refers to the domain (a connection, a node it
-//! owns, INTRODUCE, a quota or feature request); it starts with the global quotas and the
-//! supported features. There is no hypervisor here, so every domid below DOMID_FIRST_RESERVED
+//! owns, INTRODUCE, SET_QUOTA or SET_FEATURE naming it; a read such as GET_QUOTA or GET_FEATURE
+//! creates none); it starts with the global quotas and the supported features. There is no hypervisor here, so every domid below DOMID_FIRST_RESERVED
 //! is taken to exist (the C daemon asks Xen, and ignores permission entries naming domains that
 //! do not exist; we do not).
 
 use super::quota::Quotas;
-use super::IdMap;
+use super::{Errno, IdMap};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Domain {
     pub introduced: bool,
-    /// From INTRODUCE (the page the ring transport maps; unused by the engine).
+    /// From INTRODUCE, recorded (nothing here maps a page or binds a port).
     pub mfn: u64,
     pub port: u32,
     pub target: Option<u32>,
@@ -52,7 +52,9 @@ impl Domains {
         self.map.get(&domid)
     }
 
-    pub fn get_mut(&mut self, domid: u32) -> &mut Domain {
+    /// The domain's record, created if there is none (for changes only: a read must not
+    /// create one, see `get`, `quota`, `features`).
+    pub fn entry(&mut self, domid: u32) -> &mut Domain {
         let (global, supported) = (&self.global, self.supported);
         self.map.entry(domid).or_insert_with(|| Domain {
             introduced: false,
@@ -68,6 +70,10 @@ impl Domains {
             max_watches: 0,
             max_transactions: 0,
         })
+    }
+
+    pub fn get_mut(&mut self, domid: u32) -> Option<&mut Domain> {
+        self.map.get_mut(&domid)
     }
 
     pub fn remove(&mut self, domid: u32) -> Option<Domain> {
@@ -88,20 +94,29 @@ impl Domains {
         self.map.get(&domid).map_or(0, |d| d.nodes)
     }
 
+    pub fn watches(&self, domid: u32) -> u64 {
+        self.map.get(&domid).map_or(0, |d| d.watches)
+    }
+
+    /// The domain's features: the supported ones unless SET_FEATURE changed them.
+    pub fn features(&self, domid: u32) -> u32 {
+        self.map.get(&domid).map_or(self.supported, |d| d.features)
+    }
+
     pub fn add_nodes(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.nodes = d.nodes.saturating_add_signed(delta);
         d.max_nodes = d.max_nodes.max(d.nodes);
     }
 
     pub fn add_watches(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.watches = d.watches.saturating_add_signed(delta);
         d.max_watches = d.max_watches.max(d.watches);
     }
 
     pub fn add_transactions(&mut self, domid: u32, delta: i64) {
-        let d = self.get_mut(domid);
+        let d = self.entry(domid);
         d.transactions = d.transactions.saturating_add_signed(delta);
         d.max_transactions = d.max_transactions.max(d.transactions);
     }
@@ -118,16 +133,16 @@ impl Domains {
 /// Parses a domid as the current C daemon does: decimal digits only, below
 /// DOMID_FIRST_RESERVED... except that DOMID_SELF (0x7FF0) is let through for
 /// IS_DOMAIN_INTRODUCED, so the range is checked by callers that need real domains.
-pub(crate) fn parse_domid(s: &[u8]) -> Result<u32, super::Errno> {
+pub(crate) fn parse_domid(s: &[u8]) -> Result<u32, Errno> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     let v: u32 = std::str::from_utf8(s)
-        .map_err(|_| libc::EINVAL)?
+        .map_err(|_| Errno(libc::EINVAL))?
         .parse()
-        .map_err(|_| libc::EINVAL)?;
+        .map_err(|_| Errno(libc::EINVAL))?;
     if v > 0xFFFF {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     Ok(v)
 }
@@ -158,9 +173,9 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(parse_domid(b"12"), Ok(12));
-        assert_eq!(parse_domid(b"x"), Err(libc::EINVAL));
-        assert_eq!(parse_domid(b""), Err(libc::EINVAL));
-        assert_eq!(parse_domid(b"70000"), Err(libc::EINVAL));
+        assert_eq!(parse_domid(b"x"), Err(Errno(libc::EINVAL)));
+        assert_eq!(parse_domid(b""), Err(Errno(libc::EINVAL)));
+        assert_eq!(parse_domid(b"70000"), Err(Errno(libc::EINVAL)));
         assert_eq!(atoi(b"12ab"), 12);
         assert_eq!(atoi(b"-3"), -3);
         assert_eq!(atoi(b"zz"), 0);

@@ -1,8 +1,8 @@
 //! The XenStore engine: the database every transport (daemon socket, embedded handle, domain
 //! ring) is served by.
 //!
-//! CONTRACT (relied upon by src/server, the embedded transport and the ring server; change it
-//! only together with them):
+//! CONTRACT (relied upon by the daemon's socket server, src/server, and the embedded store,
+//! src/embedded, which also serves its guests' rings; change it only together with them):
 //! - `Store` is single-threaded; callers serialise access (a Mutex around it). The engine has
 //!   no locks and starts no threads.
 //! - A transport registers each connection with `connect(domid)` and feeds it whole requests
@@ -13,21 +13,16 @@
 //! - `handle` returns `Err(Fatal)` when the connection must be closed by the transport: an
 //!   unknown `ConnId`, or a payload longer than XENSTORE_PAYLOAD_MAX or not matching `hdr.len`.
 //!   Every other problem is an XS_ERROR reply.
-//! - `take_released` names the domains released since the last call (their ring transports
-//!   tear down).
+//! - `take_released` names the domains released since the last call (the embedded store tears
+//!   their rings down).
 //!
 //! Additions (all optional for transports):
 //! - `take_introduced`: domains INTRODUCEd (or re-introduced) since the last call, with the
-//!   mfn and event channel port from the request, for the ring transport to map.
-//! - `domain_features(domid)`: the feature bits of a domain (SET_FEATURE), for the ring page's
-//!   `server_features`.
-//! - `outstanding_quota(conn)`: the "outstanding" quota of the connection's domain (None:
-//!   unlimited, e.g. domain 0). The engine answers every request at once, so counting requests
-//!   in flight is the transport's job.
+//!   mfn and event channel port from the request (the embedded store sets up their rings).
 //! - `dropped_events(conn)` / `queued_events(conn)` / `queued_event_bytes(conn)`: watch events
 //!   dropped at the per-connection bounds (`Config::max_queued_events` and
 //!   `Config::max_queued_event_bytes`, see conn.rs), and the events currently queued.
-//! - `conn_domid(conn)`, `check()` (the invariant checker CONTROL check runs).
+//! - `check()`: the invariant checker CONTROL check runs.
 //!
 //! Ordering, as in the C daemon: events caused by a request are queued before that request's
 //! reply (also on the requester's own connection); the initial event of a WATCH comes right
@@ -61,7 +56,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::wire::{Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
-use conn::{Conn, EventCap};
+use conn::{ConnState, EventCap};
 use domain::Domains;
 use perms::{rights, Access, Perms};
 use tree::{Node, Tree};
@@ -69,8 +64,7 @@ use watch::{Match, WatchIndex};
 
 pub use quota::Quotas;
 
-/// An errno value (libc numbering), sent on the wire by name.
-pub(crate) type Errno = i32;
+pub(crate) use crate::wire::Errno;
 
 /// Hasher for keys we allocate or that are small integers (connection ids, domids): no
 /// flooding protection needed, and SipHash showed up in the fast path's profile.
@@ -182,7 +176,7 @@ pub struct Store {
     /// Store-wide change counter; nodes take fresh values from it (generations).
     gen: u64,
     domains: Domains,
-    conns: IdMap<ConnId, Conn>,
+    conns: IdMap<ConnId, ConnState>,
     watches: WatchIndex,
     next_conn: u64,
     dirty: Vec<ConnId>,
@@ -215,7 +209,7 @@ impl Store {
             .collect();
         let mut domains = Domains::new(config.quota.clone(), config.features);
         domains.add_nodes(0, 5);
-        domains.get_mut(0).introduced = true;
+        domains.entry(0).introduced = true;
         Store {
             cfg: config,
             tree,
@@ -237,8 +231,8 @@ impl Store {
     pub fn connect(&mut self, domid: u32) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        let mut c = Conn::new(domid);
-        c.access.target = self.domains.get_mut(domid).target;
+        let mut c = ConnState::new(domid);
+        c.access.target = self.domains.entry(domid).target;
         self.conns.insert(id, c);
         id
     }
@@ -272,7 +266,7 @@ impl Store {
                 set_header(&mut msg, hdr.ty, hdr.req_id, hdr.tx_id);
                 msg
             }
-            Ok(_) => error_msg(hdr, libc::E2BIG),
+            Ok(_) => error_msg(hdr, Errno(libc::E2BIG)),
             Err(e) => error_msg(hdr, e),
         };
         self.push_reply(conn, reply);
@@ -320,35 +314,6 @@ impl Store {
         std::mem::take(&mut self.introduced)
     }
 
-    /// Whether `domid` has been introduced (and not released).
-    pub fn is_introduced(&self, domid: u32) -> bool {
-        self.domains.is_introduced(domid)
-    }
-
-    /// The domain a connection acts as.
-    pub fn conn_domid(&self, conn: ConnId) -> Option<u32> {
-        self.conns.get(&conn).map(|c| c.access.domid)
-    }
-
-    /// Feature bits of a domain (all supported ones unless SET_FEATURE cleared some).
-    pub fn domain_features(&self, domid: u32) -> u32 {
-        self.domains
-            .get(domid)
-            .map_or(self.cfg.features, |d| d.features)
-    }
-
-    /// The outstanding-requests quota a transport should apply to `conn` (None: unlimited).
-    pub fn outstanding_quota(&self, conn: ConnId) -> Option<u32> {
-        let c = self.conns.get(&conn)?;
-        if c.access.privileged {
-            return None;
-        }
-        match self.domains.quota(c.access.domid).outstanding {
-            0 => None,
-            n => Some(n),
-        }
-    }
-
     /// Watch events dropped for `conn` because its queue was full.
     pub fn dropped_events(&self, conn: ConnId) -> u64 {
         self.conns.get(&conn).map_or(0, |c| c.out.dropped)
@@ -368,7 +333,7 @@ impl Store {
 
     // ----- internals shared by the handler modules -----
 
-    fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut Conn) {
+    fn mark_dirty(dirty: &mut Vec<ConnId>, id: ConnId, c: &mut ConnState) {
         if !c.dirty {
             c.dirty = true;
             dirty.push(id);
@@ -398,7 +363,7 @@ impl Store {
     }
 
     /// Removes every watch of a connection from the index and the accounting.
-    fn drop_watches(&mut self, id: ConnId, c: &mut Conn) {
+    fn drop_watches(&mut self, id: ConnId, c: &mut ConnState) {
         let n = c.watches.len();
         for (p, token) in c.watches.drain() {
             self.watches.remove(&p, id, &token);
@@ -561,7 +526,7 @@ fn set_header(msg: &mut [u8], ty: u32, req_id: u32, tx_id: u32) {
 }
 
 fn error_msg(hdr: &Header, errno: Errno) -> Vec<u8> {
-    let name = crate::wire::name_from_errno(errno);
+    let name = crate::wire::name_from_errno(errno.0);
     let mut v = reply_buf(name.len() + 1);
     v.extend_from_slice(name.as_bytes());
     v.push(0);

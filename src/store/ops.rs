@@ -65,9 +65,9 @@ impl<'a> Env<'a> {
         }
         match f.node {
             Some(n) if rights(&self.who, &n.perms).allow(need) => Ok(n),
-            Some(_) => Err(libc::EACCES),
-            None if rights(&self.who, &f.anc.perms).overlap(need) => Err(libc::ENOENT),
-            None => Err(libc::EACCES),
+            Some(_) => Err(Errno(libc::EACCES)),
+            None if rights(&self.who, &f.anc.perms).overlap(need) => Err(Errno(libc::ENOENT)),
+            None => Err(Errno(libc::EACCES)),
         }
     }
 
@@ -170,7 +170,7 @@ impl<'a> Env<'a> {
                 if self.unprivileged()
                     && exceeds(size_q, node_size(nperms, value.len(), child_bytes))
                 {
-                    return Err(libc::ENOSPC);
+                    return Err(Errno(libc::ENOSPC));
                 }
                 if let Some(log) = self.log.as_deref_mut() {
                     log.modified(p, None)?;
@@ -183,7 +183,7 @@ impl<'a> Env<'a> {
                 self.fire(p, Match::Subtree, EvPerms::Lookup, None);
                 Ok(())
             }
-            Err(libc::ENOENT) => self.create(p, value),
+            Err(Errno(libc::ENOENT)) => self.create(p, value),
             Err(e) => Err(e),
         }
     }
@@ -191,7 +191,7 @@ impl<'a> Env<'a> {
     pub fn mkdir(&mut self, p: &str) -> Result<(), Errno> {
         match self.get_checked(p, Need::Write) {
             Ok(_) => Ok(()),
-            Err(libc::ENOENT) => self.create(p, b""),
+            Err(Errno(libc::ENOENT)) => self.create(p, b""),
             Err(e) => Err(e),
         }
     }
@@ -213,7 +213,7 @@ impl<'a> Env<'a> {
         };
         let names: Vec<&str> = path::components(p).skip(anc_depth).collect();
         let Some(first) = names.first() else {
-            return Err(libc::EEXIST);
+            return Err(Errno(libc::EEXIST));
         };
         let perms = if unpriv {
             anc_perms.with_owner(self.who.domid)
@@ -225,11 +225,11 @@ impl<'a> Env<'a> {
                 nodes_q,
                 self.count_nodes(self.who.domid) + names.len() as u64,
             ) {
-                return Err(libc::ENOSPC);
+                return Err(Errno(libc::ENOSPC));
             }
             let grown = node_size(anc_perms.len(), anc_vlen, anc_cb + first.len() + 1);
             if exceeds(size_q, grown) {
-                return Err(libc::ENOSPC);
+                return Err(Errno(libc::ENOSPC));
             }
             for (i, _) in names.iter().enumerate() {
                 let (v, cb) = match names.get(i + 1) {
@@ -237,7 +237,7 @@ impl<'a> Env<'a> {
                     None => (value.len(), 0),
                 };
                 if exceeds(size_q, node_size(perms.len(), v, cb)) {
-                    return Err(libc::ENOSPC);
+                    return Err(Errno(libc::ENOSPC));
                 }
             }
         }
@@ -260,7 +260,7 @@ impl<'a> Env<'a> {
     pub fn rm(&mut self, p: &str) -> Result<(), Errno> {
         match self.get_checked(p, Need::Write) {
             Ok(_) => {}
-            Err(libc::ENOENT) => {
+            Err(Errno(libc::ENOENT)) => {
                 // Fine if the parent exists.
                 let parent = path::parent(p);
                 let n = self.tree.get(parent);
@@ -270,13 +270,13 @@ impl<'a> Env<'a> {
                 return if n.is_some() {
                     Ok(())
                 } else {
-                    Err(libc::ENOENT)
+                    Err(Errno(libc::ENOENT))
                 };
             }
             Err(e) => return Err(e),
         }
         if p == "/" {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         self.remove_subtree(p)
     }
@@ -289,7 +289,7 @@ impl<'a> Env<'a> {
         let mut victims: Vec<(String, Perms, Option<Perms>)> = Vec::new();
         {
             let Some(top) = self.tree.get(p) else {
-                return Err(libc::ENOENT);
+                return Err(Errno(libc::ENOENT));
             };
             let top_parent = self.tree.get(parent_path).map(|n| n.perms.clone());
             let mut stack: Vec<(String, &Node, Option<Perms>)> =
@@ -344,10 +344,10 @@ impl<'a> Env<'a> {
         };
         if self.unprivileged() {
             if perms.owner() != old.owner() {
-                return Err(libc::EPERM);
+                return Err(Errno(libc::EPERM));
             }
             if exceeds(size_q, node_size(perms.len(), vlen, cb)) {
-                return Err(libc::ENOSPC);
+                return Err(Errno(libc::ENOSPC));
             }
         }
         if let Some(log) = self.log.as_deref_mut() {

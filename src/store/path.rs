@@ -54,24 +54,24 @@ pub(crate) fn canonicalize<'a>(
     path_max: Option<u32>,
 ) -> Result<Cow<'a, str>, Errno> {
     if !valid_chars(raw) || (raw.first() == Some(&b'@') && !allow_special) {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     // Valid characters are ASCII, so this cannot fail; map it anyway rather than panic.
-    let s = std::str::from_utf8(raw).map_err(|_| libc::EINVAL)?;
+    let s = std::str::from_utf8(raw).map_err(|_| Errno(libc::EINVAL))?;
     let name: Cow<str> = if s.starts_with('/') || s.starts_with('@') {
         Cow::Borrowed(s)
     } else {
         Cow::Owned(format!("/local/domain/{domid}/{s}"))
     };
     if (name.ends_with('/') && name != "/") || name.contains("//") || name.is_empty() {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     if name.len() > XENSTORE_ABS_PATH_MAX as usize {
-        return Err(libc::EINVAL);
+        return Err(Errno(libc::EINVAL));
     }
     if let Some(max) = path_max {
         if (name.len() - home_prefix_len(&name)) as u64 > max as u64 {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
     }
     Ok(name)
@@ -189,7 +189,7 @@ mod tests {
         ] {
             assert_eq!(
                 canonicalize(bad, 0, false, None),
-                Err(libc::EINVAL),
+                Err(Errno(libc::EINVAL)),
                 "{bad:?}"
             );
         }
@@ -200,14 +200,14 @@ mod tests {
         let long = format!("/{}", "a".repeat(3072));
         assert_eq!(
             canonicalize(long.as_bytes(), 0, false, None),
-            Err(libc::EINVAL)
+            Err(Errno(libc::EINVAL))
         );
         // The quota counts only the part below the domain's home.
         let rel = "b".repeat(20);
         assert!(canonicalize(rel.as_bytes(), 7, false, Some(20)).is_ok());
         assert_eq!(
             canonicalize(rel.as_bytes(), 7, false, Some(19)),
-            Err(libc::EINVAL)
+            Err(Errno(libc::EINVAL))
         );
     }
 

@@ -74,12 +74,12 @@ impl Perms {
         let v = strings
             .into_iter()
             .map(|s| match s.get(1..) {
-                Some([b'0', _, ..]) => Err(libc::EINVAL),
-                _ => Perm::parse(s).ok_or(libc::EINVAL),
+                Some([b'0', _, ..]) => Err(Errno(libc::EINVAL)),
+                _ => Perm::parse(s).ok_or(Errno(libc::EINVAL)),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if v.is_empty() {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         Ok(Perms::from_vec(v))
     }
@@ -251,7 +251,11 @@ mod tests {
             "r4294967296",
             "r",
         ] {
-            assert_eq!(Perms::parse([bad.as_bytes()]), Err(libc::EINVAL), "{bad}");
+            assert_eq!(
+                Perms::parse([bad.as_bytes()]),
+                Err(Errno(libc::EINVAL)),
+                "{bad}"
+            );
         }
         assert_eq!(perms(&["n0", "r4294967295"]).entries()[1].domid, u32::MAX);
         assert_eq!(

@@ -70,7 +70,7 @@ impl TxnLog {
             return Ok(i);
         }
         if super::quota::exceeds(self.limit, self.entries.len() as u64 + 1) {
-            return Err(libc::ENOSPC);
+            return Err(Errno(libc::ENOSPC));
         }
         let key: Arc<str> = Arc::from(p);
         self.entries.push(Accessed {

@@ -4,6 +4,7 @@
 //! This file is the single source of truth for `include/xen/io/xs_wire.h`: `build.rs` feeds it to
 //! cbindgen (plus the error table from `errors.rs`), and a test fails when the checked-in header
 //! drifts from what the build generates. Keep it free of anything cbindgen cannot parse.
+// The C names (`xsd_sockmsg`, ...) are what the header says.
 #![allow(non_camel_case_types)]
 
 /// Message types, as numbered on the wire.

@@ -4,8 +4,8 @@
 //! A message is a 16-byte [`Header`] (type, req_id, tx_id, len; native byte order) followed by
 //! `len <= XENSTORE_PAYLOAD_MAX` bytes of payload, usually NUL-terminated strings.
 
-pub mod abi;
-pub mod errors;
+mod abi;
+mod errors;
 
 pub use abi::*;
 pub use errors::{errno_from_name, name_from_errno, XSD_ERRORS};
@@ -95,6 +95,32 @@ impl MsgType {
     }
 }
 
+/// An errno value (libc numbering): how every failure is reported, by the engine (sent on the
+/// wire by name) and by the client (as the C API reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
+    }
+}
+
+impl std::error::Error for Errno {}
+
+/// What the system said: its errno (EIO if it gave none).
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Errno {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl From<Errno> for std::io::Error {
+    fn from(e: Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(e.0)
+    }
+}
+
 /// A decoded message header.
 pub type Header = xsd_sockmsg;
 
@@ -143,6 +169,34 @@ impl Header {
     /// The message type, if the number is a known one.
     pub fn msg_type(&self) -> Option<MsgType> {
         MsgType::from_u32(self.ty)
+    }
+}
+
+/// One whole message (header and payload), as taken off a socket or a ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The header; `header.len == payload.len()`.
+    pub header: Header,
+    pub payload: Vec<u8>,
+}
+
+impl Message {
+    pub fn new(header: Header, payload: Vec<u8>) -> Message {
+        Message {
+            header: Header {
+                len: payload.len() as u32,
+                ..header
+            },
+            payload,
+        }
+    }
+
+    /// Header and payload as they travel.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        out.extend_from_slice(&self.header.to_bytes());
+        out.extend_from_slice(&self.payload);
+        out
     }
 }
 

@@ -27,13 +27,13 @@ fn introduce_release_and_queries() {
             port: 17
         }]
     );
-    assert!(h.s.is_introduced(4));
+    assert!(h.s.domains.is_introduced(4));
     assert_eq!(h.ok(tool, T::XS_IS_DOMAIN_INTRODUCED, 0, &z(&["4"])), "T\0");
     assert_eq!(h.ok(tool, T::XS_RESUME, 0, &z(&["4"])), "OK\0");
     assert_eq!(h.ok(tool, T::XS_RELEASE, 0, &z(&["4"])), "OK\0");
     assert_eq!(h.s.take_released(), [4]);
     assert!(h.s.take_released().is_empty());
-    assert!(!h.s.is_introduced(4));
+    assert!(!h.s.domains.is_introduced(4));
     assert_eq!(h.err(tool, T::XS_RELEASE, 0, &z(&["4"])), "ENOENT");
     assert_eq!(h.err(tool, T::XS_RESUME, 0, &z(&["4"])), "ENOENT");
     assert_eq!(h.err(tool, T::XS_RELEASE, 0, &z(&["0"])), "EINVAL");
@@ -320,10 +320,7 @@ fn get_and_set_quota() {
     ] {
         assert_eq!(h.err(tool, T::XS_SET_QUOTA, 0, &bad), "EINVAL");
     }
-    // The transports' share: the outstanding quota.
     let g = h.conn(9);
-    assert_eq!(h.s.outstanding_quota(g), Some(20));
-    assert_eq!(h.s.outstanding_quota(tool), None);
     // A disabled quota does not limit.
     for i in 0..10 {
         h.watch(g, "/w", &i.to_string());
@@ -342,7 +339,7 @@ fn features() {
     );
     assert_eq!(h.ok(tool, T::XS_SET_FEATURE, 0, &z(&["5", "1"])), "OK\0");
     assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["5"])), "1\0");
-    assert_eq!(h.s.domain_features(5), 1);
+    assert_eq!(h.s.domains.features(5), 1);
     assert_eq!(
         h.err(tool, T::XS_SET_FEATURE, 0, &z(&["5", "1024"])),
         "EINVAL"
@@ -355,4 +352,21 @@ fn features() {
     assert_eq!(h.err(g, T::XS_GET_FEATURE, 0, &z(&["0"])), "EACCES");
     // Without WATCHDEPTH the domain cannot use the depth argument.
     assert_eq!(h.err(g, T::XS_WATCH, 0, &z(&["/x", "t", "1"])), "EINVAL");
+}
+
+#[test]
+fn reading_a_domains_features_or_quota_creates_no_record() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    let known = h.s.domains.ids();
+    assert_eq!(h.ok(tool, T::XS_GET_FEATURE, 0, &z(&["77"])), "7\0");
+    assert_eq!(
+        h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["77", "nodes"])),
+        "1000\0"
+    );
+    assert_eq!(h.s.domains.ids(), known);
+    h.ok(tool, T::XS_SET_QUOTA, 0, &z(&["77", "nodes", "5"]));
+    assert_eq!(h.ok(tool, T::XS_GET_QUOTA, 0, &z(&["77", "nodes"])), "5\0");
+    assert!(h.s.domains.ids().contains(&77));
+    h.check();
 }

@@ -5,14 +5,13 @@
 //!
 //! Every case prints `PASS <name>: <details> [<ms> ms]` (or `FAIL ...`), one line, so scripts
 //! can count them (`cargo test --test hostile_... -- --nocapture`).
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xenstore::client::perms::{PERM_NONE, PERM_READ};
 use xenstore::client::{Errno, Handle, Permission};
+use xenstore::client::{PERM_NONE, PERM_READ};
 use xenstore::embedded::Embedded;
 use xenstore::ring::{Field, Message, RingPage, ServerRing, RING_SIZE};
 use xenstore::store::{Config, ConnId, Store};
@@ -34,7 +33,7 @@ pub const CASE_LIMIT: Duration = Duration::from_secs(25);
 /// Runs `body` as case `name` in its own thread; prints PASS with the details it returns, or
 /// FAIL (and fails the test) if it panics or overruns [`CASE_LIMIT`].
 pub fn case(name: &str, body: impl FnOnce() -> String + Send + 'static) {
-    crate::case_runner::run(name, CASE_LIMIT, body);
+    super::case_runner::run(name, CASE_LIMIT, body);
 }
 
 /// An embedded store with a domain-0 handle and `guests` introduced, each with its home

@@ -1,6 +1,5 @@
 //! Test doubles for the client tests: a wire-protocol server on a Unix socket in a temp dir,
 //! driven either by a small in-memory store (`MiniStore`) or by a test's own script.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -16,28 +15,7 @@ use xenstore::wire::{Header, MsgType, HEADER_LEN};
 pub use xenstore::client::Handle;
 pub use xenstore::ffi;
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "xs-client-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use super::TempDir;
 
 /// One received message.
 #[derive(Debug, Clone)]

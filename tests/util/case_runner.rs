@@ -3,7 +3,6 @@
 //! `--nocapture` to see them; scripts/reliability-report.sh counts them). A case that does not
 //! finish in time is a failure, never a hang of the suite. Shared by tests/support (fault and
 //! stress tests) and tests/hostile_support.
-#![allow(dead_code)]
 
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};

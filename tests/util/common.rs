@@ -1,6 +1,5 @@
 //! Helpers shared by the daemon's integration tests: starting our `xenstored` on a private
 //! socket, and a raw wire-protocol client.
-#![allow(dead_code)]
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,30 +9,7 @@ use std::time::{Duration, Instant};
 
 use xenstore::wire::{encode, Header, MsgType, HEADER_LEN};
 
-/// A private temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "xs-test-{}-{}-{}",
-            tag,
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use super::TempDir;
 
 /// Our daemon, running on a socket in a temporary directory; stopped (SIGTERM, then SIGKILL)
 /// on drop.

@@ -9,21 +9,16 @@
 //! - [`Resources`]: the process's open descriptors and threads, to compare before and after.
 //! - [`RealDaemon`]: our xenstored or Debian's C xenstored, to be stopped or killed.
 //!
-//! Needs `mod case_runner;`, `mod client_support;` (the client tests' scripted-server helpers)
-//! and `mod common;` (the daemon tests' helpers) declared next to `mod support;` in the test
-//! file.
-#![allow(dead_code)]
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::client_support::{Peer, TempDir};
+use super::client_support::{Peer, TempDir};
 
 /// Cases run one at a time: they count the process's descriptors and threads, and they time
 /// wake-ups, which parallel cases would disturb.
@@ -41,12 +36,12 @@ pub fn case(name: &str, deadline: Duration, body: impl FnOnce() -> String + Send
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     });
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    crate::case_runner::run(name, deadline, body);
+    super::case_runner::run(name, deadline, body);
 }
 
-/// See [`crate::case_runner::SKIPPED`].
-#[allow(unused_imports)]
-pub use crate::case_runner::SKIPPED;
+/// See [`super::case_runner::SKIPPED`].
+pub use super::case_runner::SKIPPED;
+pub use super::reference_required;
 
 /// Runs `f` on its own thread; Err if it has not finished after `limit`. The thread is left
 /// running in that case (the caller fails the case).
@@ -244,10 +239,6 @@ impl Drop for OneShot {
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Which daemon a [`RealDaemon`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonKind {
@@ -271,8 +262,8 @@ pub struct RealDaemon {
     pub kind: DaemonKind,
     pub socket: PathBuf,
     pub pid: libc::pid_t,
-    ours: Option<crate::common::Daemon>,
-    rundir: Option<PathBuf>,
+    ours: Option<super::common::Daemon>,
+    c: Option<super::CDaemon>,
 }
 
 impl RealDaemon {
@@ -281,38 +272,23 @@ impl RealDaemon {
     pub fn start(kind: DaemonKind, tag: &str) -> Result<RealDaemon, String> {
         match kind {
             DaemonKind::Ours => {
-                let d = crate::common::Daemon::start(tag);
+                let d = super::common::Daemon::start(tag);
                 Ok(RealDaemon {
                     kind,
                     socket: d.socket.clone(),
                     pid: d.pid() as libc::pid_t,
                     ours: Some(d),
-                    rundir: None,
+                    c: None,
                 })
             }
             DaemonKind::C => {
-                let rundir =
-                    std::env::temp_dir().join(format!("xs-fault-{tag}-{}", std::process::id()));
-                let out = Command::new(repo().join("scripts/reference/daemon.sh"))
-                    .args(["start", "cxenstored"])
-                    .arg(&rundir)
-                    .output()
-                    .map_err(|e| format!("cannot run daemon.sh: {e}"))?;
-                if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-                }
-                let socket = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-                let pid = std::fs::read_to_string(rundir.join("daemon.pid"))
-                    .map_err(|e| format!("no daemon.pid: {e}"))?
-                    .trim()
-                    .parse()
-                    .map_err(|e| format!("bad daemon.pid: {e}"))?;
+                let c = super::CDaemon::start(&format!("fault-{tag}"))?;
                 Ok(RealDaemon {
                     kind,
-                    socket,
-                    pid,
+                    socket: c.socket.clone(),
+                    pid: c.pid()?,
                     ours: None,
-                    rundir: Some(rundir),
+                    c: Some(c),
                 })
             }
         }
@@ -355,23 +331,10 @@ impl RealDaemon {
 
 impl Drop for RealDaemon {
     fn drop(&mut self) {
-        // Ours: common::Daemon's drop stops or reaps it. The C daemon: daemon.sh stop (which
-        // complains, harmlessly, when the case killed it).
-        if let Some(rundir) = self.rundir.take() {
-            let _ = Command::new(repo().join("scripts/reference/daemon.sh"))
-                .arg("stop")
-                .arg(&rundir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
+        // Each stops (or reaps) its own daemon.
+        drop(self.c.take());
         drop(self.ours.take());
     }
-}
-
-/// Whether the reference daemon must run (XS_REQUIRE_REFERENCE=1) rather than be skipped.
-pub fn reference_required() -> bool {
-    std::env::var_os("XS_REQUIRE_REFERENCE").is_some_and(|v| v == "1")
 }
 
 /// A C handle pointer that threads may share (the C API allows any number of threads on one

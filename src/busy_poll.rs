@@ -1,0 +1,157 @@
+//! Bounded, adaptive polling before sleeping, for the client waiting for its reply and the
+//! daemon waiting for the next request.
+//!
+//! Why: on a small VM, waking a thread that sleeps on another CPU costs tens of microseconds
+//! (the idle CPU has to be woken), more than a request costs to serve. A reply or request that
+//! reaches a thread that is still polling costs no wake-up at all. Polling costs CPU time,
+//! though, and it only pays when the peer runs on another CPU (on the same CPU the poller
+//! mostly delays it), so it is bounded and it adapts to what it finds:
+//! - what is awaited arrives during the window, after at least one empty try: polling caught
+//!   what a sleep would have waited for, the window doubles (up to `MAX`);
+//! - it is already there at the first try: nothing is learnt;
+//! - the window passes with nothing: it halves, and below `START` polling stops; then one call
+//!   in `PROBE_EVERY` polls for `PROBE` to find out whether it would pay again.
+//!
+//! Between tries the poller yields the processor, so a peer on the same CPU can run.
+//!
+//! Nobody polls while idle: a poller is only called by a thread that has a request in flight
+//! (client) or has just served one (daemon), and each call ends within its window.
+
+use std::time::{Duration, Instant};
+
+/// The smallest window; below it polling stops.
+const START: Duration = Duration::from_micros(8);
+/// The largest window: a reply that takes longer than this is not worth burning a CPU for.
+const MAX: Duration = Duration::from_micros(64);
+/// While polling is off, one call in this many polls anyway, for `PROBE`.
+const PROBE_EVERY: u32 = 32;
+const PROBE: Duration = Duration::from_micros(32);
+
+/// One waiter's polling window. Not shared: one per reader (the client's reader role, the
+/// daemon's event loop).
+#[derive(Debug)]
+pub(crate) struct BusyPoll {
+    enabled: bool,
+    /// Zero: polling is off (but probes).
+    window: Duration,
+    /// Calls since polling went off or last probed.
+    skipped: u32,
+}
+
+impl BusyPoll {
+    /// `enabled` false: `poll` never tries anything (the caller sleeps at once).
+    pub(crate) fn new(enabled: bool) -> BusyPoll {
+        BusyPoll {
+            enabled,
+            window: if enabled { START } else { Duration::ZERO },
+            skipped: 0,
+        }
+    }
+
+    /// Calls `attempt` (which must not block) until it yields something or the window has
+    /// passed, yielding the processor between tries. Ok(None): nothing came (or polling is
+    /// off); the caller then sleeps.
+    pub(crate) fn poll<T, E>(
+        &mut self,
+        mut attempt: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let window = if !self.window.is_zero() {
+            self.window
+        } else {
+            self.skipped += 1;
+            if self.skipped < PROBE_EVERY {
+                return Ok(None);
+            }
+            self.skipped = 0;
+            PROBE
+        };
+        let start = Instant::now();
+        let mut tried = false;
+        loop {
+            if let Some(v) = attempt()? {
+                if tried {
+                    self.window = (window * 2).min(MAX);
+                }
+                return Ok(Some(v));
+            }
+            if start.elapsed() >= window {
+                self.window = if self.window / 2 >= START {
+                    self.window / 2
+                } else {
+                    Duration::ZERO
+                };
+                return Ok(None);
+            }
+            tried = true;
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the tries of one `poll`; the attempt finds something at try `found_at`.
+    fn tries(p: &mut BusyPoll, found_at: Option<u32>) -> (Option<u32>, u32) {
+        let mut n = 0;
+        let got: Result<Option<u32>, ()> = p.poll(|| {
+            n += 1;
+            Ok((Some(n) == found_at).then_some(n))
+        });
+        (got.unwrap(), n)
+    }
+
+    #[test]
+    fn disabled_never_tries() {
+        let mut p = BusyPoll::new(false);
+        for _ in 0..2 * PROBE_EVERY {
+            assert_eq!(tries(&mut p, Some(1)), (None, 0));
+        }
+    }
+
+    #[test]
+    fn errors_pass_through() {
+        let mut p = BusyPoll::new(true);
+        assert_eq!(p.poll(|| Err::<Option<()>, _>("e")), Err("e"));
+    }
+
+    /// Catching something after an empty try grows the window up to its bound; finding it at
+    /// once changes nothing.
+    #[test]
+    fn grows_when_it_pays() {
+        let mut p = BusyPoll::new(true);
+        assert_eq!(tries(&mut p, Some(2)), (Some(2), 2));
+        assert_eq!(p.window, START * 2);
+        assert_eq!(tries(&mut p, Some(1)), (Some(1), 1));
+        assert_eq!(p.window, START * 2);
+        for _ in 0..10 {
+            tries(&mut p, Some(2));
+        }
+        assert_eq!(p.window, MAX);
+    }
+
+    /// Empty windows switch polling off: then nothing is tried, except one probe in
+    /// `PROBE_EVERY` calls, and a probe that pays switches it back on.
+    #[test]
+    fn backs_off_when_it_does_not_pay() {
+        let mut p = BusyPoll::new(true);
+        let (got, n) = tries(&mut p, None);
+        assert!(got.is_none() && n >= 1);
+        assert!(p.window.is_zero(), "off after an empty window");
+        for _ in 1..PROBE_EVERY {
+            assert_eq!(tries(&mut p, Some(1)), (None, 0), "off: nothing tried");
+        }
+        let (got, n) = tries(&mut p, None);
+        assert!(got.is_none() && n >= 1, "the probe tries");
+        assert!(p.window.is_zero());
+        for _ in 1..PROBE_EVERY {
+            assert_eq!(tries(&mut p, Some(1)), (None, 0));
+        }
+        assert_eq!(tries(&mut p, Some(2)), (Some(2), 2), "a probe that pays");
+        assert_eq!(p.window, MAX);
+    }
+}
