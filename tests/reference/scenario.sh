@@ -165,6 +165,10 @@ scenario() {
     run xenstore-rm /conformance
     run xenstore-exists /conformance
 
-    section "library probe (xsprobe.c)"
-    run xsprobe
+    # Left out where XS_SCENARIO_NO_PROBE is set (scripts/xen-vm over the xenbus device, where
+    # its waits for events that do not come take a minute of emulated time).
+    if [ -z "${XS_SCENARIO_NO_PROBE:-}" ]; then
+        section "library probe (xsprobe.c)"
+        run xsprobe
+    fi
 }
