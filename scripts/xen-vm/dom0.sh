@@ -61,6 +61,8 @@ norm() {
         -e "s#(backend/[a-z]+)/$DOMID/#\1/<domid>/#g" \
         -e "s#([nrwb])$DOMID([,)])#\1<domid>\2#g" \
         -e "s#(domid|frontend-id) = \"$DOMID\"#\1 = \"<domid>\"#" \
+        -e "s#(/libxl|/backend/console)/$DOMID([/ ]|\$)#\1/<domid>\2#g" \
+        -e 's#(start_time = )"[0-9.]+"#\1"<time>"#' \
         -e 's#[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}#<uuid>#g' \
         -e "s#^(xvm-guest +)$DOMID +#\1<domid> #" \
         -e 's#^(xvm-guest +<domid> +[0-9]+ +[0-9]+ +[-a-z]+ +)[0-9.]+$#\1<time>#' \
@@ -126,6 +128,10 @@ if has_part guest; then
         xenstore-chmod /xvm/granted/rw n0 "b$DOMID"
         xenstore-chmod /xvm/granted/ro n0 "r$DOMID"
         xenstore-chmod /xvm/granted/none n0
+        # libxl leaves a guest's home dom0's (the guest may write only data/ and a few
+        # others): hand it over, so that the guest's tools and test-xenstore, which work in
+        # the home itself, can.
+        xenstore-chmod "/local/domain/$DOMID" "n$DOMID"
         xl_run unpause xvm-guest
         xl_run list
     } >"$OUT/toolstack-guest.txt" 2>&1

@@ -12,6 +12,8 @@ progress "guest: domain $DOMID"
 export XST_DOMU=1
 for lib in debian ours; do
     progress "guest: scenario and C tests, $lib library"
+    # Each library finds what dom0 granted as dom0 left it.
+    LD_LIBRARY_PATH=$REF_LIB xenstore-write /xvm/granted/rw from-dom0
     play guest_scenario "$lib" "$OUT/scenario-$lib.txt"
     ctests "$lib" "$OUT/ctest-$lib" $GUEST_CTESTS
 done

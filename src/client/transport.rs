@@ -203,6 +203,13 @@ impl StreamTransport {
 
 impl Transport for StreamTransport {
     fn send(&self, msg: &[u8]) -> Result<(), Errno> {
+        // Linux's xenbus device buffers a whole message, header included, in PAYLOAD_MAX
+        // bytes. Given more in one write it says EINVAL; the C library, which writes the
+        // header first, gets E2BIG once the header shows the length. Either way nothing is
+        // sent and the connection stays usable: answer E2BIG, as the C library gets.
+        if self.kind == StreamKind::Device && msg.len() > crate::wire::PAYLOAD_MAX {
+            return Err(Errno(libc::E2BIG));
+        }
         let mut rest = msg;
         while !rest.is_empty() {
             let n = match self.kind {
