@@ -190,6 +190,12 @@ impl Conn {
     /// Sends one request, whose payload is `parts` concatenated, and returns its reply,
     /// whatever its type.
     pub fn request(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Message, Errno> {
+        // Refused before anything is sent, so the connection stays usable (E2BIG, as the C
+        // library gets from the xenbus device for such a message).
+        if HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>() > self.transport.message_max()
+        {
+            return Err(Errno(libc::E2BIG));
+        }
         let _serial = self.serial.as_ref().map(|s| s.lock());
         let wake = WAKE.with(Arc::clone);
         let req_id = {

@@ -67,6 +67,14 @@ pub trait Transport: Send + Sync {
     /// When false, the handle sends one request at a time.
     fn multiplexes(&self) -> bool;
 
+    /// The longest message, header included, the transport can carry. Linux's xenbus device
+    /// takes less than the protocol allows: given more in one write it says EINVAL, while the
+    /// C library, which writes the header first, gets E2BIG from it once the header shows the
+    /// length; in both cases nothing is sent and the connection goes on.
+    fn message_max(&self) -> usize {
+        HEADER_LEN + PAYLOAD_MAX
+    }
+
     /// Whether a reply to our own request makes `readable_fd` poll readable (true for
     /// streams). A transport that answers inside `send` and signals its descriptor only for
     /// messages caused by others returns false: the watch thread's wait then need not be
@@ -203,13 +211,6 @@ impl StreamTransport {
 
 impl Transport for StreamTransport {
     fn send(&self, msg: &[u8]) -> Result<(), Errno> {
-        // Linux's xenbus device buffers a whole message, header included, in PAYLOAD_MAX
-        // bytes. Given more in one write it says EINVAL; the C library, which writes the
-        // header first, gets E2BIG once the header shows the length. Either way nothing is
-        // sent and the connection stays usable: answer E2BIG, as the C library gets.
-        if self.kind == StreamKind::Device && msg.len() > crate::wire::PAYLOAD_MAX {
-            return Err(Errno(libc::E2BIG));
-        }
         let mut rest = msg;
         while !rest.is_empty() {
             let n = match self.kind {
@@ -293,6 +294,15 @@ impl Transport for StreamTransport {
 
     fn multiplexes(&self) -> bool {
         self.kind == StreamKind::Socket
+    }
+
+    fn message_max(&self) -> usize {
+        match self.kind {
+            StreamKind::Socket => HEADER_LEN + PAYLOAD_MAX,
+            // Linux's xenbus device buffers a whole message, header included, in PAYLOAD_MAX
+            // bytes.
+            StreamKind::Device => PAYLOAD_MAX,
+        }
     }
 
     fn shutdown(&self) {
