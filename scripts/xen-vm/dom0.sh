@@ -140,7 +140,7 @@ fi
 
 # ---------------------------------------------------------------- library against library
 # The guest changes its nodes meanwhile: dom0's listing of the whole store leaves out the
-# guest's home and what the toolstack made for it.
+# guest's home, what the toolstack made for it and what dom0 granted it.
 eval "scenario_$(declare -f root_listing)"
 root_listing() {
     scenario_root_listing | awk '
@@ -149,7 +149,7 @@ root_listing() {
         skip && depth > skip_depth { next }
         { skip = 0 }
         depth == 0 { top = name }
-        (depth == 0 && (name == "vm" || name == "libxl")) ||
+        (depth == 0 && (name == "vm" || name == "libxl" || name == "xvm")) ||
         (depth == 2 && top == "local" && name != "0") ||
         (depth == 3 && top == "local" && name == "backend") { skip = 1; skip_depth = depth; next }
         { print }'
