@@ -9,6 +9,9 @@
 //! - what is awaited arrives during the window, after at least one empty try: polling caught
 //!   what a sleep would have waited for, the window doubles (up to `MAX`);
 //! - it is already there at the first try: nothing is learnt;
+//! - it came while the poller had been switched out (a try or a yield took longer than a
+//!   context switch): the peer shares the poller's CPU, where sleeping serves as well without
+//!   the spinning, so this counts as a miss;
 //! - the window passes with nothing: it halves, and below `START` polling stops; then one call
 //!   in `PROBE_EVERY` polls for `PROBE` to find out whether it would pay again.
 //!
@@ -26,6 +29,8 @@ const MAX: Duration = Duration::from_micros(64);
 /// While polling is off, one call in this many polls anyway, for `PROBE`.
 const PROBE_EVERY: u32 = 32;
 const PROBE: Duration = Duration::from_micros(32);
+/// A try or a yield that lasted longer than this means another thread ran on our CPU.
+const SWITCHED_OUT: Duration = Duration::from_micros(5);
 
 /// One waiter's polling window. Not shared: one per reader (the client's reader role, the
 /// daemon's event loop).
@@ -53,7 +58,17 @@ impl BusyPoll {
     /// off); the caller then sleeps.
     pub(crate) fn poll<T, E>(
         &mut self,
+        attempt: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        self.poll_on(attempt, Instant::now, std::thread::yield_now)
+    }
+
+    /// `poll` with its clock and its way of yielding given (tests use their own).
+    fn poll_on<T, E>(
+        &mut self,
         mut attempt: impl FnMut() -> Result<Option<T>, E>,
+        mut clock: impl FnMut() -> Instant,
+        mut yield_now: impl FnMut(),
     ) -> Result<Option<T>, E> {
         if !self.enabled {
             return Ok(None);
@@ -68,41 +83,95 @@ impl BusyPoll {
             self.skipped = 0;
             PROBE
         };
-        let start = Instant::now();
+        let start = clock();
+        let mut last = start;
         let mut tried = false;
+        // The poller was switched out at some point: the peer shares its CPU.
+        let mut shared = false;
         loop {
             if let Some(v) = attempt()? {
-                if tried {
+                if shared {
+                    // What came was produced while we were off the CPU: sleeping would have
+                    // let it run as well, without the spinning.
+                    self.shrink();
+                } else if tried {
                     self.window = (window * 2).min(MAX);
                 }
                 return Ok(Some(v));
             }
-            if start.elapsed() >= window {
-                self.window = if self.window / 2 >= START {
-                    self.window / 2
-                } else {
-                    Duration::ZERO
-                };
+            let now = clock();
+            shared |= now - last > SWITCHED_OUT;
+            if now - start >= window {
+                self.shrink();
                 return Ok(None);
             }
             tried = true;
-            std::thread::yield_now();
+            yield_now();
+            last = clock();
+            shared |= last - now > SWITCHED_OUT;
         }
+    }
+
+    fn shrink(&mut self) {
+        self.window = if self.window / 2 >= START {
+            self.window / 2
+        } else {
+            Duration::ZERO
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
-    /// Counts the tries of one `poll`; the attempt finds something at try `found_at`.
+    /// A clock that advances 1 us per reading, plus whatever a test adds to `jump`.
+    struct FakeClock {
+        t: Cell<Instant>,
+        jump: Cell<Duration>,
+    }
+
+    impl FakeClock {
+        fn new() -> FakeClock {
+            FakeClock {
+                t: Cell::new(Instant::now()),
+                jump: Cell::new(Duration::ZERO),
+            }
+        }
+
+        fn read(&self) -> Instant {
+            self.t
+                .set(self.t.get() + Duration::from_micros(1) + self.jump.take());
+            self.t.get()
+        }
+    }
+
+    /// One `poll` on the fake clock whose attempt finds something at try `found_at` (and
+    /// takes `slow` longer at try `slow_at`); what it got and how many tries it made.
+    fn tries_with(
+        p: &mut BusyPoll,
+        found_at: Option<u32>,
+        slow_at: Option<u32>,
+    ) -> (Option<u32>, u32) {
+        let clock = FakeClock::new();
+        let n = Cell::new(0);
+        let got: Result<Option<u32>, ()> = p.poll_on(
+            || {
+                n.set(n.get() + 1);
+                if Some(n.get()) == slow_at {
+                    clock.jump.set(SWITCHED_OUT * 2);
+                }
+                Ok((Some(n.get()) == found_at).then_some(n.get()))
+            },
+            || clock.read(),
+            || {},
+        );
+        (got.unwrap(), n.get())
+    }
+
     fn tries(p: &mut BusyPoll, found_at: Option<u32>) -> (Option<u32>, u32) {
-        let mut n = 0;
-        let got: Result<Option<u32>, ()> = p.poll(|| {
-            n += 1;
-            Ok((Some(n) == found_at).then_some(n))
-        });
-        (got.unwrap(), n)
+        tries_with(p, found_at, None)
     }
 
     #[test]
@@ -132,6 +201,15 @@ mod tests {
             tries(&mut p, Some(2));
         }
         assert_eq!(p.window, MAX);
+    }
+
+    /// Something produced while the poller was off the CPU does not count as a catch.
+    #[test]
+    fn a_catch_after_being_switched_out_is_a_miss() {
+        let mut p = BusyPoll::new(true);
+        p.window = MAX;
+        assert_eq!(tries_with(&mut p, Some(2), Some(1)), (Some(2), 2));
+        assert_eq!(p.window, MAX / 2);
     }
 
     /// Empty windows switch polling off: then nothing is tried, except one probe in
