@@ -250,10 +250,12 @@ fn permissions_both_ways() {
         assert_eq!(errno(), libc::EINVAL);
 
         let mut out = [xs_permissions { id: 9, perms: 9 }; 3];
+        // Three strings back to back: not expressible as one C string literal.
+        let strings: &[u8] = b"r1\0b0x10\0n-1\0";
         assert!(xs_strings_to_perms(
             out.as_mut_ptr(),
             3,
-            b"r1\0b0x10\0n-1\0".as_ptr().cast()
+            strings.as_ptr().cast()
         ));
         assert_eq!((out[0].id, out[0].perms), (1, 1));
         assert_eq!((out[1].id, out[1].perms), (16, 3));
@@ -261,13 +263,13 @@ fn permissions_both_ways() {
         assert!(!xs_strings_to_perms(
             out.as_mut_ptr(),
             1,
-            b"q1\0".as_ptr().cast()
+            c"q1".as_ptr().cast()
         ));
         assert_eq!(errno(), libc::EINVAL);
         assert!(!xs_strings_to_perms(
             out.as_mut_ptr(),
             1,
-            b"r\0".as_ptr().cast()
+            c"r".as_ptr().cast()
         ));
         assert!(xs_strings_to_perms(out.as_mut_ptr(), 0, std::ptr::null()));
         xs_close(h);
@@ -315,7 +317,7 @@ fn message_formats_of_the_domain_calls() {
         assert!(xs_set_global_quota(h, c("nodes").as_ptr(), 5));
         assert!(xs_get_domain_quota(h, 3, c("nodes").as_ptr(), &mut v));
         assert!(xs_set_domain_quota(h, 3, c("nodes").as_ptr(), 6));
-        let r = xs_control_command(h, c("log").as_ptr(), b"on\0".as_ptr() as *mut c_void, 3);
+        let r = xs_control_command(h, c("log").as_ptr(), c"on".as_ptr() as *mut c_void, 3);
         assert_eq!(cstr(r), b"ctl:log");
         libc::free(r.cast());
         let r = xs_debug_command(h, c("print").as_ptr(), null_mut(), 0);

@@ -177,6 +177,7 @@ unsafe fn take_list(p: *mut *mut c_char, n: c_uint) -> Option<Vec<String>> {
 
 /// Runs the same calls through `api` against a fresh recording store; returns what the
 /// calls returned (as text) and what the store received.
+#[allow(clippy::type_complexity)]
 fn scenario(api: &Api) -> (Vec<String>, Vec<(u32, u32, Vec<u8>)>) {
     let store = MiniStore::new();
     let srv = store.serve();

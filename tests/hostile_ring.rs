@@ -112,6 +112,7 @@ fn embedded_attack(name: &str, corrupt: impl Fn(&RingPage)) -> String {
 fn embedded_page_bad_indexes_and_headers() {
     case("hostile/ring_embedded_corruptions", || {
         let mut lines = Vec::new();
+        #[allow(clippy::type_complexity)]
         let attacks: Vec<(&str, Box<dyn Fn(&RingPage)>)> = vec![
             (
                 "req_prod far ahead",
@@ -269,7 +270,7 @@ fn embedded_concurrent_scribbler() {
                 let mut pokes = 0u64;
                 let mut page = host.e.domain_page(ATTACKER).unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    if pokes % 64 == 0 {
+                    if pokes.is_multiple_of(64) {
                         // The page may have been given up and replaced meanwhile.
                         page = host.e.domain_page(ATTACKER).unwrap();
                     }
@@ -302,7 +303,7 @@ fn embedded_concurrent_scribbler() {
                         _ => {}
                     }
                     pokes += 1;
-                    if pokes % 16 == 0 {
+                    if pokes.is_multiple_of(16) {
                         std::thread::yield_now();
                     }
                 }
@@ -511,6 +512,7 @@ fn plain_fatal(name: &str, corrupt: impl Fn(&RingPage), code: u32) {
 #[test]
 fn plain_fatal_corruptions() {
     case("hostile/ring_plain_fatal", || {
+        #[allow(clippy::type_complexity)]
         let cases: Vec<(&str, Box<dyn Fn(&RingPage)>, u32)> = vec![
             (
                 "req_prod far ahead",

@@ -7,7 +7,9 @@
 //! write each touched client's output with gathered writes, watchers first and requesters
 //! last (a writer gets its reply after the events it caused are in the watchers' sockets).
 //! Flow control is described in the parent module. Socket clients act as domain 0, as with
-//! the C daemon.
+//! the C daemon. After an iteration that served a client, the wait for the next one starts
+//! with a bounded, adaptive poll (`busy_poll`; off with `ServerConfig::busy_poll`), so that a
+//! client sending its next request at once finds the loop awake; an idle loop never polls.
 //!
 //! Deferred consumption. Taking bytes off a Unix stream socket frees the sender's buffer
 //! space, and the kernel then wakes *every* task sleeping on the sender's socket, including a
