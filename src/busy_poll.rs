@@ -12,7 +12,10 @@
 //! - the window passes with nothing: it halves, and below `START` polling stops; then one call
 //!   in `PROBE_EVERY` polls for `PROBE` to find out whether it would pay again.
 //!
-//! Between tries the poller yields the processor, so a peer on the same CPU can run.
+//! Between tries the poller yields the processor, so a peer on the same CPU can run: there a
+//! yield hands the CPU over more cheaply than sleeping and being woken (measured: our library
+//! against the C xenstored on one CPU, 1.38-1.48x Debian's rate with this, 1.13-1.18x when a
+//! catch made after being switched out was counted as a miss).
 //!
 //! Nobody polls while idle: a poller is only called by a thread that has a request in flight
 //! (client) or has just served one (daemon), and each call ends within its window.
@@ -53,7 +56,17 @@ impl BusyPoll {
     /// off); the caller then sleeps.
     pub(crate) fn poll<T, E>(
         &mut self,
+        attempt: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        self.poll_on(attempt, Instant::now, std::thread::yield_now)
+    }
+
+    /// `poll` with its clock and its way of yielding given (tests use their own).
+    fn poll_on<T, E>(
+        &mut self,
         mut attempt: impl FnMut() -> Result<Option<T>, E>,
+        mut clock: impl FnMut() -> Instant,
+        mut yield_now: impl FnMut(),
     ) -> Result<Option<T>, E> {
         if !self.enabled {
             return Ok(None);
@@ -68,7 +81,7 @@ impl BusyPoll {
             self.skipped = 0;
             PROBE
         };
-        let start = Instant::now();
+        let start = clock();
         let mut tried = false;
         loop {
             if let Some(v) = attempt()? {
@@ -77,32 +90,57 @@ impl BusyPoll {
                 }
                 return Ok(Some(v));
             }
-            if start.elapsed() >= window {
-                self.window = if self.window / 2 >= START {
-                    self.window / 2
-                } else {
-                    Duration::ZERO
-                };
+            if clock() - start >= window {
+                self.shrink();
                 return Ok(None);
             }
             tried = true;
-            std::thread::yield_now();
+            yield_now();
         }
+    }
+
+    fn shrink(&mut self) {
+        self.window = if self.window / 2 >= START {
+            self.window / 2
+        } else {
+            Duration::ZERO
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
-    /// Counts the tries of one `poll`; the attempt finds something at try `found_at`.
+    /// A clock that advances 1 us per reading.
+    struct FakeClock(Cell<Instant>);
+
+    impl FakeClock {
+        fn new() -> FakeClock {
+            FakeClock(Cell::new(Instant::now()))
+        }
+
+        fn read(&self) -> Instant {
+            self.0.set(self.0.get() + Duration::from_micros(1));
+            self.0.get()
+        }
+    }
+
+    /// One `poll` on the fake clock whose attempt finds something at try `found_at`; what it
+    /// got and how many tries it made.
     fn tries(p: &mut BusyPoll, found_at: Option<u32>) -> (Option<u32>, u32) {
-        let mut n = 0;
-        let got: Result<Option<u32>, ()> = p.poll(|| {
-            n += 1;
-            Ok((Some(n) == found_at).then_some(n))
-        });
-        (got.unwrap(), n)
+        let clock = FakeClock::new();
+        let n = Cell::new(0);
+        let got: Result<Option<u32>, ()> = p.poll_on(
+            || {
+                n.set(n.get() + 1);
+                Ok((Some(n.get()) == found_at).then_some(n.get()))
+            },
+            || clock.read(),
+            || {},
+        );
+        (got.unwrap(), n.get())
     }
 
     #[test]

@@ -401,6 +401,18 @@ fn watch_thread_blocks_all_signals() {
     let srv = store.serve();
     let h = srv.handle(0);
     h.watch(b"/sig", b"t").unwrap();
+    // The thread names itself once it runs, which may be after xs_watch returned.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir("/proc/self/task").unwrap().any(|t| {
+        std::fs::read_to_string(t.unwrap().path().join("comm"))
+            .is_ok_and(|c| c.trim() == "xenstore-watch")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no xenstore-watch thread found"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut found = false;
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let dir = task.unwrap().path();

@@ -95,10 +95,18 @@ fn an_idle_daemon_and_an_idle_handle_sleep_without_a_timeout() {
     expect_idle(dpid, &dtid, "the daemon");
     // This process: the handle's watch thread.
     let me = std::process::id();
-    let watch = threads(me)
-        .into_iter()
-        .find(|t| thread_name(me, t) == "xenstore-watch")
-        .expect("the handle has a watch thread");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let watch = loop {
+        // The thread names itself once it runs.
+        if let Some(t) = threads(me)
+            .into_iter()
+            .find(|t| thread_name(me, t) == "xenstore-watch")
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the handle has no watch thread");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     expect_idle(me, &watch, "the watch thread");
     drop(h);
 }

@@ -7,7 +7,10 @@
 //! gathered writes, watchers first and requesters last (a writer gets its reply after the
 //! events it caused are in the watchers' sockets); last, take off the sockets the request bytes
 //! that were only peeked at (`deferred.rs`). Flow control is described in the parent module.
-//! Socket clients act as domain 0, as with the C daemon.
+//! Socket clients act as domain 0, as with the C daemon. After an iteration that served a
+//! client, the wait for the next one starts with a bounded, adaptive poll (`busy_poll`; off
+//! with `ServerConfig::busy_poll`), so that a client sending its next request at once finds
+//! the loop awake; an idle loop never polls.
 //!
 //! Peeked bytes keep a socket readable, so client sockets are registered edge-triggered: a
 //! read that stops at its bound schedules another by itself (`reread`), and the end of stream
