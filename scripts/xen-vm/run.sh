@@ -185,7 +185,8 @@ stage_common() {
             [ -f "$t" ] && [ -x "$t" ] && copy_at "$d" "$t"
         done
     done
-    cp "$root/tests/reference/steps.sh" "$root/tests/reference/scenario.sh" "$here"/*.sh "$d/xvm/"
+    cp "$root/tests/reference/steps.sh" "$root/tests/reference/scenario.sh" "$here/lib.sh" \
+        "$here/dom0.sh" "$here/guest.sh" "$here/scenario-guest.sh" "$d/xvm/"
     cp "$here/init" "$d/init"
     cat >"$d/xvm/env" <<EOF
 REF_ROOT=$REF_ROOT
