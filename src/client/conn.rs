@@ -190,10 +190,13 @@ impl Conn {
     /// Sends one request, whose payload is `parts` concatenated, and returns its reply,
     /// whatever its type.
     pub fn request(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Message, Errno> {
-        // Refused before anything is sent, so the connection stays usable (E2BIG, as the C
-        // library gets from the xenbus device for such a message).
-        if HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>() > self.transport.message_max()
-        {
+        // Longer than the protocol or the transport allows (E2BIG, as the C library gives
+        // both, the second from the xenbus device): refused before anything is sent, so the
+        // connection stays usable.
+        let len = parts
+            .iter()
+            .fold(HEADER_LEN, |n, p| n.saturating_add(p.len()));
+        if len > self.transport.message_max() {
             return Err(Errno(libc::E2BIG));
         }
         let _serial = self.serial.as_ref().map(|s| s.lock());

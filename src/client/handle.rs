@@ -22,7 +22,7 @@ use super::toolcore::{self, Registration};
 use super::transport::{StreamTransport, Transport};
 use super::watch::WatchEvent;
 use super::Errno;
-use crate::wire::{self, MsgType, PAYLOAD_MAX, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
+use crate::wire::{self, MsgType, XENSTORE_SERVER_FEATURE_WATCHDEPTH};
 
 /// xs_open flag: xs_unwatch also drops queued events of that watch. (XS_OPEN_READONLY and
 /// XS_OPEN_SOCKETONLY are accepted and change nothing, as in the C library.)
@@ -114,17 +114,10 @@ impl Handle {
     }
 
     /// Sends one request whose payload is `parts` concatenated and returns the reply body.
-    /// Over-long payloads are refused here (E2BIG) and the connection stays usable. An error
-    /// reply becomes its errno; a reply of another type kills the connection (EBADF), as in
-    /// the C library.
+    /// Over-long payloads are refused by the connection before sending (E2BIG) and it stays
+    /// usable. An error reply becomes its errno; a reply of another type kills the connection
+    /// (EBADF), as in the C library.
     pub fn talk(&self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Vec<u8>, Errno> {
-        let mut total = 0usize;
-        for p in parts {
-            total = total.saturating_add(p.len());
-            if p.len() > PAYLOAD_MAX || total > PAYLOAD_MAX {
-                return Err(Errno(libc::E2BIG));
-            }
-        }
         let reply = self.conn.request(ty, tx_id, parts)?;
         if reply.header.ty == MsgType::XS_ERROR as u32 {
             return Err(Errno(wire::errno_from_name(c_text(&reply.payload))));
