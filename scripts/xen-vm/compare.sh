@@ -11,13 +11,14 @@ elapsed=${2:-}
 problems=()
 declare -A matched total
 
-# Lines that differ between runs of the same program, whatever the library.
+# normalise FILE: what differs between runs of the same program, whatever the library.
 normalise() {
     sed -E -e 's/0x[0-9a-f]{6,}/<addr>/g' -e 's/\b(pid|PID) [0-9]+/\1 <pid>/g' \
-        -e 's/[0-9]+(\.[0-9]+)? ?(ns|us|µs|ms)\b/<time>/g'
+        -e 's/[0-9]+(\.[0-9]+)? ?(ns|us|µs|ms)\b/<time>/g' "$1"
 }
-# C test transcripts: lines about behaviour beyond the reference ("ext ") are ours alone.
-ctest_lines() { grep -v '^ext ' "$1" | normalise; }
+# ctest_lines FILE: as normalise; lines about behaviour beyond the reference ("ext ") are ours
+# alone.
+ctest_lines() { grep -v '^ext ' "$1" | normalise /dev/stdin; }
 
 # Differences we mean to have (docs/upstream-differences.md): known-differences.txt lists, per
 # transcript, a line of Debian's library and the line ours gives instead; the Debian side is
@@ -48,14 +49,8 @@ pair() {
     fi
     accept_known "$label" "$a"
     a=$KNOWN
-    if [ "$filter" = ctest_lines ]; then
-        diff -u --label "$label, Debian's library" --label "$label, our library" \
-            <(ctest_lines "$a") <(ctest_lines "$b") >"$out/diff.tmp"
-    else
-        diff -u --label "$label, Debian's library" --label "$label, our library" \
-            <(normalise <"$a") <(normalise <"$b") >"$out/diff.tmp"
-    fi
-    if [ $? -eq 0 ]; then
+    if diff -u --label "$label, Debian's library" --label "$label, our library" \
+        <("$filter" "$a") <("$filter" "$b") >"$out/diff.tmp"; then
         matched[$place]=$((${matched[$place]:-0} + 1))
     else
         problems+=("$place: $label differs")
