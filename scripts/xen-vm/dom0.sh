@@ -198,9 +198,8 @@ if has_part guest; then
     # The guest's progress lines, then its results unpacked next to dom0's.
     tr -d '\r' <"$GUEST_LOG" | grep -a '^XVM: ' | sed 's/^XVM: /XVM: guest| /' >/dev/console
     cp "$GUEST_LOG" /out/guest/console.log
-    tr -d '\r' <"$GUEST_LOG" | sed -n '/^XVM-PAYLOAD-BEGIN/,/^XVM-PAYLOAD-END/p' >/tmp/guest-payload
-    if [ -s /tmp/guest-payload ]; then
-        sed '1d;$d' /tmp/guest-payload | base64 -d | tar xzf - -C /out
+    receive_payloads "$GUEST_LOG" /out
+    if [ "$RECEIVED" -gt 0 ]; then
         progress "dom0: guest results received"
     else
         progress "dom0: no results from the guest"

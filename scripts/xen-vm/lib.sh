@@ -3,6 +3,7 @@
 . /xvm/env
 export PATH=$TOOLS:/bin:/sbin
 . /xvm/steps.sh
+. /xvm/payload.sh
 
 # A progress line on the console, where run.sh shows it, with the seconds since boot.
 progress() { echo "XVM: [$(cut -d' ' -f1 /proc/uptime)] $*" >/dev/console; }
@@ -66,19 +67,4 @@ ctests() {
         echo "$t $rc" >>"$dir/status"
         echo "$t $t0 $(cut -d' ' -f1 /proc/uptime)" >>"$dir/times"
     done
-}
-
-# send_back PATH...: the files or directories PATH (relative to /out), packed, to the console
-# between two markers, the end one carrying the md5 of the packed bytes. Sent as soon as each
-# part is done, so that a machine stopped at its time limit still gives back what it finished.
-send_back() {
-    local tgz
-    tgz=$(mktemp)
-    tar czf "$tgz" -C /out "$@"
-    {
-        echo "XVM-PAYLOAD-BEGIN"
-        base64 "$tgz"
-        echo "XVM-PAYLOAD-END $(md5sum <"$tgz" | cut -d' ' -f1)"
-    } >/dev/console
-    rm -f "$tgz"
 }

@@ -186,7 +186,7 @@ stage_common() {
         done
     done
     cp "$root/tests/reference/steps.sh" "$root/tests/reference/scenario.sh" "$here/lib.sh" \
-        "$here/dom0.sh" "$here/guest.sh" "$here/scenario-guest.sh" "$d/xvm/"
+        "$here/payload.sh" "$here/dom0.sh" "$here/guest.sh" "$here/scenario-guest.sh" "$d/xvm/"
     cp "$here/init" "$d/init"
     cat >"$d/xvm/env" <<EOF
 REF_ROOT=$REF_ROOT
@@ -200,16 +200,22 @@ PARTS="${XEN_VM_PARTS:-socket xenbus toolstack guest}"
 EOF
 }
 
+# pack DIR OUT: DIR as a gzipped initramfs.
+pack() {
+    (cd "$1" && find . | "$cache/root/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$2" ||
+        die "cannot pack $2"
+}
+
 # The guest: everything above, its own init.
 stage_common "$img/domu"
-echo guest >"$img/domu/xvm/role"
 host_libs "$img/domu"
-(cd "$img/domu" && find . | "$cache/root/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$img/domu.cpio.gz" ||
-    die "cannot pack the guest's initramfs"
+cp -a "$img/domu" "$img/dom0"
+echo guest >"$img/domu/xvm/role"
+pack "$img/domu" "$img/domu.cpio.gz"
 
-# dom0: the same plus Xen's toolstack at its usual paths, the xen modules, the guest's kernel
-# and initramfs.
-stage_common "$img/dom0"
+# dom0: the same (its programs are all in Debian's tree above, so it needs no other host
+# library) plus Xen's toolstack at its usual paths, the xen modules, the guest's kernel and
+# initramfs.
 echo dom0 >"$img/dom0/xvm/role"
 mkdir -p "$img/dom0/usr/lib" "$img/dom0/lib/modules" "$img/dom0/boot"
 ln -s "$REF_ROOT/usr/lib/xen-4.17" "$img/dom0/usr/lib/xen-4.17"
@@ -221,9 +227,7 @@ for m in xen-evtchn xen-privcmd xen-gntdev xenfs; do
 done
 cp "$vmlinuz" "$img/dom0/boot/vmlinuz"
 cp "$img/domu.cpio.gz" "$img/dom0/boot/domu.cpio.gz"
-host_libs "$img/dom0"
-(cd "$img/dom0" && find . | "$cache/root/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$img/dom0.cpio.gz" ||
-    die "cannot pack dom0's initramfs"
+pack "$img/dom0" "$img/dom0.cpio.gz"
 gunzip -c "$cache/root/boot/xen-4.17-amd64.gz" >"$img/xen.elf" || die "cannot unpack Xen"
 echo "dom0 initramfs $(du -h "$img/dom0.cpio.gz" | cut -f1), guest's $(du -h "$img/domu.cpio.gz" | cut -f1)"
 
@@ -250,24 +254,11 @@ grep -aq '^XVM: init reached' "$log" || { tail -n 30 "$log"; die "dom0 did not r
 
 # ---------------------------------------------------------------- what ran inside
 out=$work/out
-rm -rf "$out" "$work/payloads"
-mkdir -p "$out" "$work/payloads"
-# Each payload is a gzipped tar in base64 between two markers, with its md5 on the end line.
-tr -d '\r' <"$log" | awk -v dir="$work/payloads" '
-    /^XVM-PAYLOAD-BEGIN/ { n++; f = sprintf("%s/%03d.b64", dir, n); inside = 1; next }
-    /^XVM-PAYLOAD-END / { if (inside) { print $2 > (f ".md5"); close(f); close(f ".md5") } inside = 0; next }
-    inside { print > f }' || die "cannot read the console log"
-payloads=0
-for b in "$work"/payloads/*.b64; do
-    [ -f "$b.md5" ] || continue
-    base64 -d <"$b" >"${b%.b64}.tgz" 2>/dev/null
-    if [ "$(md5sum <"${b%.b64}.tgz" | cut -d' ' -f1)" != "$(cat "$b.md5")" ]; then
-        echo "payload $(basename "$b") came back damaged"
-        continue
-    fi
-    tar xzf "${b%.b64}.tgz" -C "$out" && payloads=$((payloads + 1))
-done
-echo "$payloads payload(s) of results received"
-[ $payloads -gt 0 ] || { tail -n 30 "$log"; die "dom0 sent back no results"; }
+rm -rf "$out"
+mkdir -p "$out"
+. "$here/payload.sh"
+receive_payloads "$log" "$out"
+echo "$RECEIVED payload(s) of results received"
+[ "$RECEIVED" -gt 0 ] || { tail -n 30 "$log"; die "dom0 sent back no results"; }
 
 exec "$here/compare.sh" "$out" "$((SECONDS - start))"
