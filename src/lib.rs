@@ -22,6 +22,7 @@ pub mod ring;
 pub mod server;
 pub mod store;
 mod sys;
+mod xen;
 pub mod wire;
 
 #[cfg(test)]

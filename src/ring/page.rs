@@ -63,14 +63,26 @@ pub enum Field {
     EvtchnPort,
 }
 
-/// A xenstore ring page, allocated here (zeroed, page-aligned, freed on drop). Tests also
+/// A xenstore ring page: allocated here (zeroed, page-aligned, freed on drop), or mapped from
+/// elsewhere (a guest's page, dom0's kernel page: `mapped`, unmapped on drop). Tests also
 /// borrow memory of their own through `from_raw`, to check with canaries around the page that
 /// no index value reaches outside it.
 ///
 /// Share it between the two ends with an `Arc`.
 pub struct RingPage {
     ptr: NonNull<xenstore_domain_interface>,
-    owned: bool,
+    backing: Backing,
+}
+
+/// Who releases the page's memory.
+enum Backing {
+    /// Allocated by `new`, freed on drop.
+    Heap,
+    /// Someone else's (tests): nothing to do.
+    #[cfg(test)]
+    Borrowed,
+    /// A mapping: the function unmaps it (taken on drop).
+    Mapped(Option<Box<dyn FnOnce() + Send + Sync>>),
 }
 
 // SAFETY: the page is only ever accessed through atomic operations on raw pointers (never through
@@ -97,7 +109,31 @@ impl RingPage {
             Some(p) => p,
             None => handle_alloc_error(layout),
         };
-        RingPage { ptr, owned: true }
+        RingPage {
+            ptr,
+            backing: Backing::Heap,
+        }
+    }
+
+    /// Wraps a page mapped from elsewhere; `unmap` is called once, when the value is dropped.
+    /// Returns `None` (and does not call `unmap`) for a null or misaligned pointer.
+    ///
+    /// # Safety
+    /// `ptr` must point to `PAGE_SIZE` bytes readable and writable until `unmap` runs, and
+    /// nothing in this process may access that memory other than through `RingPage` (the peer
+    /// writing it is another domain).
+    pub(crate) unsafe fn mapped(
+        ptr: *mut xenstore_domain_interface,
+        unmap: Box<dyn FnOnce() + Send + Sync>,
+    ) -> Option<RingPage> {
+        let ptr = NonNull::new(ptr)?;
+        if !(ptr.as_ptr() as usize).is_multiple_of(PAGE_SIZE) {
+            return None;
+        }
+        Some(RingPage {
+            ptr,
+            backing: Backing::Mapped(Some(unmap)),
+        })
     }
 
     /// Wraps memory owned elsewhere (tests only, see above). Returns `None` for a null or
@@ -115,7 +151,10 @@ impl RingPage {
         {
             return None;
         }
-        Some(RingPage { ptr, owned: false })
+        Some(RingPage {
+            ptr,
+            backing: Backing::Borrowed,
+        })
     }
 
     /// The page's address (the hostile-guest tests write to it as a guest would, racing us).
@@ -124,9 +163,8 @@ impl RingPage {
     }
 
     /// Whether this value allocated the page (and frees it on drop).
-    #[cfg(test)]
     pub fn is_owned(&self) -> bool {
-        self.owned
+        matches!(self.backing, Backing::Heap)
     }
 
     fn field_ptr(&self, f: Field) -> *mut u32 {
@@ -224,9 +262,16 @@ impl Default for RingPage {
 
 impl Drop for RingPage {
     fn drop(&mut self) {
-        if self.owned {
+        match &mut self.backing {
             // SAFETY: the page was allocated in `new` with this very layout and is freed once.
-            unsafe { dealloc(self.ptr.as_ptr().cast::<u8>(), page_layout()) };
+            Backing::Heap => unsafe { dealloc(self.ptr.as_ptr().cast::<u8>(), page_layout()) },
+            #[cfg(test)]
+            Backing::Borrowed => {}
+            Backing::Mapped(unmap) => {
+                if let Some(f) = unmap.take() {
+                    f()
+                }
+            }
         }
     }
 }
@@ -236,7 +281,7 @@ impl fmt::Debug for RingPage {
         let r = |x| self.load(x, Ordering::Relaxed);
         f.debug_struct("RingPage")
             .field("ptr", &self.ptr)
-            .field("owned", &self.owned)
+            .field("owned", &self.is_owned())
             .field("req_cons", &r(Field::ReqCons))
             .field("req_prod", &r(Field::ReqProd))
             .field("rsp_cons", &r(Field::RspCons))

@@ -1,0 +1,1 @@
+//! The Linux implementation of [`super::Hypervisor`] (being written).
