@@ -13,3 +13,9 @@ impl<F: Fn() + Send> Notify for F {
         self()
     }
 }
+
+impl Notify for Box<dyn Notify> {
+    fn notify(&self) {
+        (**self).notify()
+    }
+}

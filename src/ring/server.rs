@@ -47,6 +47,11 @@ impl ServerRing {
         page.store(Field::Error, XENSTORE_ERROR_NONE, Release);
     }
 
+    /// The page this end serves.
+    pub fn page(&self) -> Arc<RingPage> {
+        Arc::clone(&self.ep.page)
+    }
+
     /// Whether the guest asked for a reset that has not been done yet.
     pub fn reconnect_pending(&self) -> bool {
         self.ep.page.load(Field::Connection, Acquire) == XENSTORE_RECONNECT
@@ -117,6 +122,13 @@ impl ServerRing {
         self.ready()?;
         self.ep.queue_encoded(msg)?;
         self.flush()
+    }
+
+    /// Queues a message already encoded without producing anything yet: a batch of them goes
+    /// out with one [`ServerRing::flush`] (and one notification).
+    pub fn queue_encoded(&mut self, msg: &[u8]) -> Result<(), RingError> {
+        self.ready()?;
+        self.ep.queue_encoded(msg)
     }
 
     /// Produces as much of the queued bytes as fits.

@@ -29,6 +29,7 @@
 
 mod deferred;
 mod framing;
+mod host;
 mod listen;
 pub mod options;
 mod slab;
@@ -50,6 +51,11 @@ pub trait Engine: Send + 'static {
     fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>>;
     fn take_dirty(&mut self) -> Vec<ConnId>;
     fn take_released(&mut self) -> Vec<u32>;
+    /// The store itself, for host mode (which needs more of it than this contract); `None`
+    /// for stand-ins.
+    fn as_store(&mut self) -> Option<&mut Store> {
+        None
+    }
 }
 
 impl Engine for Store {
@@ -70,6 +76,9 @@ impl Engine for Store {
     }
     fn take_released(&mut self) -> Vec<u32> {
         Store::take_released(self)
+    }
+    fn as_store(&mut self) -> Option<&mut Store> {
+        Some(self)
     }
 }
 

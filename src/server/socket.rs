@@ -26,11 +26,13 @@ use parking_lot::Mutex;
 
 use super::deferred::{Deferred, DEFER_MAX};
 use super::framing::{InBuf, OutQueue};
+use super::host::HostRings;
 use super::slab::Slab;
 use super::Engine;
 use crate::busy_poll::BusyPoll;
 use crate::store::{ConnId, IdMap, Store};
 use crate::sys::{Epoll, EventFd, NoSigPipe, Ready, EDGE, HANGUP, PEER_SHUT, READABLE, WRITABLE};
+use crate::xen::Hypervisor;
 
 /// Tunables of the socket transport.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ const SOCKET_DOMID: u32 = 0;
 
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_STOP: u64 = 1;
+/// An event channel of host mode fired.
+const TOKEN_EVENTS: u64 = 2;
 const TOKEN_FIRST_CONN: u64 = 8;
 
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
@@ -119,7 +123,7 @@ impl StopHandle {
 pub struct SocketServer<E: Engine = Store> {
     listener: UnixListener,
     accepting: bool,
-    store: Arc<Mutex<E>>,
+    pub(super) store: Arc<Mutex<E>>,
     epoll: Epoll,
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
@@ -136,6 +140,8 @@ pub struct SocketServer<E: Engine = Store> {
     scratch: Vec<u8>,
     last_tick: Instant,
     poller: BusyPoll,
+    /// Host mode: the domains' rings served in this loop.
+    host: Option<HostRings>,
 }
 
 impl<E: Engine> SocketServer<E> {
@@ -163,7 +169,28 @@ impl<E: Engine> SocketServer<E> {
             deferred: Vec::new(),
             pending_out: 0,
             last_tick: Instant::now(),
+            host: None,
         })
+    }
+
+    /// Host mode: also serve dom0's kernel and every domain introduced from now on, through
+    /// Linux's Xen devices (see `host.rs`).
+    pub fn serve_xen(&mut self) -> io::Result<()> {
+        let hv = crate::xen::LinuxXen::open()?;
+        self.serve_domains(hv.into())
+    }
+
+    /// Host mode over `hv`.
+    pub(crate) fn serve_domains(&mut self, hv: Arc<dyn Hypervisor>) -> io::Result<()> {
+        let mut s = self.store.lock();
+        let store = s.as_store().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, "host mode needs the real store")
+        })?;
+        let host = HostRings::new(hv, store, self.cfg.out_high, self.cfg.verbose)?;
+        drop(s);
+        self.epoll.add(host.events_fd(), READABLE, TOKEN_EVENTS)?;
+        self.host = Some(host);
+        Ok(())
     }
 
     pub fn stop_handle(&self) -> StopHandle {
@@ -183,7 +210,8 @@ impl<E: Engine> SocketServer<E> {
         // The last iteration served a client: its next request may be microseconds away.
         let mut served = false;
         loop {
-            let timeout = if !self.again.is_empty() {
+            let host_work = self.host.as_ref().is_some_and(HostRings::has_work);
+            let timeout = if !self.again.is_empty() || host_work {
                 0
             } else if !self.deferred.is_empty() {
                 DEFER_MAX.as_millis() as i32
@@ -205,7 +233,11 @@ impl<E: Engine> SocketServer<E> {
             } else {
                 self.epoll.wait(timeout, &mut ready)?;
             }
-            served = !self.again.is_empty() || ready.iter().any(|r| r.token >= TOKEN_FIRST_CONN);
+            served = !self.again.is_empty()
+                || host_work
+                || ready
+                    .iter()
+                    .any(|r| r.token >= TOKEN_FIRST_CONN || r.token == TOKEN_EVENTS);
             for idx in std::mem::take(&mut self.again) {
                 match self.conns.get_mut(idx) {
                     Some(c) if c.reread => {
@@ -220,6 +252,11 @@ impl<E: Engine> SocketServer<E> {
                 match token {
                     TOKEN_LISTENER => self.accept_all(),
                     TOKEN_STOP => return Ok(()),
+                    TOKEN_EVENTS => {
+                        if let Some(h) = &mut self.host {
+                            h.on_events();
+                        }
+                    }
                     t => self.on_ready((t - TOKEN_FIRST_CONN) as usize, events),
                 }
             }
@@ -446,6 +483,11 @@ impl<E: Engine> SocketServer<E> {
     /// every client that has some (adding those that sent nothing to `touched`).
     fn handle_and_pull(&mut self) {
         let mut s = self.store.lock();
+        // The domains' rings (host mode) first: what Xen reported (VIRQ_DOM_EXC) before a
+        // socket request arrived is handled before it.
+        if let (Some(h), Some(store)) = (&mut self.host, s.as_store()) {
+            h.serve(store);
+        }
         for &idx in &self.touched {
             let Some(c) = self.conns.get_mut(idx) else {
                 continue;
@@ -453,9 +495,6 @@ impl<E: Engine> SocketServer<E> {
             let n = handle_requests(&mut *s, c, &self.cfg);
             c.input.handled(n);
         }
-        // Released domains concern rings, which this server has none of: do not let the
-        // notices pile up.
-        s.take_released();
         // Output for clients that sent nothing (watch events).
         for id in s.take_dirty() {
             if let Some(&idx) = self.by_id.get(&id) {
@@ -465,7 +504,15 @@ impl<E: Engine> SocketServer<E> {
                     c.touched = true;
                     self.touched.push(idx);
                 }
+            } else if let Some(h) = &mut self.host {
+                h.mark_dirty(id);
             }
+        }
+        match (&mut self.host, s.as_store()) {
+            (Some(h), Some(store)) => h.deliver(store),
+            // Released domains concern rings, which this server then has none of: do not let
+            // the notices pile up.
+            _ => drop(s.take_released()),
         }
         for &idx in &self.touched {
             let Some(c) = self.conns.get_mut(idx) else {

@@ -14,6 +14,9 @@
 //!   that cannot be opened is EINVAL too (as 4.17);
 //! - `print <string>`: acknowledged; a daemon wanting to log these can look at CONTROL
 //!   requests before handing them over;
+//! - `rings` (ours, not in `help`, EINVAL outside host mode): the domain rings the daemon
+//!   serves, one "domid D port LOCAL REMOTE KIND" line each, then "mappings N", its count of
+//!   mapped pages (see `server::host`);
 //! - `live-update ...`: answered as the C daemon answers when no update is in progress; a
 //!   request to start one (`-f <file>`) is refused with a message, as this daemon cannot
 //!   replace itself;
@@ -105,6 +108,10 @@ impl Store {
                 }
             }
             b"print" if args.len() == 1 => Ok(ok_reply()),
+            b"rings" if args.is_empty() => match &self.host {
+                Some(h) => Ok(text_reply(&h.report())),
+                None => Err(Errno(libc::EINVAL)),
+            },
             b"quota" => self.control_quota(args),
             _ => Err(Errno(libc::EINVAL)),
         }

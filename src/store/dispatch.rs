@@ -268,7 +268,7 @@ impl Store {
 
     /// Drops a connection's watches and transactions (RESET_WATCHES, and every connection of
     /// a domain introduced again or released); returns it for the caller's further clearing.
-    fn reset_conn(&mut self, id: ConnId) -> Option<&mut ConnState> {
+    pub(super) fn reset_conn(&mut self, id: ConnId) -> Option<&mut ConnState> {
         let mut c = self.conns.remove(&id)?;
         self.drop_watches(id, &mut c);
         self.domains
@@ -299,7 +299,9 @@ impl Store {
     }
 
     fn resume(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
-        self.guest_arg(r.payload)?;
+        let domid = self.guest_arg(r.payload)?;
+        // A later shutdown is reported again.
+        self.domains.entry(domid).shutdown = false;
         Ok(ok_reply())
     }
 
@@ -585,9 +587,15 @@ impl Store {
         if port <= 0 || port > u32::MAX as i64 {
             return Err(Errno(libc::EINVAL));
         }
+        let fresh = !self.domains.is_introduced(domid);
+        if let Some(host) = self.host.as_mut() {
+            // Host mode: the ring is mapped and the port bound first; a domain whose page
+            // cannot be mapped is not introduced.
+            host.introduce(domid, mfn, port as u32, !fresh)?;
+        }
         let d = self.domains.entry(domid);
-        let fresh = !d.introduced;
         d.introduced = true;
+        d.shutdown = false;
         d.mfn = mfn;
         d.port = port as u32;
         if domid != 0 {
@@ -611,6 +619,17 @@ impl Store {
 
     fn release(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
         let domid = self.guest_arg(r.payload)?;
+        self.release_domain(domid);
+        Ok(ok_reply())
+    }
+
+    /// Forgets a domain as the C daemon does when it goes away (RELEASE, or in host mode its
+    /// death): its connections reset, its nodes removed (or given to domain 0 with
+    /// `keep_orphans`), permission and target relations naming it dropped; if it was
+    /// introduced, @releaseDomain fires and `take_released` names it. Events are queued, not
+    /// delivered.
+    pub(crate) fn release_domain(&mut self, domid: u32) {
+        let introduced = self.domains.is_introduced(domid);
         // Its connections are dead to us: no events for its own removed nodes.
         for id in self.conns_of(domid) {
             if let Some(c) = self.reset_conn(id) {
@@ -634,9 +653,10 @@ impl Store {
                 c.access.target = None;
             }
         }
-        self.fire_special("@releaseDomain", domid);
-        self.released.push(domid);
-        Ok(ok_reply())
+        if introduced {
+            self.fire_special("@releaseDomain", domid);
+            self.released.push(domid);
+        }
     }
 
     /// Cleans up after a released domain, as the C daemon does when a domain goes away:

@@ -16,6 +16,8 @@ pub(crate) struct Domain {
     /// From INTRODUCE, recorded (nothing here maps a page or binds a port).
     pub mfn: u64,
     pub port: u32,
+    /// Host mode: its shutdown was reported with @releaseDomain (RESUME clears it).
+    pub shutdown: bool,
     pub target: Option<u32>,
     pub features: u32,
     pub quota: Quotas,
@@ -60,6 +62,7 @@ impl Domains {
             introduced: false,
             mfn: 0,
             port: 0,
+            shutdown: false,
             target: None,
             features: supported,
             quota: global.clone(),
@@ -70,6 +73,17 @@ impl Domains {
             max_watches: 0,
             max_transactions: 0,
         })
+    }
+
+    /// The record a count changes by `delta`: created for an increase; none for a decrease (or no change)
+    /// of a domain already forgotten (released, its connections closing after), which must
+    /// not bring it back.
+    fn counted(&mut self, domid: u32, delta: i64) -> Option<&mut Domain> {
+        if delta <= 0 {
+            self.map.get_mut(&domid)
+        } else {
+            Some(self.entry(domid))
+        }
     }
 
     pub fn get_mut(&mut self, domid: u32) -> Option<&mut Domain> {
@@ -104,19 +118,25 @@ impl Domains {
     }
 
     pub fn add_nodes(&mut self, domid: u32, delta: i64) {
-        let d = self.entry(domid);
+        let Some(d) = self.counted(domid, delta) else {
+            return;
+        };
         d.nodes = d.nodes.saturating_add_signed(delta);
         d.max_nodes = d.max_nodes.max(d.nodes);
     }
 
     pub fn add_watches(&mut self, domid: u32, delta: i64) {
-        let d = self.entry(domid);
+        let Some(d) = self.counted(domid, delta) else {
+            return;
+        };
         d.watches = d.watches.saturating_add_signed(delta);
         d.max_watches = d.max_watches.max(d.watches);
     }
 
     pub fn add_transactions(&mut self, domid: u32, delta: i64) {
-        let d = self.entry(domid);
+        let Some(d) = self.counted(domid, delta) else {
+            return;
+        };
         d.transactions = d.transactions.saturating_add_signed(delta);
         d.max_transactions = d.max_transactions.max(d.transactions);
     }

@@ -108,6 +108,19 @@ pub struct Introduced {
     pub port: u32,
 }
 
+/// What INTRODUCE needs beyond the store's bookkeeping when the daemon serves real domains
+/// (host mode, `server::host`): mapping the domain's ring page and binding its event channel.
+/// The store calls it under its caller's lock, after its own checks and before changing
+/// anything, so a domain whose ring cannot be set up is not introduced (the error is the
+/// reply).
+pub(crate) trait DomainHost: Send {
+    /// `again`: the domain is introduced already; only its event channel is bound anew (as
+    /// the C daemon does).
+    fn introduce(&mut self, domid: u32, mfn: u64, port: u32, again: bool) -> Result<(), Errno>;
+    /// The rings served, for CONTROL `rings`.
+    fn report(&self) -> String;
+}
+
 /// Limits and quotas (defaults follow the C xenstored's).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -186,6 +199,8 @@ pub struct Store {
     events: Vec<Event>,
     /// The soft memory quota (CONTROL quota-soft): shown and set, not enforced.
     soft_memory: u32,
+    /// Host mode's ring set-up for INTRODUCE; `None` elsewhere (INTRODUCE only records).
+    host: Option<Box<dyn DomainHost>>,
 }
 
 impl Store {
@@ -224,6 +239,59 @@ impl Store {
             introduced: Vec::new(),
             events: Vec::new(),
             soft_memory: control::SOFT_MEMORY_DEFAULT,
+            host: None,
+        }
+    }
+
+    /// Drops a connection's watches, transactions and queued output, keeping the connection
+    /// (a ring the guest reset, or one that failed).
+    pub(crate) fn reset_connection(&mut self, conn: ConnId) {
+        if let Some(c) = self.reset_conn(conn) {
+            c.out.clear();
+        }
+    }
+
+    /// Host mode: INTRODUCE sets rings up through `host`.
+    pub(crate) fn set_host(&mut self, host: Box<dyn DomainHost>) {
+        self.host = Some(host);
+    }
+
+    /// Every domain the store has a record of (referred to by a node, a connection or a
+    /// request), with whether it is introduced.
+    pub(crate) fn domain_ids(&self) -> Vec<(u32, bool)> {
+        self.domains
+            .ids()
+            .into_iter()
+            .map(|d| (d, self.domains.is_introduced(d)))
+            .collect()
+    }
+
+    /// Host mode: the hypervisor reports these domains dying or gone. Each is released as by
+    /// RELEASE (see `release_domain`) and its events are delivered.
+    pub(crate) fn domains_gone(&mut self, domids: &[u32]) {
+        for &d in domids {
+            self.release_domain(d);
+        }
+        self.deliver_events();
+    }
+
+    /// Host mode: the hypervisor reports these introduced domains shut down (not dying).
+    /// As the C daemon, @releaseDomain fires once (if `fire`: the C daemon does not when the
+    /// same check released a domain, which fires it anyway) if any of them was not reported
+    /// before; RESUME makes a domain's next shutdown count again.
+    pub(crate) fn domains_shut_down(&mut self, domids: &[u32], fire: bool) {
+        let mut first = None;
+        for &d in domids {
+            if let Some(dom) = self.domains.get_mut(d) {
+                if dom.introduced && !dom.shutdown {
+                    dom.shutdown = true;
+                    first.get_or_insert(d);
+                }
+            }
+        }
+        if let (Some(d), true) = (first, fire) {
+            self.fire_special("@releaseDomain", d);
+            self.deliver_events();
         }
     }
 

@@ -11,7 +11,11 @@
 //! loop and the store's INTRODUCE hook (which runs under the store lock, on the same thread)
 //! hold it, so it is shared by `Arc` and its methods take `&self`.
 
+#[cfg(test)]
+pub(crate) mod fake;
 mod linux;
+
+pub(crate) use linux::LinuxXen;
 
 use std::io;
 use std::os::fd::BorrowedFd;
