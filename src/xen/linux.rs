@@ -45,9 +45,9 @@ const XEN_PAGE_SIZE: usize = 4096;
 /// Another release: the domctl is versioned, and Xen refuses (EACCES) a domctl whose
 /// `interface_version` is not its own. `XEN_DOMCTL_INTERFACE_VERSION` is 0x16 in 4.18 and 0x17
 /// in 4.19 to 4.21; `struct xen_domctl_getdomaininfo`, the `XEN_DOMINF_*` bits and the offsets
-/// tested below are the same in all of them. From 4.18 on, Xen answers ESRCH for a domain that
-/// does not exist instead of describing the next one; [`domain_state`](super::LinuxXen) accepts
-/// both answers. Xen 4.21 adds a stable domctl for exactly this purpose,
+/// tested below are the same in all of them (so for those, only the version changes). From 4.18
+/// on, Xen answers ESRCH for a domain that does not exist instead of describing the next one;
+/// `LinuxXen::domain_state` accepts both answers. Xen 4.21 adds a stable domctl for exactly this purpose,
 /// `XEN_DOMCTL_get_domain_state` (cmd 90, `interface_version` 0, state bits EXIST, SHUTDOWN,
 /// DYING, DEAD), which the C xenstored of 4.21 uses through libxenmanage: on 4.21 and later
 /// that is the call to make, and it will not change with later releases.
@@ -444,6 +444,7 @@ pub(crate) struct LinuxXen {
     gntdev: Arc<OwnedFd>,
     privcmd: OwnedFd,
     hypercall: Mutex<HypercallBuffer>,
+    /// Live ring mappings of every kind (grant, foreign, local), decremented as they go.
     mappings: Arc<AtomicUsize>,
 }
 
@@ -579,7 +580,8 @@ impl Hypervisor for LinuxXen {
     }
 
     fn unmask(&self, port: u32) -> io::Result<()> {
-        let n = sys::write(self.evtchn.as_raw_fd(), &port.to_ne_bytes())?;
+        let n = sys::write(self.evtchn.as_raw_fd(), &port.to_ne_bytes())
+            .map_err(|e| context(&format!("unmasking port {port}"), e))?;
         if n != 4 {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
