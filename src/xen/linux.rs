@@ -47,10 +47,10 @@ const XEN_PAGE_SIZE: usize = 4096;
 /// in 4.19 to 4.21; `struct xen_domctl_getdomaininfo`, the `XEN_DOMINF_*` bits and the offsets
 /// tested below are the same in all of them (so for those, only the version changes). From 4.18
 /// on, Xen answers ESRCH for a domain that does not exist instead of describing the next one;
-/// `LinuxXen::domain_state` accepts both answers. Xen 4.21 adds a stable domctl for exactly this purpose,
-/// `XEN_DOMCTL_get_domain_state` (cmd 90, `interface_version` 0, state bits EXIST, SHUTDOWN,
-/// DYING, DEAD), which the C xenstored of 4.21 uses through libxenmanage: on 4.21 and later
-/// that is the call to make, and it will not change with later releases.
+/// `LinuxXen::domain_state` accepts both answers. Xen 4.21 adds a stable domctl for exactly
+/// this purpose, `XEN_DOMCTL_get_domain_state` (cmd 90, `interface_version` 0, state bits
+/// EXIST, SHUTDOWN, DYING, DEAD), which the C xenstored of 4.21 uses through libxenmanage: on
+/// 4.21 and later that is the call to make, and it will not change with later releases.
 mod abi {
     /// `__HYPERVISOR_domctl` (xen.h).
     pub(super) const HYPERVISOR_DOMCTL: u64 = 36;
