@@ -22,8 +22,8 @@ pub mod ring;
 pub mod server;
 pub mod store;
 mod sys;
-pub mod wire;
 mod xen;
+pub mod wire;
 
 #[cfg(test)]
 mod header_tests {
