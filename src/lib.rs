@@ -22,8 +22,8 @@ pub mod ring;
 pub mod server;
 pub mod store;
 mod sys;
-mod xen;
 pub mod wire;
+mod xen;
 
 #[cfg(test)]
 mod header_tests {

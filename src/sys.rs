@@ -1,5 +1,5 @@
 //! The Linux calls std does not wrap, each wrapped once for the whole crate: epoll, eventfd,
-//! signalfd, poll, pipes, sockets (connecting, peeking, sending without SIGPIPE), plain reads
+//! signalfd, poll, pipes, fork and setsid, sockets (connecting, peeking, sending without SIGPIPE), plain reads
 //! and writes on raw descriptors, the signal mask and the open-file limit. Epoll, eventfd and
 //! signalfd descriptors have a type of their own that owns them (closed on drop); failures are
 //! `io::Error` (the client turns them into its errno values with `?`).
@@ -302,6 +302,22 @@ pub fn replace_with_dev_null(fd: RawFd) -> io::Result<()> {
         owned(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
     // SAFETY: both are open descriptors; dup3 replaces `fd` atomically, keeping its number.
     cvt(unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) })?;
+    Ok(())
+}
+
+/// Forks the process: the child's pid in the parent, `None` in the child. The caller must be
+/// single-threaded (only the calling thread goes on in the child).
+pub fn fork() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: fork has no memory-safety preconditions; the caller guarantees no other thread
+    // exists whose locks the child could inherit held.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok((pid != 0).then_some(pid))
+}
+
+/// Starts a new session, leaving the controlling terminal behind.
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments, no memory involved.
+    cvt(unsafe { libc::setsid() })?;
     Ok(())
 }
 

@@ -74,12 +74,13 @@ fn a_stale_socket_is_replaced_and_rundir_is_honoured() {
     // listener bound and dropped here: a process forked meanwhile by a test running beside
     // this one would hold it, listening, until its exec, and could accept our connection.)
     let mut owner = Command::new(daemon_bin());
-    owner.env("XENSTORED_PATH", &sock);
+    owner.arg("-N").env("XENSTORED_PATH", &sock);
     let mut crashed = Daemon::spawn(owner, sock.clone(), TempDir::new("stale-owner"));
     crashed.signal(libc::SIGKILL);
     crashed.wait(Duration::from_secs(5));
     let mut cmd = Command::new(daemon_bin());
-    cmd.env_remove("XENSTORED_PATH")
+    cmd.arg("-N")
+        .env_remove("XENSTORED_PATH")
         .env("XENSTORED_RUNDIR", &rundir);
     let mut d = Daemon::spawn(cmd, sock.clone(), dir);
     let mut c = d.connect();
@@ -107,13 +108,50 @@ fn the_rundir_is_created_when_missing() {
             "-w",
             "watch-event=5",
         ]);
-    cmd.stderr(Stdio::null()); // its note that -D means nothing here
     let mut d = Daemon::spawn(cmd, socket, dir);
     // The engine's initial tree is there, as the C daemon's.
     let mut c = d.connect();
     assert!(c.read("/tool/xenstored").is_ok());
     d.signal(libc::SIGTERM);
     assert!(d.wait(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn by_default_it_goes_into_the_background_once_serving() {
+    let dir = TempDir::new("fork");
+    let socket = dir.0.join("socket");
+    let pid_file = dir.0.join("xenstored.pid");
+    // As Xen's launch-xenstore runs it: the command returns when the daemon serves.
+    let out = Command::new(daemon_bin())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .env("XENSTORED_PATH", &socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    {
+        use std::io::{Read, Write};
+        use xenstore::wire::{encode, MsgType, HEADER_LEN};
+        let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("serving already");
+        c.write_all(&encode(MsgType::XS_READ, 1, 0, b"/tool/xenstored\0"))
+            .unwrap();
+        let mut h = [0u8; HEADER_LEN];
+        c.read_exact(&mut h).unwrap();
+        assert_eq!(h[0], MsgType::XS_READ as u8);
+    }
+    // SAFETY: sends a signal to the daemon this test started (its pid file names it).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while socket.exists() || pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -158,7 +158,8 @@ EOF
         "$REF_SCRIPTS/build.sh" --sockwait-only "$REF_DIR" >&2
         local bin=${XS_OURS_BIN:-$REPO_ROOT/target/release/xenstored}
         [ -x "$bin" ] || ref_die "$bin not found: run 'cargo build --release' first"
-        CMD=("$bin" "${extra[@]}")
+        # -N: stay in the foreground, as the other two are run.
+        CMD=("$bin" -N "${extra[@]}")
         ;;
     *) usage ;;
     esac

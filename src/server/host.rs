@@ -206,11 +206,6 @@ impl HostRings {
         }
     }
 
-    /// Whether `conn` is a ring connection (its output is ours to deliver).
-    pub(crate) fn owns(&self, conn: ConnId) -> bool {
-        self.by_conn.contains_key(&conn)
-    }
-
     /// Notes that `conn` (a ring connection) has output in the store.
     pub(crate) fn mark_dirty(&mut self, conn: ConnId) {
         if let Some(&domid) = self.by_conn.get(&conn) {
@@ -327,7 +322,10 @@ impl HostRings {
         self.shared.lock().table.remove(&domid);
         store.disconnect(r.conn);
         if let Err(e) = self.hv.unbind(r.port) {
-            eprintln!("xenstored: cannot unbind port {} of domain {domid}: {e}", r.port);
+            eprintln!(
+                "xenstored: cannot unbind port {} of domain {domid}: {e}",
+                r.port
+            );
         }
         // Dropping the ring drops the page: it is unmapped.
     }

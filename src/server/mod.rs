@@ -27,6 +27,7 @@
 //!   requests, and the engine's own per-connection bounds; a client that never reads only
 //!   affects itself.
 
+mod daemon;
 mod deferred;
 mod framing;
 mod host;
@@ -36,6 +37,7 @@ mod slab;
 mod socket;
 
 pub use crate::sys::{raise_fd_limit, TermSignals};
+pub use daemon::{background, notify_systemd, Background};
 pub use listen::BoundSocket;
 pub use socket::{ServerConfig, SocketServer, StopHandle};
 
@@ -80,6 +82,11 @@ impl Engine for Store {
     fn as_store(&mut self) -> Option<&mut Store> {
         Some(self)
     }
+}
+
+/// Whether this machine is a Xen dom0 where host mode can run (`SocketServer::serve_xen`).
+pub fn xen_detected() -> bool {
+    crate::xen::LinuxXen::detected()
 }
 
 #[cfg(test)]

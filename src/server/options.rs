@@ -48,6 +48,12 @@ pub struct DaemonOptions {
     pub keep_orphans: bool,
     /// -b: never poll for the next request before sleeping.
     pub no_busy_poll: bool,
+    /// -N: stay in the foreground.
+    pub no_fork: bool,
+    /// -D: do not serve Xen domains even in a dom0.
+    pub no_domain_init: bool,
+    /// -X: serve Xen domains; fail to start if this is no dom0.
+    pub host_mode: bool,
     /// Why some accepted options have no effect (printed by the daemon at start).
     pub notes: Vec<String>,
 }
@@ -64,14 +70,20 @@ pub enum Command {
 pub const USAGE: &str = "\
 Usage: xenstored [options]
 
-A XenStore daemon serving clients on a Unix socket. It always runs in the foreground.
-The socket is $XENSTORED_PATH if set, else $XENSTORED_RUNDIR/socket, else
-/var/run/xenstored/socket. SIGTERM or SIGINT stops it and removes the socket.
+A XenStore daemon. It serves clients on a Unix socket: $XENSTORED_PATH if set, else
+$XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket. In a Xen dom0 (where
+/dev/xen/evtchn and /proc/xen/xsd_kva exist) it also serves dom0's kernel and every
+domain introduced to it, over their rings (host mode). As the C xenstored, it goes into
+the background once it serves, unless -N is given. SIGTERM or SIGINT stops it and
+removes the socket.
 
 Options:
   -H, --help                 show this text and exit
   -F, --pid-file <file>      write the daemon's pid to <file>
   -P, --output-pid           print the daemon's pid on standard output
+  -N, --no-fork              stay in the foreground
+  -D, --no-domain-init       do not serve Xen domains, even in a dom0
+  -X, --host-mode            serve Xen domains; refuse to start if this is no dom0
   -V, --verbose              report connections and errors on standard error
   -E, --entry-nb <nb>        nodes one domain may own
   -S, --entry-size <size>    bytes of data one node may hold
@@ -94,8 +106,6 @@ Options:
                              microseconds first, as long as that keeps paying)
 
 Accepted for compatibility with the C xenstored, without effect:
-  -N, --no-fork              (the daemon never forks)
-  -D, --no-domain-init       (there is no hypervisor to set domain 0 up with)
   -T, --trace-file <file>    (no trace file is written)
   -R, --no-recovery          (the store lives in memory only)
   -I, --internal-db [on|off] (the store lives in memory only)
@@ -126,6 +136,7 @@ const SPEC: &[(char, &str, Arg)] = &[
     ('b', "no-busy-poll", Arg::Flag),
     ('N', "no-fork", Arg::Flag),
     ('D', "no-domain-init", Arg::Flag),
+    ('X', "host-mode", Arg::Flag),
     ('T', "trace-file", Arg::Value),
     ('R', "no-recovery", Arg::Flag),
     ('I', "internal-db", Arg::OptionalValue),
@@ -256,10 +267,9 @@ where
                 }
                 'K' => o.keep_orphans = true,
                 'b' => o.no_busy_poll = true,
-                'N' => {}
-                'D' => o
-                    .notes
-                    .push("-D ignored: there is no hypervisor; domain 0 always exists".into()),
+                'N' => o.no_fork = true,
+                'D' => o.no_domain_init = true,
+                'X' => o.host_mode = true,
                 'T' => o.notes.push("-T ignored: no trace file is written".into()),
                 'R' => o
                     .notes
@@ -344,7 +354,8 @@ mod tests {
         assert_eq!(o.watch_nb, Some(7));
         assert_eq!(o.transaction, Some(3));
         assert_eq!(o.perm_nb, Some(4));
-        assert!(o.verbose);
+        assert!(o.verbose && o.no_fork);
+        assert!(!o.no_domain_init && !o.host_mode);
         assert!(o.notes.is_empty());
         let q = o.store_config().quota;
         assert_eq!(
@@ -424,9 +435,10 @@ mod tests {
             "-P",
             "-K",
         ]);
-        assert_eq!(o.notes.len(), 4);
+        assert_eq!(o.notes.len(), 3);
         assert_eq!(o.pid_file, Some(PathBuf::from("/run/x.pid")));
-        assert!(o.output_pid && o.keep_orphans);
+        assert!(o.output_pid && o.keep_orphans && o.no_domain_init);
+        assert!(run(&["--host-mode"]).host_mode);
         assert!(o.store_config().keep_orphans);
     }
 

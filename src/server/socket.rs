@@ -177,7 +177,7 @@ impl<E: Engine> SocketServer<E> {
     /// Linux's Xen devices (see `host.rs`).
     pub fn serve_xen(&mut self) -> io::Result<()> {
         let hv = crate::xen::LinuxXen::open()?;
-        self.serve_domains(hv.into())
+        self.serve_domains(Arc::new(hv))
     }
 
     /// Host mode over `hv`.

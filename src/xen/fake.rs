@@ -18,7 +18,7 @@ use crate::sys::EventFd;
 
 #[derive(Clone, Copy)]
 enum Binding {
-    Domain { domid: u32, remote: u32 },
+    Domain { domid: u32 },
     Virq,
 }
 
@@ -132,7 +132,7 @@ impl FakeXen {
         let port = {
             let st = self.0.st.lock();
             st.ports.iter().find_map(|(&p, b)| match b {
-                Binding::Domain { domid: d, .. } if *d == domid => Some(p),
+                Binding::Domain { domid: d } if *d == domid => Some(p),
                 _ => None,
             })
         };
@@ -162,7 +162,12 @@ impl FakeXen {
 
     /// Notifications the daemon sent to `domid`.
     pub fn notified(&self, domid: u32) -> u64 {
-        self.0.st.lock().domains.get(&domid).map_or(0, |d| d.notified)
+        self.0
+            .st
+            .lock()
+            .domains
+            .get(&domid)
+            .map_or(0, |d| d.notified)
     }
 
     /// Ports the daemon has bound (to domains and VIRQs).
@@ -235,13 +240,7 @@ impl Hypervisor for FakeXen {
         }
         st.next_port += 1;
         let port = st.next_port;
-        st.ports.insert(
-            port,
-            Binding::Domain {
-                domid,
-                remote: remote_port,
-            },
-        );
+        st.ports.insert(port, Binding::Domain { domid });
         Ok(port)
     }
 
@@ -266,7 +265,7 @@ impl Hypervisor for FakeXen {
 
     fn notify(&self, port: u32) -> io::Result<()> {
         let mut st = self.0.st.lock();
-        let Some(&Binding::Domain { domid, remote: _ }) = st.ports.get(&port) else {
+        let Some(&Binding::Domain { domid }) = st.ports.get(&port) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
         if let Some(d) = st.domains.get_mut(&domid) {

@@ -23,8 +23,6 @@ use std::sync::Arc;
 
 use crate::ring::{Notify, RingPage};
 
-
-
 /// `VIRQ_DOM_EXC`: the virtual interrupt Xen raises when a domain shuts down or dies.
 pub(crate) const VIRQ_DOM_EXC: u32 = 3;
 

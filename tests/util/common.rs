@@ -47,7 +47,8 @@ impl Daemon {
         let dir = TempDir::new(tag);
         let socket = dir.0.join("socket");
         let mut cmd = Command::new(daemon_bin());
-        cmd.args(args).env("XENSTORED_PATH", &socket);
+        // -N: in the foreground, so that the child is the daemon.
+        cmd.arg("-N").args(args).env("XENSTORED_PATH", &socket);
         Daemon::spawn(cmd, socket, dir)
     }
 

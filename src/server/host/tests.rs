@@ -106,7 +106,12 @@ impl Tool {
 
     fn ok(&mut self, ty: MsgType, payload: &[u8]) -> String {
         let (t, text) = self.call(ty, payload, &mut Vec::new());
-        assert_eq!(t, ty, "{ty:?} {:?} answered {text}", String::from_utf8_lossy(payload));
+        assert_eq!(
+            t,
+            ty,
+            "{ty:?} {:?} answered {text}",
+            String::from_utf8_lossy(payload)
+        );
         text
     }
 
@@ -223,6 +228,10 @@ fn dom0s_kernel_is_served_from_the_start() {
     let r = rig("dom0");
     let mut kernel = Guest::new(&r.xen, 0, r.xen.page(0));
     assert!(kernel.ring.is_connected());
+    assert!(
+        r.xen.notified(0) > 0,
+        "its kernel was told xenstored is there"
+    );
     // Privileged, as dom0's kernel carries the toolstack's requests.
     kernel.ok(MsgType::XS_WRITE, b"/from-kernel\0v");
     let mut tool = Tool::new(&r);
@@ -260,10 +269,7 @@ fn introduced_guests_are_served_and_announced() {
     assert!(rings[1].starts_with("domid 5 ") && rings[1].ends_with(" 51 grant"));
     assert!(rings[2].starts_with("domid 6 ") && rings[2].ends_with(" 61 foreign"));
     assert_eq!(maps, 3);
-    assert_eq!(
-        tool.ok(MsgType::XS_IS_DOMAIN_INTRODUCED, b"6\0"),
-        "T\0"
-    );
+    assert_eq!(tool.ok(MsgType::XS_IS_DOMAIN_INTRODUCED, b"6\0"), "T\0");
 }
 
 #[test]
@@ -286,7 +292,10 @@ fn assert_only_dom0_left(r: &Rig, tool: &mut Tool, domid: u32) {
     // VIRQ_DOM_EXC and dom0's port.
     assert_eq!(r.xen.bound_ports(), 2);
     assert_eq!(
-        tool.ok(MsgType::XS_IS_DOMAIN_INTRODUCED, format!("{domid}\0").as_bytes()),
+        tool.ok(
+            MsgType::XS_IS_DOMAIN_INTRODUCED,
+            format!("{domid}\0").as_bytes()
+        ),
         "F\0"
     );
     let (t, _) = tool.call(
@@ -417,7 +426,10 @@ fn a_flood_without_reading_is_served_in_order_once_read() {
     let r = rig_with("flood", cfg);
     let mut tool = Tool::new(&r);
     let mut g = start_guest(&r, &mut tool, 5);
-    g.ok(MsgType::XS_WRITE, &[b"data\0".as_slice(), &[b'x'; 2000]].concat());
+    g.ok(
+        MsgType::XS_WRITE,
+        &[b"data\0".as_slice(), &[b'x'; 2000]].concat(),
+    );
     // 200 reads of 2000 bytes each, none of the replies read meanwhile: the guest's queue
     // goes into the ring as the daemon consumes it.
     for i in 0..200u32 {
@@ -445,7 +457,11 @@ fn idle_rings_are_not_looked_at() {
         let (page, port) = xen.add_domain(d);
         let p = format!("{d}\0{d}\0{port}\0");
         store
-            .handle(dom0, &Header::new(MsgType::XS_INTRODUCE, d, 0, p.len() as u32), p.as_bytes())
+            .handle(
+                dom0,
+                &Header::new(MsgType::XS_INTRODUCE, d, 0, p.len() as u32),
+                p.as_bytes(),
+            )
             .unwrap();
         guests.push(Guest::new(&xen, d, page));
     }
@@ -465,7 +481,11 @@ fn idle_rings_are_not_looked_at() {
         .write_message(&Header::new(MsgType::XS_READ, 1, 0, 0), b"name\0")
         .unwrap();
     turn(&mut host, &mut store);
-    assert_eq!(host.served, [7], "only the ring whose port fired was served");
+    assert_eq!(
+        host.served,
+        [7],
+        "only the ring whose port fired was served"
+    );
     assert_eq!(guests[6].next().header.req_id, 1);
     // Taking the reply notified the daemon (the guest made room): that ring again, no other.
     turn(&mut host, &mut store);
@@ -478,7 +498,11 @@ fn idle_rings_are_not_looked_at() {
 fn inject(page: &RingPage, bytes: &[u8]) {
     let prod = page.load(Field::ReqProd, Ordering::Acquire);
     page.write_data(crate::ring::Ring::Req, prod, bytes);
-    page.store(Field::ReqProd, prod.wrapping_add(bytes.len() as u32), Ordering::Release);
+    page.store(
+        Field::ReqProd,
+        prod.wrapping_add(bytes.len() as u32),
+        Ordering::Release,
+    );
 }
 
 /// One attack on domain 5's page: the ring fails with `code` in the page (or keeps working
@@ -502,7 +526,10 @@ fn attack(tag: &str, corrupt: impl Fn(&RingPage), code: u32) {
         });
     }
     bystander.ok(MsgType::XS_WRITE, b"data\0still served");
-    assert_eq!(tool.ok(MsgType::XS_READ, b"/local/domain/6/data\0"), "still served");
+    assert_eq!(
+        tool.ok(MsgType::XS_READ, b"/local/domain/6/data\0"),
+        "still served"
+    );
     assert_eq!(tool.control("check"), "OK\0");
     // The attacker's kernel asks for a fresh start and gets a working ring.
     let mut fresh = Guest::new(&r.xen, 5, Arc::clone(&page));
@@ -510,7 +537,10 @@ fn attack(tag: &str, corrupt: impl Fn(&RingPage), code: u32) {
     wait_until("CONNECTED", || {
         page.load(Field::Connection, Ordering::Acquire) == XENSTORE_CONNECTED
     });
-    assert_eq!(page.load(Field::Error, Ordering::Acquire), XENSTORE_ERROR_NONE);
+    assert_eq!(
+        page.load(Field::Error, Ordering::Acquire),
+        XENSTORE_ERROR_NONE
+    );
     fresh.ok(MsgType::XS_WRITE, b"data\0back");
     assert_eq!(tool.ok(MsgType::XS_READ, b"/local/domain/5/data\0"), "back");
 }
@@ -519,7 +549,13 @@ fn attack(tag: &str, corrupt: impl Fn(&RingPage), code: u32) {
 fn hostile_producer_far_ahead() {
     attack(
         "ahead",
-        |p| p.store(Field::ReqProd, p.load(Field::ReqCons, Ordering::Acquire) + RING_SIZE + 1, Ordering::Release),
+        |p| {
+            p.store(
+                Field::ReqProd,
+                p.load(Field::ReqCons, Ordering::Acquire) + RING_SIZE + 1,
+                Ordering::Release,
+            )
+        },
         XENSTORE_ERROR_RINGIDX,
     );
 }
@@ -528,7 +564,13 @@ fn hostile_producer_far_ahead() {
 fn hostile_consumer_ahead_of_producer() {
     attack(
         "behind",
-        |p| p.store(Field::RspCons, p.load(Field::RspProd, Ordering::Acquire).wrapping_add(7), Ordering::Release),
+        |p| {
+            p.store(
+                Field::RspCons,
+                p.load(Field::RspProd, Ordering::Acquire).wrapping_add(7),
+                Ordering::Release,
+            )
+        },
         XENSTORE_ERROR_RINGIDX,
     );
 }
@@ -580,7 +622,12 @@ fn hostile_random_pages() {
     let page = r.xen.page(5);
     for round in 0..200 {
         // Random indexes and random bytes, then a kick.
-        for f in [Field::ReqCons, Field::ReqProd, Field::RspCons, Field::RspProd] {
+        for f in [
+            Field::ReqCons,
+            Field::ReqProd,
+            Field::RspCons,
+            Field::RspProd,
+        ] {
             if next() % 3 == 0 {
                 page.store(f, next() as u32, Ordering::Release);
             }
