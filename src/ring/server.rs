@@ -144,6 +144,11 @@ impl ServerRing {
         self.ep.writer.pending()
     }
 
+    /// Replies (messages other than watch events) queued but not wholly in the ring yet.
+    pub fn unsent_replies(&self) -> usize {
+        self.ep.writer.replies()
+    }
+
     /// Whether part of a request has been consumed but not completed.
     pub fn in_request(&self) -> bool {
         self.ep.reader.in_message()

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::page::{Ring, RingPage, RING_SIZE};
 use super::{Message, RingError};
-use crate::wire::{Header, HEADER_LEN};
+use crate::wire::{Header, MsgType, HEADER_LEN};
 
 /// Reassembles messages from a ring, however they are split (ring end, partial publication).
 #[derive(Debug, Default)]
@@ -96,12 +96,26 @@ pub(crate) struct Writer {
     /// How much of the front message is already in the ring.
     front_off: usize,
     pending: usize,
+    /// Queued messages that are not watch events, until wholly in the ring (the C daemon's
+    /// "outstanding requests" of a domain: answered, the answer not yet delivered).
+    replies: usize,
+}
+
+fn is_event(msg: &[u8]) -> bool {
+    msg.get(..4)
+        .is_some_and(|t| t == (MsgType::XS_WATCH_EVENT as u32).to_le_bytes())
 }
 
 impl Writer {
     pub fn push(&mut self, msg: Vec<u8>) {
         self.pending += msg.len();
+        self.replies += usize::from(!is_event(&msg));
         self.queue.push_back(msg);
+    }
+
+    /// Queued messages other than watch events not wholly in the ring yet.
+    pub fn replies(&self) -> usize {
+        self.replies
     }
 
     /// Bytes not yet in the ring.
@@ -114,6 +128,7 @@ impl Writer {
         self.queue.clear();
         self.front_off = 0;
         self.pending = 0;
+        self.replies = 0;
     }
 
     /// Forgets that the front message was partly sent, so it goes out again from its start
@@ -148,6 +163,7 @@ impl Writer {
             free -= n;
             self.front_off += n;
             if self.front_off == front.len() {
+                self.replies -= usize::from(!is_event(front));
                 self.queue.pop_front();
                 self.front_off = 0;
             }

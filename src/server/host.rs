@@ -22,8 +22,10 @@
 //!   waiting for an event), and their output queued into the ring and produced with one
 //!   notification.
 //! - Flow control: while a ring holds `out_high` bytes of output the guest has not consumed,
-//!   its requests are not read; its watch events wait in the store, under the store's bounds.
-//!   The guest's notification after it consumes restarts it.
+//!   or as many undelivered replies as the domain's `outstanding` quota (`-Q outstanding=`,
+//!   20 by default; as in the C daemon, domain 0 has no such limit), its requests are not read;
+//!   its watch events wait in the store, under the store's bounds. The guest's notification
+//!   after it consumes restarts it.
 //! - VIRQ_DOM_EXC: every domain the store knows is looked up. An introduced domain dying or
 //!   gone is released as by RELEASE (connection reset, nodes removed unless `-K`,
 //!   @releaseDomain), a domain never introduced and gone has its nodes removed; a newly shut
@@ -378,8 +380,9 @@ impl HostRings {
             ring_failed(store, r, domid, e, self.verbose);
             return;
         }
+        let outstanding = store.outstanding_quota(domid).unwrap_or(usize::MAX);
         for _ in 0..BATCH {
-            if r.ring.pending() >= self.out_high {
+            if r.ring.pending() >= self.out_high || r.ring.unsent_replies() >= outstanding {
                 return;
             }
             let msg = match r.ring.try_read_message() {

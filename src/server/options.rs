@@ -32,9 +32,9 @@ pub struct DaemonOptions {
     pub memory: Option<u64>,
     /// -q memory=: memory use above which a warning is logged.
     pub memory_soft: Option<u64>,
-    /// -Q outstanding=: requests of a guest in flight. As in the C daemon it limits
-    /// unprivileged domains only, so over the socket (domain 0) it only sets what GET_QUOTA
-    /// reports.
+    /// -Q outstanding=: answered requests of a guest whose replies wait for room in its ring;
+    /// at the limit its ring is not read (host mode). As in the C daemon it limits
+    /// unprivileged domains only: socket clients, domain 0, are not limited.
     pub outstanding: Option<u64>,
     /// -w watch-event=: seconds an unsent watch event is kept (0: forever).
     pub watch_event_timeout: Option<u64>,
@@ -93,9 +93,9 @@ Options:
   -M, --path-max <chars>     longest node path accepted
   -Q, --quota <what>=<nb>    hard quota; <what> is one of
                                transaction-nodes  nodes one transaction may touch
-                               outstanding        requests of one guest in flight
-                                                  (socket clients are domain 0,
-                                                  which no quota limits)
+                               outstanding        replies one guest may leave unread
+                                                  before its ring is not read (domain 0,
+                                                  and so socket clients, have no limit)
                                memory             accepted, without effect
   -q, --quota-soft <what>=<nb>  soft quota; memory is accepted, without effect
   -w, --timeout <what>=<seconds>  <what> is watch-event: how long an unread watch

@@ -243,6 +243,12 @@ impl Store {
         }
     }
 
+    /// How many answered requests of `domid` may wait for delivery before its further
+    /// requests are left unread (the `outstanding` quota; domain 0 has none).
+    pub(crate) fn outstanding_quota(&self, domid: u32) -> Option<usize> {
+        (domid != 0).then(|| self.domains.quota(domid).outstanding as usize)
+    }
+
     /// Drops a connection's watches, transactions and queued output, keeping the connection
     /// (a ring the guest reset, or one that failed).
     pub(crate) fn reset_connection(&mut self, conn: ConnId) {

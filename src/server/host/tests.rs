@@ -492,6 +492,68 @@ fn idle_rings_are_not_looked_at() {
     assert!(host.served.iter().all(|&d| d == 7), "{:?}", host.served);
 }
 
+#[test]
+fn a_guest_stops_being_read_at_its_outstanding_quota() {
+    let xen = FakeXen::new();
+    let mut cfg = Config::default();
+    cfg.quota.outstanding = 5;
+    let mut store = Store::new(cfg);
+    let mut host = HostRings::new(Arc::new(xen.clone()), &mut store, 1 << 20, false).unwrap();
+    let dom0 = store.connect(0);
+    let (page, port) = xen.add_domain(3);
+    let mut call = |ty: MsgType, p: &[u8]| {
+        store
+            .handle(dom0, &Header::new(ty, 1, 0, p.len() as u32), p)
+            .unwrap()
+    };
+    call(
+        MsgType::XS_WRITE,
+        &[b"/big\0".as_slice(), &[b'v'; 3000]].concat(),
+    );
+    call(MsgType::XS_SET_PERMS, b"/big\0n0\0r3\0");
+    call(MsgType::XS_INTRODUCE, format!("3\0\0{port}\0").as_bytes());
+    let turn = |host: &mut HostRings, store: &mut Store| {
+        host.on_events();
+        host.serve(store);
+        host.deliver(store);
+    };
+    // The ring is set up (and reset) before the guest uses it.
+    turn(&mut host, &mut store);
+    let mut guest = Guest::new(&xen, 3, page);
+    // Thirty reads of 3000 bytes, their replies left unread.
+    for i in 0..30u32 {
+        guest
+            .ring
+            .write_message(&Header::new(MsgType::XS_READ, i, 0, 0), b"/big\0")
+            .unwrap();
+    }
+    for _ in 0..10 {
+        let _ = guest.ring.flush();
+        turn(&mut host, &mut store);
+    }
+    let r = &host.rings[&3];
+    assert_eq!(r.ring.unsent_replies(), 5, "stopped at the quota");
+    let page = guest.ring.page();
+    assert_ne!(
+        page.load(Field::ReqProd, Ordering::Acquire),
+        page.load(Field::ReqCons, Ordering::Acquire),
+        "the rest waits unread in the ring"
+    );
+    // Once the guest reads, the rest is served.
+    for i in 0..30u32 {
+        let deadline = Instant::now() + LIMIT;
+        let m = loop {
+            let _ = guest.ring.flush();
+            turn(&mut host, &mut store);
+            if let Some(m) = guest.ring.try_read_message().unwrap() {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "reply {i} never came");
+        };
+        assert_eq!((m.header.req_id, m.payload.len()), (i, 3000));
+    }
+}
+
 // ---------------------------------------------------------------- hostile guests
 
 /// Writes raw bytes into the request ring as a guest kernel would, and publishes them.
