@@ -107,6 +107,10 @@ impl DomainHost for Linker {
         let _ = writeln!(r, "mappings {}", self.hv.mappings());
         r
     }
+
+    fn domains(&self) -> Vec<u32> {
+        self.shared.lock().table.keys().copied().collect()
+    }
 }
 
 /// One domain's ring connection.

@@ -31,6 +31,29 @@ impl Store {
             }
         }
 
+        // Host mode: exactly the introduced domains have a ring, and no connection acts as a
+        // domain the store has forgotten (elsewhere a transport may close a released
+        // domain's connections later).
+        if let Some(host) = &self.host {
+            let rings = host.domains();
+            for (id, introduced) in self.domain_ids() {
+                if introduced && !rings.contains(&id) {
+                    problems.push(format!("domain {id} is introduced but has no ring"));
+                }
+            }
+            for id in rings {
+                if !self.domains.is_introduced(id) {
+                    problems.push(format!("domain {id} has a ring but is not introduced"));
+                }
+            }
+            for c in self.conns.values() {
+                let d = c.access.domid;
+                if d != 0 && self.domains.get(d).is_none() {
+                    problems.push(format!("a connection acts as domain {d}, which is unknown"));
+                }
+            }
+        }
+
         // Watches: index and connection lists agree, and the per-domain counts too.
         let mut watches: HashMap<u32, u64> = HashMap::new();
         let mut txns: HashMap<u32, u64> = HashMap::new();

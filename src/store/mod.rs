@@ -119,6 +119,8 @@ pub(crate) trait DomainHost: Send {
     fn introduce(&mut self, domid: u32, mfn: u64, port: u32, again: bool) -> Result<(), Errno>;
     /// The rings served, for CONTROL `rings`.
     fn report(&self) -> String;
+    /// The domains with a ring (CONTROL `check` compares them with the introduced ones).
+    fn domains(&self) -> Vec<u32>;
 }
 
 /// Limits and quotas (defaults follow the C xenstored's).
