@@ -77,6 +77,18 @@ impl Tool {
         Tool(s, 0)
     }
 
+    /// A connection watching `path` with `token`, its first event taken.
+    fn watching(r: &Rig, path: &str, token: &str) -> Tool {
+        let mut t = Tool::new(r);
+        t.watch(path, token);
+        t
+    }
+
+    fn watch(&mut self, path: &str, token: &str) {
+        self.ok(MsgType::XS_WATCH, format!("{path}\0{token}\0").as_bytes());
+        self.event(path);
+    }
+
     fn next(&mut self) -> Message {
         let mut h = [0u8; HEADER_LEN];
         self.0.read_exact(&mut h).unwrap();
@@ -246,9 +258,7 @@ fn dom0s_kernel_is_served_from_the_start() {
 fn introduced_guests_are_served_and_announced() {
     let r = rig("intro");
     let mut tool = Tool::new(&r);
-    let mut watcher = Tool::new(&r);
-    watcher.ok(MsgType::XS_WATCH, b"@introduceDomain\0i\0");
-    watcher.event("@introduceDomain");
+    let mut watcher = Tool::watching(&r, "@introduceDomain", "i");
     let mut g5 = start_guest(&r, &mut tool, 5);
     watcher.event("@introduceDomain");
     r.xen.refuse_grant(6);
@@ -312,9 +322,7 @@ fn assert_only_dom0_left(r: &Rig, tool: &mut Tool, domid: u32) {
 fn a_dying_domain_is_torn_down_and_released() {
     let r = rig("death");
     let mut tool = Tool::new(&r);
-    let mut watcher = Tool::new(&r);
-    watcher.ok(MsgType::XS_WATCH, b"@releaseDomain\0r\0");
-    watcher.event("@releaseDomain");
+    let mut watcher = Tool::watching(&r, "@releaseDomain", "r");
     let mut g = start_guest(&r, &mut tool, 7);
     g.ok(MsgType::XS_WATCH, b"/local\0w\0");
     g.next();
@@ -351,11 +359,8 @@ fn release_tears_the_ring_down() {
 fn a_shutdown_fires_release_domain_once_until_resumed() {
     let r = rig("shutdown");
     let mut tool = Tool::new(&r);
-    let mut watcher = Tool::new(&r);
-    watcher.ok(MsgType::XS_WATCH, b"@releaseDomain\0r\0");
-    watcher.event("@releaseDomain");
-    watcher.ok(MsgType::XS_WATCH, b"/marker\0m\0");
-    watcher.event("/marker");
+    let mut watcher = Tool::watching(&r, "@releaseDomain", "r");
+    watcher.watch("/marker", "m");
     let _g = start_guest(&r, &mut tool, 2);
     let shutdown_then_marker = |tool: &mut Tool| {
         r.xen.set_state(2, DomainState::Shutdown);
