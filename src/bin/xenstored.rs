@@ -102,7 +102,12 @@ fn start(opts: &DaemonOptions) -> Result<(SocketServer, BoundSocket), String> {
         .take_listener()
         .expect("fresh socket has its listener");
 
-    let store = Store::new(opts.store_config());
+    let mut store = Store::new(opts.store_config());
+    if let Some(f) = &opts.trace_file {
+        store
+            .trace_to(f.clone())
+            .map_err(|e| format!("{}: cannot open the trace file: {e}", f.display()))?;
+    }
     let mut server = SocketServer::new(listener, store, opts.server_config())
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server

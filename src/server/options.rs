@@ -38,6 +38,8 @@ pub struct DaemonOptions {
     pub outstanding: Option<u64>,
     /// -w watch-event=: seconds an unsent watch event is kept (0: forever).
     pub watch_event_timeout: Option<u64>,
+    /// -T: the trace file.
+    pub trace_file: Option<PathBuf>,
     /// -F: where to write our pid.
     pub pid_file: Option<PathBuf>,
     /// -P: print our pid on stdout.
@@ -84,6 +86,8 @@ Options:
   -N, --no-fork              stay in the foreground
   -D, --no-domain-init       do not serve Xen domains, even in a dom0
   -X, --host-mode            serve Xen domains; refuse to start if this is no dom0
+  -T, --trace-file <file>    append every message in and out to <file> (see also
+                             xenstore-control log on|off, logfile <file>)
   -V, --verbose              report connections and errors on standard error
   -E, --entry-nb <nb>        nodes one domain may own
   -S, --entry-size <size>    bytes of data one node may hold
@@ -106,7 +110,6 @@ Options:
                              microseconds first, as long as that keeps paying)
 
 Accepted for compatibility with the C xenstored, without effect:
-  -T, --trace-file <file>    (no trace file is written)
   -R, --no-recovery          (the store lives in memory only)
   -I, --internal-db [on|off] (the store lives in memory only)
 ";
@@ -270,7 +273,7 @@ where
                 'N' => o.no_fork = true,
                 'D' => o.no_domain_init = true,
                 'X' => o.host_mode = true,
-                'T' => o.notes.push("-T ignored: no trace file is written".into()),
+                'T' => o.trace_file = Some(PathBuf::from(v)),
                 'R' => o
                     .notes
                     .push("-R ignored: the store lives in memory only".into()),
@@ -435,7 +438,8 @@ mod tests {
             "-P",
             "-K",
         ]);
-        assert_eq!(o.notes.len(), 3);
+        assert_eq!(o.notes.len(), 2);
+        assert_eq!(o.trace_file, Some(PathBuf::from("/tmp/t")));
         assert_eq!(o.pid_file, Some(PathBuf::from("/run/x.pid")));
         assert!(o.output_pid && o.keep_orphans && o.no_domain_init);
         assert!(run(&["--host-mode"]).host_mode);

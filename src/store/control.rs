@@ -7,8 +7,8 @@
 //! - `check`: runs the invariant checker (check.rs) and repairs node accounting as the C
 //!   daemon does; replies "OK" when everything holds, otherwise (our choice, the C daemon only
 //!   logs) the list of problems found, one per line;
-//! - `log on|off`, `logfile <file>`: acknowledged; the engine keeps no trace log (the C
-//!   daemon without a trace file does nothing for `log` either);
+//! - `log on|off`, `logfile <file>`: the trace file (trace.rs) reopened, closed, or switched
+//!   to another file; `log on` without a file given does nothing, as in the C daemon;
 //! - `memreport <file>`: appends a short usage report (nodes, connections, queued output) to
 //!   the file; without a file it is EINVAL, as in the C daemon without a trace file; a file
 //!   that cannot be opened is EINVAL too (as 4.17);
@@ -31,6 +31,7 @@
 //! Unknown commands and wrong parameter counts are EINVAL.
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 
 use super::dispatch::strings;
 use super::domain::atoi;
@@ -77,8 +78,25 @@ impl Store {
                 }
                 Ok(text_reply(&r))
             }
-            b"log" if matches!(args, [b"on"] | [b"off"]) => Ok(ok_reply()),
-            b"logfile" if args.len() == 1 => Ok(ok_reply()),
+            // As the C daemon, a file that cannot be opened does not fail the request (it is
+            // reported on standard error).
+            b"log" if args == [b"on"] => {
+                if let Err(e) = self.trace.reopen() {
+                    eprintln!("xenstored: cannot open the trace file: {e}");
+                }
+                Ok(ok_reply())
+            }
+            b"log" if args == [b"off"] => {
+                self.trace.close();
+                Ok(ok_reply())
+            }
+            b"logfile" if args.len() == 1 => {
+                let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(args[0]));
+                if let Err(e) = self.trace.set_file(path) {
+                    eprintln!("xenstored: cannot open the trace file: {e}");
+                }
+                Ok(ok_reply())
+            }
             b"memreport" => match args {
                 [file] => self.memreport(file),
                 _ => Err(Errno(libc::EINVAL)),

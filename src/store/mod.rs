@@ -44,6 +44,7 @@ mod ops;
 mod path;
 mod perms;
 mod quota;
+mod trace;
 mod tree;
 mod txn;
 mod watch;
@@ -203,6 +204,8 @@ pub struct Store {
     soft_memory: u32,
     /// Host mode's ring set-up for INTRODUCE; `None` elsewhere (INTRODUCE only records).
     host: Option<Box<dyn DomainHost>>,
+    /// The trace file (-T, CONTROL log/logfile), off by default.
+    trace: trace::Trace,
 }
 
 impl Store {
@@ -242,7 +245,13 @@ impl Store {
             events: Vec::new(),
             soft_memory: control::SOFT_MEMORY_DEFAULT,
             host: None,
+            trace: trace::Trace::default(),
         }
+    }
+
+    /// Traces every message and connection into `path` (see trace.rs), appending.
+    pub fn trace_to(&mut self, path: std::path::PathBuf) -> std::io::Result<()> {
+        self.trace.set_file(path)
     }
 
     /// How many answered requests of `domid` may wait for delivery before its further
@@ -310,12 +319,14 @@ impl Store {
         let mut c = ConnState::new(domid);
         c.access.target = self.domains.entry(domid).target;
         self.conns.insert(id, c);
+        self.trace.created(id, domid);
         id
     }
 
     /// Drops a connection: its transactions are discarded and its watches removed.
     pub fn disconnect(&mut self, conn: ConnId) {
         if let Some(mut c) = self.conns.remove(&conn) {
+            self.trace.destroyed(conn);
             self.drop_watches(conn, &mut c);
             self.domains
                 .add_transactions(c.access.domid, -(c.txns.len() as i64));
@@ -327,6 +338,7 @@ impl Store {
         if !self.conns.contains_key(&conn) {
             return Err(Fatal(format!("unknown connection {}", conn.0)));
         }
+        self.trace.message(false, conn, hdr, payload);
         if payload.len() > PAYLOAD_MAX || hdr.len as usize != payload.len() {
             return Err(Fatal(format!(
                 "payload of {} bytes (header says {}, limit {PAYLOAD_MAX})",
@@ -354,7 +366,9 @@ impl Store {
 
     /// The next whole message (header and payload) queued for `conn`.
     pub fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>> {
-        self.conns.get_mut(&conn)?.out.pop()
+        let m = self.conns.get_mut(&conn)?.out.pop()?;
+        self.trace.output(conn, &m);
+        Some(m)
     }
 
     /// Connections that received output since the last call (still connected ones only).

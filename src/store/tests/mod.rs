@@ -435,6 +435,32 @@ fn control_commands() {
 }
 
 #[test]
+fn control_log_and_logfile_drive_the_trace() {
+    let file = std::env::temp_dir().join(format!("xs-ctl-trace-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let mut h = H::new();
+    let c = h.conn(0);
+    // Without a file, `log on` does nothing.
+    assert_eq!(h.ok(c, T::XS_CONTROL, 0, &z(&["log", "on"])), "OK\0");
+    let name = file.to_str().unwrap();
+    assert_eq!(h.ok(c, T::XS_CONTROL, 0, &z(&["logfile", name])), "OK\0");
+    h.write(c, "/traced", "v");
+    assert_eq!(h.ok(c, T::XS_CONTROL, 0, &z(&["log", "off"])), "OK\0");
+    h.write(c, "/untraced", "v");
+    let g = h.conn(3);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(text.contains(" WRITE req "), "{text}");
+    assert!(text.contains("(/traced v)\n"), "{text}");
+    assert!(text.contains("(OK )\n"), "the reply is traced: {text}");
+    assert!(
+        !text.contains("untraced") && !text.contains("CREATE"),
+        "{text}"
+    );
+    let _ = g;
+}
+
+#[test]
 fn check_finds_and_repairs_accounting_damage() {
     let mut h = H::new();
     let c = h.conn(0);
