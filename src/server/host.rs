@@ -111,6 +111,12 @@ impl DomainHost for Linker {
     fn domains(&self) -> Vec<u32> {
         self.shared.lock().table.keys().copied().collect()
     }
+
+    fn exists(&self, domid: u32) -> bool {
+        // A domain that cannot be looked up is taken to exist: its entry then counts, as
+        // everywhere outside host mode.
+        !matches!(self.hv.domain_state(domid), Ok(DomainState::Gone))
+    }
 }
 
 /// One domain's ring connection.

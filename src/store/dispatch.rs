@@ -286,6 +286,16 @@ impl Store {
             .collect()
     }
 
+    /// Whether `domid` names a domain: one the store knows, or (host mode) one the hypervisor
+    /// has; outside host mode every id below the reserved ones does.
+    fn domain_exists(&self, domid: u32) -> bool {
+        match &self.host {
+            _ if domid == 0 || self.domains.get(domid).is_some() => true,
+            Some(h) => h.exists(domid),
+            None => domid < DOMID_FIRST_RESERVED,
+        }
+    }
+
     /// The one argument of RESUME and RELEASE: an introduced domain other than 0.
     fn guest_arg(&self, payload: &[u8]) -> Result<u32, Errno> {
         let domid = parse_domid(onearg(payload)?)?;
@@ -394,12 +404,21 @@ impl Store {
         {
             return Err(Errno(libc::ENOSPC));
         }
-        let perms = Perms::parse(s[1..].iter().copied())?;
+        let mut perms = Perms::parse(s[1..].iter().copied())?;
         // The C daemon refuses an owner that is not an existing domain, before it looks at
-        // the path; without a hypervisor to ask, the reserved ids are the ones that cannot be.
-        // Other entries may name any domain.
-        if perms.owner() >= DOMID_FIRST_RESERVED {
+        // the path; without a hypervisor to ask (outside host mode), the reserved ids are the
+        // ones that cannot be. Other entries naming no domain are kept, and ignored.
+        if perms.owner() >= DOMID_FIRST_RESERVED || !self.domain_exists(perms.owner()) {
             return Err(Errno(libc::ENOENT));
+        }
+        for d in perms.entries()[1..]
+            .iter()
+            .map(|e| e.domid)
+            .collect::<Vec<_>>()
+        {
+            if !self.domain_exists(d) {
+                perms = perms.ignoring(d);
+            }
         }
         let p = self.canon(who, s[0], true)?;
         if p.starts_with('@') {
@@ -662,9 +681,9 @@ impl Store {
     /// Cleans up after a released domain, as the C daemon does when a domain goes away:
     /// - nodes it owns are deleted with their subtrees (watch events fire as for RM), or with
     ///   `keep_orphans` given to domain 0; special nodes it owns are given to domain 0;
-    /// - permission entries naming it are dropped everywhere, so a later domain reusing the
-    ///   domid inherits no rights (the C daemon ignores such entries via domain generation
-    ///   counts; we remove them, which reads the same through GET_PERMS of live nodes).
+    /// - permission entries naming it stay on nodes, shown but ignored, so a later domain
+    ///   reusing the domid inherits no rights (see perms.rs); the special nodes' lists drop
+    ///   them, as in the C daemon.
     fn remove_orphans(&mut self, domid: u32) {
         for s in self.specials.iter_mut() {
             if s.perms.owner() == domid {
@@ -724,7 +743,7 @@ impl Store {
         }
         for p in granted {
             if let Some(n) = self.tree.node_mut(&p) {
-                n.perms = n.perms.without_grant(domid);
+                n.perms = n.perms.ignoring(domid);
             }
         }
     }

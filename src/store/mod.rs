@@ -122,6 +122,8 @@ pub(crate) trait DomainHost: Send {
     fn report(&self) -> String;
     /// The domains with a ring (CONTROL `check` compares them with the introduced ones).
     fn domains(&self) -> Vec<u32>;
+    /// Whether the hypervisor has domain `domid` (SET_PERMS naming it).
+    fn exists(&self, domid: u32) -> bool;
 }
 
 /// Limits and quotas (defaults follow the C xenstored's).

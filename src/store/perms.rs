@@ -7,6 +7,11 @@
 //!   SET_TARGET on the owner;
 //! - otherwise the rights of the first explicit entry naming itself or its target;
 //! - otherwise the default rights of the first entry.
+//!
+//! Explicit entries naming a domain that went away stay in the list (GET_PERMS shows them,
+//! as the C daemon does) but are ignored from then on, so a later domain reusing the domid
+//! inherits no rights (the C daemon marks them with its XS_PERM_IGNORE flag, found through
+//! domain generation counts; here the release marks them directly).
 
 use std::sync::Arc;
 
@@ -17,33 +22,47 @@ use super::Errno;
 /// An immutable, shareable permission list (nodes created together share one). A thin
 /// pointer (one word), as every node holds one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Perms(Arc<Box<[Perm]>>);
+pub(crate) struct Perms(Arc<List>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct List {
+    entries: Box<[Perm]>,
+    /// Domains whose explicit entries no longer count (see the module comment).
+    ignored: Box<[u32]>,
+}
 
 impl Perms {
     /// Owned by `domid`, nobody else has rights ("n<domid>").
     pub fn owned_by(domid: u32) -> Perms {
-        Perms(Arc::new(Box::new([Perm {
+        Perms::from_vec(vec![Perm {
             domid,
             read: false,
             write: false,
-        }])))
+        }])
     }
 
     pub fn from_vec(v: Vec<Perm>) -> Perms {
         debug_assert!(!v.is_empty());
-        Perms(Arc::new(v.into_boxed_slice()))
+        Perms(Arc::new(List {
+            entries: v.into_boxed_slice(),
+            ignored: Box::new([]),
+        }))
     }
 
     pub fn entries(&self) -> &[Perm] {
-        &self.0
+        &self.0.entries
     }
 
     pub fn owner(&self) -> u32 {
-        self.0[0].domid
+        self.0.entries[0].domid
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.entries.len()
+    }
+
+    fn grants(&self, domid: u32) -> bool {
+        self.0.entries[1..].iter().any(|e| e.domid == domid)
     }
 
     /// The same list with another owner (the rights of the first entry stay).
@@ -51,19 +70,44 @@ impl Perms {
         if self.owner() == domid {
             return self.clone();
         }
-        let mut v = self.0.to_vec();
-        v[0].domid = domid;
+        let mut entries = self.0.entries.to_vec();
+        entries[0].domid = domid;
+        Perms(Arc::new(List {
+            entries: entries.into_boxed_slice(),
+            ignored: self.0.ignored.clone(),
+        }))
+    }
+
+    /// The same list without explicit entries for `domid` (the owner entry stays): what the
+    /// special nodes' lists become when a domain goes, as in the C daemon.
+    pub fn without_grant(&self, domid: u32) -> Perms {
+        if !self.grants(domid) {
+            return self.clone();
+        }
+        let mut v = vec![self.0.entries[0]];
+        v.extend(self.0.entries[1..].iter().filter(|e| e.domid != domid));
         Perms::from_vec(v)
     }
 
-    /// The same list without explicit entries for `domid` (the owner entry stays).
-    pub fn without_grant(&self, domid: u32) -> Perms {
-        if !self.0[1..].iter().any(|e| e.domid == domid) {
+    /// The same list with the explicit entries for `domid` shown but ignored: what a node's
+    /// list becomes when the domain goes.
+    pub fn ignoring(&self, domid: u32) -> Perms {
+        if !self.grants(domid) || self.0.ignored.contains(&domid) {
             return self.clone();
         }
-        let mut v = vec![self.0[0]];
-        v.extend(self.0[1..].iter().filter(|e| e.domid != domid));
-        Perms::from_vec(v)
+        let mut ignored = self.0.ignored.to_vec();
+        ignored.push(domid);
+        Perms(Arc::new(List {
+            entries: self.0.entries.clone(),
+            ignored: ignored.into_boxed_slice(),
+        }))
+    }
+
+    /// The explicit entry that decides for `who`, if any.
+    fn grant_for(&self, who: &Access) -> Option<&Perm> {
+        self.0.entries[1..]
+            .iter()
+            .find(|p| who.is(p.domid) && !self.0.ignored.contains(&p.domid))
     }
 
     /// Parses SET_PERMS strings ("b0", "r5", ...). At least one entry; any malformed one is
@@ -86,7 +130,7 @@ impl Perms {
 
     /// Appends the GET_PERMS form: every entry followed by a NUL.
     pub fn write_wire(&self, out: &mut Vec<u8>) {
-        for p in self.0.iter() {
+        for p in self.0.entries.iter() {
             out.push(p.letter());
             out.extend_from_slice(p.domid.to_string().as_bytes());
             out.push(0);
@@ -166,7 +210,7 @@ pub(crate) fn rights(who: &Access, perms: &Perms) -> Rights {
     if who.privileged || who.is(e[0].domid) {
         return Rights::ALL;
     }
-    let p = e[1..].iter().find(|p| who.is(p.domid)).unwrap_or(&e[0]);
+    let p = perms.grant_for(who).unwrap_or(&e[0]);
     Rights {
         read: p.read,
         write: p.write,

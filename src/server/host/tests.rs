@@ -283,6 +283,25 @@ fn introduced_guests_are_served_and_announced() {
 }
 
 #[test]
+fn permissions_name_only_domains_that_exist() {
+    let r = rig("perms");
+    let mut tool = Tool::new(&r);
+    tool.ok(MsgType::XS_WRITE, b"/p\0");
+    // An owner that does not exist is refused; another entry is kept, shown, and ignored:
+    // domain 9, created later, does not get the right.
+    let (t, e) = tool.call(MsgType::XS_SET_PERMS, b"/p\0n9\0", &mut Vec::new());
+    assert_eq!((t, e.as_str()), (MsgType::XS_ERROR, "ENOENT\0"));
+    tool.ok(MsgType::XS_SET_PERMS, b"/p\0n0\0r9\0r5\0");
+    assert_eq!(tool.ok(MsgType::XS_GET_PERMS, b"/p\0"), "n0\0r9\0r5\0");
+    let mut g9 = start_guest(&r, &mut tool, 9);
+    let (t, e) = g9.call(MsgType::XS_READ, b"/p\0", &mut Vec::new());
+    assert_eq!((t, e.as_str()), (MsgType::XS_ERROR, "EACCES\0"));
+    // Given now that it exists, it counts.
+    tool.ok(MsgType::XS_SET_PERMS, b"/p\0n0\0r9\0");
+    assert_eq!(g9.ok(MsgType::XS_READ, b"/p\0"), "");
+}
+
+#[test]
 fn a_domain_whose_ring_cannot_be_set_up_is_not_introduced() {
     let r = rig("nodomain");
     let mut tool = Tool::new(&r);
