@@ -45,8 +45,9 @@ impl InProcess {
         let mut s = shared.0.lock().unwrap();
         if s.queue.is_empty() {
             let one = 1u64;
-            // SAFETY: 8 bytes from a u64 on this stack, to the eventfd (InProcess closes it only
-            // on drop, after the client using this transport is gone).
+            // SAFETY: 8 bytes from a u64 on this stack, to the InProcess's eventfd, still open:
+            // it is closed on drop, and every push (the injector's too) comes before the test
+            // receives the message it queues, so before the handle owning the InProcess goes.
             unsafe { libc::write(doorbell, (&one as *const u64).cast(), 8) };
         }
         s.queue.push_back(m);
