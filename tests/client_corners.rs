@@ -4,7 +4,6 @@
 mod util;
 use util::client_support;
 
-use std::ffi::{c_char, c_uint};
 use std::ptr::null_mut;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -13,18 +12,6 @@ use client_support::*;
 use ffi::*;
 use xenstore::client::Errno;
 use xenstore::wire::MsgType;
-
-unsafe fn strings(block: *mut *mut c_char, n: c_uint) -> Vec<String> {
-    let v = (0..n as usize)
-        .map(|i| {
-            std::ffi::CStr::from_ptr(*block.add(i))
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    libc::free(block.cast());
-    v
-}
 
 /// A directory too big for one reply: the store answers DIRECTORY with E2BIG and serves
 /// DIRECTORY_PART two children at a time; the client asks from each offset it has reached.
@@ -58,12 +45,14 @@ fn directory_part_assembles_the_pieces() {
     });
     let h = srv.c_handle(0);
     let mut n = 0;
-    unsafe {
-        let d = xs_directory(h, 0, c("/big").as_ptr(), &mut n);
-        assert!(!d.is_null(), "errno {}", errno());
-        assert_eq!(strings(d, n), ["aa", "bbb", "c"]);
-        xs_close(h);
-    }
+    // SAFETY: `h` is the live handle just opened; the path is a CString that lives to the end
+    // of the statement; `n` is a c_uint on this stack.
+    let d = unsafe { xs_directory(h, 0, c("/big").as_ptr(), &mut n) };
+    assert!(!d.is_null(), "errno {}", errno());
+    // SAFETY: `d` is the string array xs_directory handed over, with `n` entries.
+    assert_eq!(unsafe { take_strings(d, n) }.unwrap(), ["aa", "bbb", "c"]);
+    // SAFETY: `h` is live and not used again.
+    unsafe { xs_close(h) };
     assert_eq!(*offsets.lock().unwrap(), vec![0, 7]);
 }
 
@@ -121,18 +110,20 @@ fn wrong_reply_type_closes_the_connection() {
         }
     });
     let h = srv.c_handle(0);
-    unsafe {
-        set_errno(0);
-        assert!(xs_read(h, 0, c("/a").as_ptr(), null_mut()).is_null());
-        assert_eq!(errno(), libc::EBADF);
-        set_errno(0);
-        assert!(
-            !xs_mkdir(h, 0, c("/a").as_ptr()),
-            "closed for good, as the C library does"
-        );
-        assert_eq!(errno(), libc::EBADF);
-        xs_close(h);
-    }
+    set_errno(0);
+    // SAFETY: `h` is live; the path is a CString that lives to the end of the statement; `len`
+    // may be NULL; a NULL result (asserted) needs no free.
+    assert!(unsafe { xs_read(h, 0, c("/a").as_ptr(), null_mut()) }.is_null());
+    assert_eq!(errno(), libc::EBADF);
+    set_errno(0);
+    assert!(
+        // SAFETY: `h` is live; the path is a CString that lives to the end of the statement.
+        !unsafe { xs_mkdir(h, 0, c("/a").as_ptr()) },
+        "closed for good, as the C library does"
+    );
+    assert_eq!(errno(), libc::EBADF);
+    // SAFETY: `h` is live and not used again.
+    unsafe { xs_close(h) };
 }
 
 #[test]
@@ -315,6 +306,9 @@ fn connection_loss_wakes_every_waiter() {
     });
     let h = srv.c_handle(0);
     let hp = h as usize;
+    // SAFETY: for every call here, `h` is live until the xs_close at the end, which runs after the
+    // reader thread was joined; paths are CStrings that live to the end of their statement;
+    // `fd` is the handle's own pipe, open until xs_close.
     unsafe {
         let fd = xs_fileno(h);
         assert!(xs_watch(h, c("/w").as_ptr(), c("t").as_ptr()));
@@ -348,6 +342,8 @@ fn close_stops_the_watch_thread() {
     let srv = store.serve();
     for _ in 0..20 {
         let h = srv.c_handle(0) as usize;
+        // SAFETY: `h` was just opened and only this closure uses it, closing it last; the
+        // CStrings live to the end of their statements.
         within(10, move || unsafe {
             let h = h as *mut xs_handle;
             assert!(xs_watch(h, c("/a").as_ptr(), c("t").as_ptr()));
@@ -364,6 +360,9 @@ fn destroy_postfork_in_a_child() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end (the child only hands
+    // it to xs_daemon_destroy_postfork, which exists for that, then _exits); CStrings live to
+    // the end of their statements; the event block is freed once.
     unsafe {
         assert!(xs_watch(h, c("/a").as_ptr(), c("t").as_ptr()));
         assert!(xs_fileno(h) >= 0);

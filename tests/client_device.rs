@@ -24,6 +24,10 @@ struct Pty {
 fn pty() -> Pty {
     let (mut m, mut s) = (0, 0);
     let mut name = [0 as libc::c_char; 128];
+    // SAFETY: for every call here, the out-pointers are locals of this frame; `name` has the
+    // 128 bytes openpty may write (it NUL-terminates); a zeroed termios is a valid value for
+    // tcgetattr to fill; `m` and `s` are the descriptors openpty just gave us, each handed to
+    // exactly one File that owns it from then on.
     unsafe {
         assert_eq!(
             libc::openpty(
@@ -162,17 +166,18 @@ fn xs_open_uses_xenstored_path_for_the_device() {
     let pty = pty();
     serve_master(pty.master.try_clone().unwrap());
     std::env::set_var("XENSTORED_PATH", &pty.slave_path);
-    unsafe {
-        let h = ffi::xs_open(0);
-        assert!(!h.is_null(), "errno {}", errno());
-        let mut len = 0;
-        let v = ffi::xs_read(h, 0, c("/x").as_ptr(), &mut len);
-        assert_eq!(
-            std::slice::from_raw_parts(v as *const u8, len as usize),
-            b"dev:/x"
-        );
-        libc::free(v);
-        ffi::xs_close(h);
-    }
+    let h = ffi::xs_open(0);
+    assert!(!h.is_null(), "errno {}", errno());
+    let mut len = 0;
+    // SAFETY: `h` is live; the path is a CString that lives to the end of the statement.
+    let v = unsafe { ffi::xs_read(h, 0, c("/x").as_ptr(), &mut len) };
+    assert!(!v.is_null(), "errno {}", errno());
+    // SAFETY: a non-NULL xs_read result is a malloc'd block of `len` bytes (and a NUL).
+    let got = unsafe { std::slice::from_raw_parts(v as *const u8, len as usize) }.to_vec();
+    // SAFETY: `v` came from the library's malloc and `got` is a copy.
+    unsafe { libc::free(v) };
+    assert_eq!(got, b"dev:/x");
+    // SAFETY: `h` is live and not used again.
+    unsafe { ffi::xs_close(h) };
     std::env::remove_var("XENSTORED_PATH");
 }

@@ -10,24 +10,35 @@ use client_support::*;
 use ffi::*;
 use xenstore::wire::MsgType;
 
+/// # Safety
+/// `p` points to a NUL-terminated string that stays put for `'a`.
 unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
-    CStr::from_ptr(p).to_bytes()
+    // SAFETY: the caller's contract.
+    unsafe { CStr::from_ptr(p).to_bytes() }
 }
 
 /// Checks the C library's string-array shape: the pointers point into the same block, just
 /// after the array, consecutively; then frees it.
-unsafe fn take_strings(block: *mut *mut c_char, n: c_uint) -> Vec<Vec<u8>> {
+///
+/// # Safety
+/// As for `take_strings`: `block` is such an array of `n` strings, handed over by the library.
+unsafe fn take_laid_out(block: *mut *mut c_char, n: c_uint) -> Vec<Vec<u8>> {
     assert!(!block.is_null());
-    let mut at = block.add(n as usize) as *mut c_char;
+    // The pointer arithmetic below is wrapping: it only computes where the C layout puts each
+    // string, to compare; what is read is the array's own pointers.
+    let mut at = block.wrapping_add(n as usize) as *mut c_char;
     let mut out = Vec::new();
     for i in 0..n as usize {
-        let s = *block.add(i);
+        // SAFETY: i < n: one of the array's pointers.
+        let s = unsafe { *block.add(i) };
         assert_eq!(s, at, "string {i} is not where the C layout puts it");
-        let b = cstr(s).to_vec();
-        at = at.add(b.len() + 1);
+        // SAFETY: each pointer of the array is a NUL-terminated string in the live block.
+        let b = unsafe { cstr(s) }.to_vec();
+        at = at.wrapping_add(b.len() + 1);
         out.push(b);
     }
-    libc::free(block.cast());
+    // SAFETY: the block came from the library's malloc; `out` holds copies.
+    unsafe { libc::free(block.cast()) };
     out
 }
 
@@ -36,6 +47,9 @@ fn read_write_and_shapes() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         assert!(xs_write(
             h,
@@ -74,7 +88,7 @@ fn read_write_and_shapes() {
         let d = xs_directory(h, 0, c("/d").as_ptr(), &mut n);
         assert_eq!(n, 3);
         assert_eq!(
-            take_strings(d, n),
+            take_laid_out(d, n),
             vec![b"x".to_vec(), b"yy".to_vec(), b"zzz".to_vec()]
         );
 
@@ -100,6 +114,9 @@ fn errors_and_bad_arguments() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         let cases: [(&dyn Fn() -> bool, &str); 9] = [
             (
@@ -187,6 +204,8 @@ fn error_names_become_errno() {
         ("EWHAT", libc::EINVAL),
         ("EPERM", libc::EPERM),
     ] {
+        // SAFETY: `h` is live (closed after the loop); the path is a CString that lives to the
+        // end of the statement; `len` may be NULL; a NULL result (asserted) needs no free.
         unsafe {
             set_errno(0);
             // E2BIG on DIRECTORY would switch to DIRECTORY_PART; READ keeps it plain.
@@ -194,6 +213,7 @@ fn error_names_become_errno() {
             assert_eq!(errno(), e, "{name}");
         }
     }
+    // SAFETY: `h` is live and not used again.
     unsafe { xs_close(h) };
 }
 
@@ -202,6 +222,9 @@ fn permissions_both_ways() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         assert!(xs_mkdir(h, 0, c("/p").as_ptr()));
         let mut n = 0;
@@ -274,6 +297,9 @@ fn message_formats_of_the_domain_calls() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         assert_eq!(xs_transaction_start(h), 1);
         assert!(xs_write(h, 1, c("/t").as_ptr(), b"v".as_ptr().cast(), 1));
@@ -297,7 +323,7 @@ fn message_formats_of_the_domain_calls() {
         let mut n = 0;
         let q = xs_get_quota_names(h, &mut n);
         assert_eq!(
-            take_strings(q as *mut *mut c_char, n),
+            take_laid_out(q as *mut *mut c_char, n),
             vec![
                 b"nodes".to_vec(),
                 b"watches".to_vec(),
@@ -379,6 +405,9 @@ fn watches_through_the_pipe() {
     let store = MiniStore::new();
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         let fd = xs_fileno(h);
         assert!(fd >= 0);
@@ -393,7 +422,7 @@ fn watches_through_the_pipe() {
         // The initial event makes the pipe readable.
         assert!(readable(fd, 5000));
         let ev = xs_check_watch(h);
-        assert_eq!(take_strings(ev, 2), vec![b"/w".to_vec(), b"tok".to_vec()]);
+        assert_eq!(take_laid_out(ev, 2), vec![b"/w".to_vec(), b"tok".to_vec()]);
         assert!(!readable(fd, 0), "drained when the queue empties");
         set_errno(0);
         assert!(xs_check_watch(h).is_null());
@@ -413,7 +442,7 @@ fn watches_through_the_pipe() {
         let ev = xs_read_watch(h, &mut num);
         assert_eq!(num, 2);
         assert_eq!(
-            take_strings(ev, num),
+            take_laid_out(ev, num),
             vec![b"/w/child".to_vec(), b"tok".to_vec()]
         );
 
@@ -422,7 +451,7 @@ fn watches_through_the_pipe() {
         let reader = std::thread::spawn(move || {
             let mut num = 0;
             let ev = xs_read_watch(hp as *mut xs_handle, &mut num);
-            take_strings(ev, num)
+            take_laid_out(ev, num)
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!reader.is_finished());
@@ -457,6 +486,8 @@ fn unwatch_filter_drops_queued_events() {
     for (flags, left) in [(0u64, 3usize), (4, 1)] {
         let h = srv.c_handle(flags);
         let other = srv.c_handle(0);
+        // SAFETY: for every call here, `h` and `other` are live until their xs_close; paths and
+        // values are CStrings or byte strings that outlive their call; events are freed once.
         unsafe {
             let fd = xs_fileno(h);
             assert!(xs_watch(h, c("/f").as_ptr(), c("a").as_ptr()));
@@ -488,6 +519,7 @@ fn unwatch_filter_drops_queued_events() {
 
 #[test]
 fn subpath_rules() {
+    // SAFETY: both arguments are CStrings that live to the end of the call.
     unsafe {
         let t = |a: &str, b: &str| xs_path_is_subpath(c(a).as_ptr(), c(b).as_ptr());
         assert!(t("/a", "/a"));
@@ -500,6 +532,9 @@ fn subpath_rules() {
 #[test]
 fn write_all_and_restrict() {
     let mut fds = [0; 2];
+    // SAFETY: for every call here, `fds` has the two ints pipe() fills; the byte strings and
+    // `buf` outlive the calls and are as long as the counts say. The last xs_write_all gets a
+    // descriptor number closed on purpose (EBADF is the point); no memory is at stake there.
     unsafe {
         assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
         assert!(xs_write_all(fds[1], b"abc".as_ptr().cast(), 3));
@@ -519,6 +554,9 @@ fn watch_depth_needs_the_feature_and_caches_it_per_handle() {
     let store = MiniStore::new(); // advertises WATCHDEPTH (4)
     let srv = store.serve();
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         assert!(ffi::xs_watch_depth(h, c("/d").as_ptr(), c("t").as_ptr(), 2));
         assert!(ffi::xs_watch_try_depth(
@@ -550,6 +588,9 @@ fn watch_depth_needs_the_feature_and_caches_it_per_handle() {
     // and a new handle asks again (no process-wide cache).
     store.state.lock().unwrap().features = 0;
     let h = srv.c_handle(0);
+    // SAFETY: for every call here, `h` is live until the xs_close at the end; paths and values
+    // are CStrings or byte strings that outlive their call; out-parameters are locals; each
+    // block the library hands over is freed once, after its last read.
     unsafe {
         set_errno(0);
         assert!(!ffi::xs_watch_depth(

@@ -12,6 +12,9 @@ fn open_follows_the_c_library_search_order() {
     let store = MiniStore::new();
     let srv = store.serve();
     let rundir = srv.path.parent().unwrap().to_owned(); // the server's socket is <dir>/socket
+                                                        // SAFETY: for every call here, each handle is checked non-NULL before use and closed once,
+                                                        // by the close function matching its opener; paths are CStrings that live to the end of
+                                                        // their statements. Only this test in this binary touches the environment.
     unsafe {
         // The run directory's socket.
         std::env::remove_var("XENSTORED_PATH");

@@ -107,6 +107,10 @@ fn reference() -> Option<Api> {
     if !std::path::Path::new(&lib).exists() {
         return None;
     }
+    // SAFETY: for every call here, dlopen/dlsym get CStrings that live to the end of their
+    // statements; the libraries are Debian's libxentoolcore and libxenstore 4.17, loaded by full
+    // path and never unloaded, so the symbols stay valid; each symbol is transmuted to the field
+    // of its own name, whose type is the function's prototype in the 4.17 header.
     unsafe {
         // Its NEEDED libxentoolcore.so.1 is found by soname once loaded by full path.
         let tc = libc::dlopen(
@@ -157,23 +161,21 @@ fn reference() -> Option<Api> {
     }
 }
 
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
 unsafe fn text(p: *const c_char) -> Option<String> {
-    (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    // SAFETY: the caller's contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
+/// # Safety
+/// `p` is NULL or a NUL-terminated string the library malloc'd and handed over.
 unsafe fn take_text(p: *mut c_char) -> Option<String> {
-    let t = text(p);
-    libc::free(p.cast());
+    // SAFETY: the caller's contract.
+    let t = unsafe { text(p) };
+    // SAFETY: the caller's contract; `t` is a copy.
+    unsafe { libc::free(p.cast()) };
     t
-}
-
-unsafe fn take_list(p: *mut *mut c_char, n: c_uint) -> Option<Vec<String>> {
-    if p.is_null() {
-        return None;
-    }
-    let v = (0..n as usize).map(|i| text(*p.add(i)).unwrap()).collect();
-    libc::free(p.cast());
-    Some(v)
 }
 
 /// A request as the store received it: type, transaction and payload.
@@ -186,6 +188,11 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
     let srv = store.serve();
     std::env::set_var("XENSTORED_PATH", &srv.path);
     let mut out = Vec::new();
+    // SAFETY: for every call here, the functions are `api`'s, of the prototypes declared in `Api`;
+    // `h` is checked non-NULL and live until the close at the end; paths, values and tokens are
+    // CStrings or byte strings that live to the end of their statements, with the counts given;
+    // out-parameters are locals; every block handed over is freed once, after its last read;
+    // the control data is only read by the library, despite its `void *`.
     unsafe {
         let h = (api.open)(0);
         assert!(!h.is_null());
@@ -219,7 +226,7 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
             );
         }
         let d = (api.directory)(h, 0, c("/d").as_ptr(), &mut n);
-        out.push(format!("dir {:?} {n}", take_list(d, n)));
+        out.push(format!("dir {:?} {n}", take_strings(d, n)));
         let p = (api.get_perms)(h, 0, c("/d").as_ptr(), &mut n);
         let perms: Vec<(u32, u32)> = std::slice::from_raw_parts(p, n as usize)
             .iter()
@@ -273,7 +280,7 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
             (api.watch)(h, c("/w").as_ptr(), c("tok").as_ptr())
         ));
         let ev = (api.read_watch)(h, &mut n);
-        out.push(format!("event {:?} {n}", take_list(ev, n)));
+        out.push(format!("event {:?} {n}", take_strings(ev, n)));
         out.push(format!(
             "unwatch {}",
             (api.unwatch)(h, c("/w").as_ptr(), c("tok").as_ptr())
@@ -311,6 +318,11 @@ fn scenario(api: &Api) -> (Vec<String>, Vec<Received>) {
 /// Library functions that need no connection.
 fn offline(api: &Api) -> Vec<String> {
     let mut out = Vec::new();
+    // SAFETY: for every call here, the functions are `api`'s, of the prototypes declared in `Api`;
+    // the socket-path functions return NULL or a NUL-terminated string the library keeps; the
+    // permission strings are NUL-terminated and `p` has room for the count given; paths
+    // are CStrings that live to the end of their statements. Only this test in this binary
+    // touches the environment.
     unsafe {
         for (rundir, path) in [
             (None, None),

@@ -17,23 +17,20 @@ fn vanished_daemon_is_epipe_not_sigpipe() {
     let srv = Server::start(drop);
     let h = srv.c_handle(0);
     std::thread::sleep(Duration::from_millis(100));
-    unsafe {
-        set_errno(0);
-        assert!(!ffi::xs_write(
-            h,
-            0,
-            c("/a").as_ptr(),
-            b"x".as_ptr().cast(),
-            1
-        ));
-        assert_eq!(
-            errno(),
-            libc::EPIPE,
-            "the write fails, as the C library's does"
-        );
-        set_errno(0);
-        assert!(!ffi::xs_mkdir(h, 0, c("/b").as_ptr()));
-        assert_eq!(errno(), libc::EBADF);
-        ffi::xs_close(h);
-    }
+    set_errno(0);
+    // SAFETY: `h` is live; the path is a CString that lives to the end of the statement and the
+    // value is one byte of a static string.
+    let ok = unsafe { ffi::xs_write(h, 0, c("/a").as_ptr(), b"x".as_ptr().cast(), 1) };
+    assert!(!ok);
+    assert_eq!(
+        errno(),
+        libc::EPIPE,
+        "the write fails, as the C library's does"
+    );
+    set_errno(0);
+    // SAFETY: `h` is live; the path is a CString that lives to the end of the statement.
+    assert!(!unsafe { ffi::xs_mkdir(h, 0, c("/b").as_ptr()) });
+    assert_eq!(errno(), libc::EBADF);
+    // SAFETY: `h` is live and not used again.
+    unsafe { ffi::xs_close(h) };
 }

@@ -23,20 +23,30 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap()
 }
 
+/// # Safety
+/// `h` is a live handle (a NULL one fails with EINVAL).
 unsafe fn read(h: *mut xs_handle, path: &str) -> Result<Vec<u8>, i32> {
     let mut len: c_uint = 0;
-    let v = xs_read(h, 0, c(path).as_ptr(), &mut len) as *mut c_char;
+    // SAFETY: `h` per the contract; the path is a CString that lives to the end of the
+    // statement; `len` is a local.
+    let v = unsafe { xs_read(h, 0, c(path).as_ptr(), &mut len) } as *mut c_char;
     if v.is_null() {
         return Err(errno());
     }
-    let out = CStr::from_ptr(v).to_bytes().to_vec();
+    // SAFETY: a non-NULL xs_read result is a malloc'd value with a NUL after its `len` bytes.
+    let out = unsafe { CStr::from_ptr(v) }.to_bytes().to_vec();
     assert_eq!(out.len(), len as usize);
-    libc::free(v.cast());
+    // SAFETY: the block came from the library's malloc; `out` is a copy.
+    unsafe { libc::free(v.cast()) };
     Ok(out)
 }
 
+/// # Safety
+/// `h` is a live handle (a NULL one fails with EINVAL).
 unsafe fn write(h: *mut xs_handle, path: &str, v: &str) -> Result<(), i32> {
-    if xs_write(h, 0, c(path).as_ptr(), v.as_ptr().cast(), v.len() as c_uint) {
+    // SAFETY: `h` per the contract; the path is a CString that lives to the end of the
+    // statement; `v` has the length given.
+    if unsafe { xs_write(h, 0, c(path).as_ptr(), v.as_ptr().cast(), v.len() as c_uint) } {
         Ok(())
     } else {
         Err(errno())
@@ -46,6 +56,10 @@ unsafe fn write(h: *mut xs_handle, path: &str, v: &str) -> Result<(), i32> {
 #[test]
 fn every_opener_shares_the_one_store() {
     embedded_mode();
+    // SAFETY: for every call here, the handles are checked non-NULL, live until their xs_close,
+    // and not used after it; paths and values are CStrings or strings that outlive their call;
+    // out-parameters and the pollfd are locals; each event block is freed once after its last
+    // read, and `*ev` (the path) is read only after the block is known non-NULL with 2 strings.
     unsafe {
         let a = xs_open(0);
         let b = xs_daemon_open();
@@ -98,6 +112,9 @@ fn every_opener_shares_the_one_store() {
 #[test]
 fn guests_open_once_introduced() {
     embedded_mode();
+    // SAFETY: for every call here, `h` and `g` are live until their xs_close (a NULL `h` would
+    // only make the calls fail with EINVAL); paths are CStrings that live to the end of their
+    // statements; `perms` has the one entry the count says.
     unsafe {
         let h = xs_open(0);
         assert!(xs_embedded_open_domain(21).is_null());

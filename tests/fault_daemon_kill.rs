@@ -15,7 +15,7 @@ use util::{client_support, support};
 
 use std::time::{Duration, Instant};
 
-use client_support::c;
+use client_support::{c, set_errno};
 use support::*;
 use xenstore::ffi::*;
 
@@ -128,9 +128,11 @@ fn killed_under_load(kind: DaemonKind) {
                     // Outside the watched /fk, so the watch reader stays blocked.
                     let path = c(&format!("/fkload/{i}"));
                     let mut ops = 0u64;
-                    // SAFETY: live handle, NUL-terminated strings; blocks are freed.
+                    // `h` stays open until every worker has been joined.
                     loop {
                         let val = format!("{i}-{ops}");
+                        // SAFETY: `h` is live; `path` and `val` outlive the call, `val` has the
+                        // length given.
                         let ok = unsafe {
                             xs_write(
                                 h.p(),
@@ -144,13 +146,16 @@ fn killed_under_load(kind: DaemonKind) {
                             return (ops, errno_now(), Instant::now());
                         }
                         let mut len = 0;
+                        // SAFETY: `h` is live; `path` outlives the call; `len` is a local.
                         let v = unsafe { xs_read(h.p(), 0, path.as_ptr(), &mut len) };
                         if v.is_null() {
                             return (ops, errno_now(), Instant::now());
                         }
+                        // SAFETY: a non-NULL xs_read result is a malloc'd block of `len` bytes.
                         let got =
                             unsafe { std::slice::from_raw_parts(v.cast::<u8>(), len as usize) }
                                 .to_vec();
+                        // SAFETY: `v` came from the library's malloc; `got` is a copy.
                         unsafe { libc::free(v) };
                         assert_eq!(got, val.as_bytes(), "thread {i} read back another value");
                         ops += 1;
@@ -285,10 +290,13 @@ fn c_library_leaves_the_poller_asleep() {
             // The C library finds the daemon only through the environment. Cases run one at a
             // time and nothing else in this process reads it meanwhile.
             std::env::set_var("XENSTORED_PATH", &d.socket);
-            // SAFETY: calls into the C library with a handle it returned and C strings.
+            // SAFETY: the C library's xs_open, which takes no pointers.
             let h = unsafe { open(0) } as usize;
             std::env::remove_var("XENSTORED_PATH");
             assert_ne!(h, 0, "the C library could not connect");
+            // SAFETY: `h` is the C library's live handle (closed at the end, after the threads
+            // using it are joined); paths and tokens are CStrings that live to the end of their
+            // statements; the event block is non-NULL (asserted) and freed once.
             let fd = unsafe {
                 let h = h as *mut c_void;
                 assert!(write(h, 0, c("/fk").as_ptr(), b"".as_ptr().cast(), 0));
@@ -311,7 +319,8 @@ fn c_library_leaves_the_poller_asleep() {
             });
             let reader = std::thread::spawn(move || {
                 let mut n = 0;
-                // SAFETY: as above.
+                // SAFETY: `h` is live until the close below, which waits for this thread; `n`
+                // is a local. (An event block, not expected, would be leaked, not misused.)
                 let ev = unsafe { read_watch(h as *mut c_void, &mut n) };
                 (ev.is_null(), errno_now(), Instant::now())
             });
@@ -326,14 +335,14 @@ fn c_library_leaves_the_poller_asleep() {
                 "the C library's pipe woke the poller: the comparison in the docs is wrong"
             );
             assert!(null, "xs_read_watch returned an event");
-            // SAFETY: as above; no other thread uses the handle any more.
-            let (check_null, check_errno) = unsafe {
-                *libc::__errno_location() = 0;
-                let ev = check_watch(h as *mut c_void);
-                (ev.is_null(), errno_now())
-            };
-            run_for(Duration::from_secs(5), move || unsafe {
-                close(h as *mut c_void)
+            set_errno(0);
+            // SAFETY: `h` is live and no other thread uses it any more. (An event block, not
+            // expected, would be leaked, not misused.)
+            let ev = unsafe { check_watch(h as *mut c_void) };
+            let (check_null, check_errno) = (ev.is_null(), errno_now());
+            run_for(Duration::from_secs(5), move || {
+                // SAFETY: `h` is live, and this is its last use on any thread.
+                unsafe { close(h as *mut c_void) }
             })
             .expect("the C library's xs_close hung");
             drop(d);

@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use client_support::{c, Peer, Req};
+use client_support::{c, take_strings, Peer, Req};
 use support::*;
 use xenstore::ffi::*;
 use xenstore::wire::{Header, MsgType, PAYLOAD_MAX};
@@ -118,8 +118,9 @@ fn fault_case(name: &'static str, fault: Fault, req_errnos: &'static [i32]) {
         let before = Resources::now();
         let srv = OneShot::start(faulty_server(fault));
         let h = Shared::open(&srv.os_path(), 0);
-        // SAFETY: live handle, NUL-terminated strings.
         assert!(
+            // SAFETY: `h` is live (closed by expect_dead_then_close); the CStrings live to the
+            // end of the statement.
             unsafe { xs_watch(h.p(), c("/w").as_ptr(), c("tok").as_ptr()) },
             "xs_watch"
         );
@@ -235,17 +236,13 @@ fn unknown_req_id_with_one_request_in_flight() {
 }
 
 /// The strings of one event block from xs_read_watch / xs_check_watch, then frees it.
+///
+/// # Safety
+/// As for `take_strings`.
 unsafe fn event_strings(ev: *mut *mut std::ffi::c_char, n: usize) -> Vec<String> {
     assert!(!ev.is_null(), "no event: errno {}", errname(errno_now()));
-    let v = (0..n)
-        .map(|i| {
-            std::ffi::CStr::from_ptr(*ev.add(i))
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    libc::free(ev.cast());
-    v
+    // SAFETY: the caller's contract.
+    unsafe { take_strings(ev, n as u32) }.unwrap()
 }
 
 /// Watch events with fewer than two strings (or without a final NUL) are handed out with the

@@ -16,12 +16,11 @@
 mod util;
 use util::{client_support, common, support};
 
-use std::ffi::{c_char, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client_support::c;
+use client_support::{c, take_strings};
 use support::*;
 use xenstore::client::OPEN_UNWATCH_FILTER;
 use xenstore::ffi::*;
@@ -40,14 +39,6 @@ fn value(worker: usize, round: usize) -> Vec<u8> {
     v
 }
 
-unsafe fn take_strings(block: *mut *mut c_char, n: u32) -> Vec<String> {
-    let v = (0..n as usize)
-        .map(|i| CStr::from_ptr(*block.add(i)).to_string_lossy().into_owned())
-        .collect();
-    libc::free(block.cast());
-    v
-}
-
 #[derive(Default, Debug)]
 struct WorkerReport {
     requests: usize,
@@ -59,7 +50,9 @@ struct WorkerReport {
 fn worker(h: Shared, i: usize) -> WorkerReport {
     let mut rep = WorkerReport::default();
     let dir = format!("/st/w{i}");
-    // SAFETY (all calls): live handle, NUL-terminated strings, blocks freed after use.
+    // SAFETY: for every call here, `h` is live until every worker is joined; paths and values
+    // are CStrings or Strings that outlive their call, with the lengths given; out-parameters
+    // are locals; each block handed over is freed once, after its last read.
     unsafe {
         for r in 0..ROUNDS {
             let path = c(&format!("{dir}/k{}", r % 5));
@@ -87,7 +80,7 @@ fn worker(h: Shared, i: usize) -> WorkerReport {
                 let mut n = 0;
                 let list = xs_directory(h.p(), 0, c(&dir).as_ptr(), &mut n);
                 assert!(!list.is_null());
-                let mut names = take_strings(list, n);
+                let mut names = take_strings(list, n).unwrap();
                 names.sort();
                 assert_eq!(
                     names,
@@ -156,7 +149,8 @@ fn shared_handle_under_load() {
         let h = Shared::open(&sock, OPEN_UNWATCH_FILTER);
         let h2 = Shared::open(&sock, 0);
         let t0 = Instant::now();
-        // SAFETY (setup and teardown): live handles, NUL-terminated strings, blocks freed.
+        // SAFETY: `h` and `h2` are live (closed at the end, after every thread is joined);
+        // paths, tokens and the value are CStrings or byte strings that outlive their call.
         unsafe {
             for p in ["/st/ev/keep", "/st/ev/drop", "/st/done"] {
                 assert!(xs_mkdir(h2.p(), 0, c(p).as_ptr()));
@@ -191,7 +185,8 @@ fn shared_handle_under_load() {
                         "xs_read_watch failed: errno {}",
                         errname(errno_now())
                     );
-                    let s = unsafe { take_strings(ev, n) };
+                    // SAFETY: `ev` is the non-NULL event array of `n` strings just handed over.
+                    let s = unsafe { take_strings(ev, n) }.unwrap();
                     let (path, token) = (s[0].as_str(), s[1].as_str());
                     match token {
                         "K" if path == "/st/ev/keep" => initial += 1,

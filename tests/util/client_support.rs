@@ -352,7 +352,32 @@ pub fn errno() -> i32 {
 }
 
 pub fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno, valid for the thread's life.
     unsafe { *libc::__errno_location() = e };
+}
+
+/// The strings of a string array the library returned (xs_directory, xs_read_watch,
+/// xs_check_watch, xs_get_quota_names: `n` pointers and the strings in one malloc'd block), or
+/// None for NULL; frees the block.
+///
+/// # Safety
+/// `block` is NULL or such an array of `n` NUL-terminated strings, handed over by the library
+/// and not used afterwards.
+pub unsafe fn take_strings(block: *mut *mut std::ffi::c_char, n: u32) -> Option<Vec<String>> {
+    if block.is_null() {
+        return None;
+    }
+    let v = (0..n as usize)
+        .map(|i| {
+            // SAFETY: i < n, so `block.add(i)` is one of the array's pointers, each to a
+            // NUL-terminated string in the same live block (the caller's contract).
+            let s = unsafe { std::ffi::CStr::from_ptr(*block.add(i)) };
+            s.to_string_lossy().into_owned()
+        })
+        .collect();
+    // SAFETY: the block came from the library's malloc and nothing points into it any more.
+    unsafe { libc::free(block.cast()) };
+    Some(v)
 }
 
 /// A C string literal helper.
@@ -367,6 +392,7 @@ pub fn readable(fd: i32, ms: i32) -> bool {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: `p` is one pollfd on this stack frame, as the count says; poll only writes revents.
     unsafe { libc::poll(&mut p, 1, ms) == 1 }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::client_support::{Peer, TempDir};
+use super::client_support::{set_errno, Peer, TempDir};
 
 /// Cases run one at a time: they count the process's descriptors and threads, and they time
 /// wake-ups, which parallel cases would disturb.
@@ -342,8 +342,10 @@ impl Drop for RealDaemon {
 #[derive(Clone, Copy)]
 pub struct Shared(pub *mut xenstore::ffi::xs_handle);
 
-// SAFETY: the library's handle is thread-safe; the pointer is only used while the handle lives.
+// SAFETY: the library's handle may be used by several threads at once (xs.c's contract, which
+// ours keeps); the pointer is only used while the handle lives.
 unsafe impl Send for Shared {}
+// SAFETY: as for Send: sharing a `&Shared` only shares the pointer.
 unsafe impl Sync for Shared {}
 
 impl Shared {
@@ -405,19 +407,23 @@ impl Waiters {
     /// have no event queued), then the requesters.
     pub fn park(h: Shared, n: usize, prefix: &str) -> Waiters {
         use xenstore::ffi::*;
-        // SAFETY (every call here): `h` is a live handle and the strings are NUL-terminated.
+        // The caller keeps `h` open until the threads below are collected (expect_woken).
+        // SAFETY: `h` is a live handle.
         let fd = unsafe { xs_fileno(h.p()) };
         assert!(fd >= 0, "xs_fileno failed");
         assert_eq!(
+            // SAFETY: `h` is a live handle; a NULL result (asserted) needs no free.
             unsafe { xs_check_watch(h.p()) },
             std::ptr::null_mut(),
             "an event is already queued"
         );
         let reader = std::thread::spawn(move || {
             let mut n = 0;
+            // SAFETY: `h` is a live handle; `n` is a c_uint on this stack.
             let r = unsafe { xs_read_watch(h.p(), &mut n) };
             let e = errno_now();
             let ok = !r.is_null();
+            // SAFETY: `r` is NULL or the malloc'd event block xs_read_watch handed over.
             unsafe { libc::free(r.cast()) };
             Outcome {
                 ok,
@@ -431,6 +437,7 @@ impl Waiters {
                 events: libc::POLLIN,
                 revents: 0,
             };
+            // SAFETY: `p` is one pollfd on this stack, as the count says.
             let r = unsafe { libc::poll(&mut p, 1, (WAKE_LIMIT.as_millis() * 4) as i32) };
             Outcome {
                 ok: r == 1,
@@ -444,9 +451,11 @@ impl Waiters {
                 let path = std::ffi::CString::new(format!("{prefix}{i}")).unwrap();
                 std::thread::spawn(move || {
                     let mut len = 0;
+                    // SAFETY: `h` is a live handle, `path` a CString owned by this thread.
                     let r = unsafe { xs_read(h.p(), 0, path.as_ptr(), &mut len) };
                     let e = errno_now();
                     let ok = !r.is_null();
+                    // SAFETY: `r` is NULL or the malloc'd value xs_read handed over.
                     unsafe { libc::free(r) };
                     Outcome {
                         ok,
@@ -535,10 +544,11 @@ impl Waiters {
 /// request fails with EBADF, and xs_close returns promptly. Returns a summary.
 pub fn expect_dead_then_close(h: Shared) -> String {
     use xenstore::ffi::*;
-    // SAFETY: `h` is live until the xs_close below, and no other thread uses it any more.
-    let check_errno = unsafe {
-        *libc::__errno_location() = 0;
-        let ev = xs_check_watch(h.p());
+    // `h` is live until the xs_close below, and no other thread uses it any more.
+    set_errno(0);
+    // SAFETY: `h` is a live handle; a NULL result (asserted) needs no free.
+    let ev = unsafe { xs_check_watch(h.p()) };
+    let check_errno = {
         let e = errno_now();
         assert!(ev.is_null(), "xs_check_watch returned an event");
         assert!(
@@ -548,7 +558,8 @@ pub fn expect_dead_then_close(h: Shared) -> String {
         );
         let c = std::ffi::CString::new("/after").unwrap();
         assert!(
-            !xs_mkdir(h.p(), 0, c.as_ptr()),
+            // SAFETY: `h` is a live handle, `c` a CString that outlives the call.
+            !unsafe { xs_mkdir(h.p(), 0, c.as_ptr()) },
             "a request succeeded on a dead connection"
         );
         let e2 = errno_now();
@@ -556,8 +567,9 @@ pub fn expect_dead_then_close(h: Shared) -> String {
         e
     };
     let t = Instant::now();
-    run_for(Duration::from_secs(5), move || unsafe {
-        xenstore::ffi::xs_close(h.p())
+    run_for(Duration::from_secs(5), move || {
+        // SAFETY: `h` is live and this is its last use, on any thread.
+        unsafe { xenstore::ffi::xs_close(h.p()) }
     })
     .expect("xs_close hung");
     format!(
