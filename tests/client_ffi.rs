@@ -533,8 +533,9 @@ fn subpath_rules() {
 fn write_all_and_restrict() {
     let mut fds = [0; 2];
     // SAFETY: for every call here, `fds` has the two ints pipe() fills; the byte strings and
-    // `buf` outlive the calls and are as long as the counts say. The last xs_write_all gets a
-    // descriptor number closed on purpose (EBADF is the point); no memory is at stake there.
+    // `buf` outlive the calls and are as long as the counts say. The last xs_write_all gets -1,
+    // a descriptor that cannot be open (EBADF is the point); a number just closed could be
+    // reused meanwhile by a test running beside this one.
     unsafe {
         assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
         assert!(xs_write_all(fds[1], b"abc".as_ptr().cast(), 3));
@@ -544,7 +545,7 @@ fn write_all_and_restrict() {
         libc::close(fds[0]);
         libc::close(fds[1]);
         set_errno(0);
-        assert!(!xs_write_all(fds[1], b"abc".as_ptr().cast(), 3));
+        assert!(!xs_write_all(-1, b"abc".as_ptr().cast(), 3));
         assert_eq!(errno(), libc::EBADF);
     }
 }
