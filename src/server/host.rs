@@ -347,6 +347,9 @@ impl HostRings {
     fn check_domains(&mut self, store: &mut Store) {
         let mut gone = Vec::new();
         let mut down = Vec::new();
+        // An introduced domain released fires @releaseDomain itself: then, as in the C
+        // daemon, no separate one for shutdowns. (A domain never introduced fires nothing.)
+        let mut released_one = false;
         for (domid, introduced) in store.domain_ids() {
             if domid == 0 {
                 continue;
@@ -359,7 +362,10 @@ impl HostRings {
                 }
             };
             match (state, introduced) {
-                (DomainState::Gone, _) | (DomainState::Dying, true) => gone.push(domid),
+                (DomainState::Gone, _) | (DomainState::Dying, true) => {
+                    released_one |= introduced;
+                    gone.push(domid)
+                }
                 (DomainState::Shutdown, true) => down.push(domid),
                 _ => {}
             }
@@ -367,7 +373,7 @@ impl HostRings {
         if self.verbose && !gone.is_empty() {
             eprintln!("xenstored: domains gone: {gone:?}");
         }
-        store.domains_shut_down(&down, gone.is_empty());
+        store.domains_shut_down(&down, !released_one);
         store.domains_gone(&gone);
     }
 

@@ -638,13 +638,16 @@ impl Hypervisor for LinuxXen {
             Err(e) => e,
         };
         self.map_foreign(domid, mfn).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "mapping the ring of domain {domid}: by grant: {by_grant}; \
-                     by frame {mfn:#x}: {e}"
-                ),
-            )
+            // The caller answers INTRODUCE with the grant's errno, as the C daemon (which maps
+            // by grant only) does; both reasons go to standard error.
+            eprintln!(
+                "xenstored: cannot map the ring of domain {domid}: by grant: {by_grant}; \
+                 by frame {mfn:#x}: {e}"
+            );
+            match by_grant.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => by_grant,
+            }
         })
     }
 

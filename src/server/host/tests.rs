@@ -388,9 +388,17 @@ fn a_shutdown_fires_release_domain_once_until_resumed() {
         // turn, so any @releaseDomain the VIRQ causes comes before the marker's event.
         tool.ok(MsgType::XS_WRITE, b"/marker\0");
     };
+    // A domain never introduced but named by a node (its permissions) vanishing in the
+    // same check does not hide the shutdown.
+    r.xen.add_domain(8);
+    tool.ok(MsgType::XS_WRITE, b"/eight\0");
+    tool.ok(MsgType::XS_SET_PERMS, b"/eight\0n8\0");
+    r.xen.set_state(8, DomainState::Gone);
     shutdown_then_marker(&mut tool);
     assert_eq!(watcher.next().payload, b"@releaseDomain\0r\0");
     assert_eq!(watcher.next().payload, b"/marker\0m\0");
+    let (t, _) = tool.call(MsgType::XS_READ, b"/eight\0", &mut Vec::new());
+    assert_eq!(t, MsgType::XS_ERROR, "the vanished domain's node went");
     // Still shut down: nothing new to say.
     shutdown_then_marker(&mut tool);
     assert_eq!(watcher.next().payload, b"/marker\0m\0");
