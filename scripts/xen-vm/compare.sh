@@ -155,7 +155,7 @@ for d in $daemons; do
         want=$(printf '0\n%s\n' "$(awk '{ print $2 }' "$o/dom0/domids" 2>/dev/null)" | sort -n | tr '\n' ' ')
         have=$(awk '$1 == "domid" { print $2 }' "$r/rings-running.txt" 2>/dev/null | sort -n | tr '\n' ' ')
         [ "$have" = "$want" ] ||
-            problems+=("ours: hosts: xenstore-control rings with the guests running lists domains '$have', not '$want'")
+            problems+=("ours: hosts: xenstore-control rings with the guests running lists domains '$have', not '$want' (it began '$(head -n 1 "$r/rings-running.txt" 2>/dev/null)')")
         have=$(awk '$1 == "domid" { print $2 }' "$r/rings-after.txt" 2>/dev/null | tr '\n' ' ')
         [ "$have" = "0 " ] ||
             problems+=("ours: hosts: xenstore-control rings after the guests lists domains '$have', not '0 '")

@@ -73,7 +73,8 @@ xl_run() {
 }
 xl() { LD_LIBRARY_PATH=$XL_LIBS "$REF_BIN/xl" "$@"; }
 # What changes from one created domain to the next: its domid (DOMID, or each domain of DOMIDS,
-# "ID TAG ...", shown as <TAG>), its uuid, times; in `xl list`, times and states.
+# "ID TAG ...", shown as <TAG>), its uuid, times; in `xl list`, times, states and the column
+# widths they make.
 norm() {
     local args=() id tag
     # shellcheck disable=SC2086 # "ID TAG ..." is split on purpose
@@ -93,7 +94,8 @@ norm() {
         -e 's#(start_time = )"[0-9.]+"#\1"<time>"#' \
         -e 's#[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}#<uuid>#g' \
         -e 's#^([-a-z0-9]+ +<[-a-z]+> +[0-9]+ +[0-9]+ +)[-a-z]+ +[0-9.]+$#\1<state> <time>#' \
-        -e 's#^(Domain-0 +0 +[0-9]+ +[0-9]+ +[-a-z]+ +)[0-9.]+$#\1<time>#'
+        -e 's#^(Domain-0 +0 +[0-9]+ +[0-9]+ +[-a-z]+ +)[0-9.]+$#\1<time>#' \
+        -e '/^(Name +ID|Domain-0 +0|[-a-z0-9]+ +<[-a-z]+>) /s/[[:space:]]+/ /g'
 }
 # The guest's XenStore nodes as the toolstack left them.
 dump_guest() {
@@ -158,9 +160,14 @@ check() { # check WHAT CMD...: an "ok: WHAT" or "FAIL: WHAT" line in checks.txt
     shift
     if "$@" >/dev/null 2>&1; then echo "ok: $what"; else echo "FAIL: $what"; fi >>"$HOSTS_OUT/checks.txt"
 }
-# watch_news NAME: what the watcher NAME printed since the last call.
+# watch_news NAME: what the watcher NAME printed since the last call, once it has printed
+# nothing for a second (its events come a little after what caused them).
 watch_news() {
-    local f=$HOSTS_OUT/$1-watch.txt seen
+    local f=$HOSTS_OUT/$1-watch.txt seen now=-1
+    while [ "$now" != "$(wc -l <"$f")" ]; do
+        now=$(wc -l <"$f")
+        sleep 1
+    done
     seen=$(cat "$HOSTS_OUT/$1-watch.seen" 2>/dev/null || echo 0)
     echo "\$ (what xenstore-watch @$1Domain printed meanwhile)"
     tail -n "+$((seen + 1))" "$f"
@@ -296,14 +303,12 @@ if has_part hosts; then
             progress "dom0: no results from $n"
         fi
     done
-    # Each guest's console as xl console shows it (no tty here: its input a pipe that stays
-    # open), both at once; the marker guest.sh prints there once done must show.
+    # Each guest's console as xl console shows it (there is no tty here: its input is a pipe
+    # that stays open), both at once, for a few seconds; the marker guest.sh prints there every
+    # second once done must show.
     consoles=()
     for n in $HOSTS; do
         sleep 8 | LD_LIBRARY_PATH=$XL_LIBS timeout 6 "$REF_BIN/xl" console "$n" >"$HOSTS_OUT/console-$n.txt" 2>&1 &
-        consoles+=($!)
-        # How the console client takes an input at its end, recorded to choose between them.
-        LD_LIBRARY_PATH=$XL_LIBS timeout 6 "$REF_BIN/xl" console "$n" </dev/null >"$HOSTS_OUT/console-devnull-$n.txt" 2>&1 &
         consoles+=($!)
     done
     wait "${consoles[@]}"
