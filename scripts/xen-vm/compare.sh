@@ -31,7 +31,8 @@ normalise() {
 # alone.
 ctest_lines() { grep -v '^ext ' "$1" | normalise /dev/stdin; }
 # by_name FILTER FILE: FILTER, then each guest's domid (in the boot FILE comes from) shown as
-# its name: the two guests are created at once, so which gets which domid may change.
+# its name: the two guests are created at once, so which gets which domid may change. For the
+# guests' transcripts (dom0's use domain numbers of their own).
 by_name() {
     local filter=$1 file=$2 boot name id args=()
     boot=${file#"$out"/}
@@ -44,25 +45,25 @@ by_name() {
     done < <(cat "$out/$boot/dom0/domids" 2>/dev/null)
     if [ ${#args[@]} -eq 0 ]; then "$filter" "$file"; else "$filter" "$file" | sed -E "${args[@]}"; fi
 }
-daemon_lines() { by_name normalise "$1"; }
-daemon_ctest_lines() { by_name ctest_lines "$1"; }
+guest_lines() { by_name normalise "$1"; }
+guest_ctest_lines() { by_name ctest_lines "$1"; }
 
 # Differences we mean to have: known-differences.txt lists, per transcript, a line of the
-# reference side (Debian's library, or the C daemon) and the line ours gives instead; the
-# reference side is rewritten accordingly before comparing. Library differences are explained
-# in docs/upstream-differences.md, daemon differences in docs/daemon-differences.md.
+# reference side (Debian's library, or the C daemon), normalised, and the line or lines (\n
+# between them) ours gives instead; the reference side is rewritten accordingly before
+# comparing. Library differences are explained in docs/upstream-differences.md, daemon
+# differences in docs/daemon-differences.md.
 known=$(dirname "$0")/known-differences.txt
 accepted=0
-# accept_known LABEL FILE: sets KNOWN to a copy of FILE with those lines rewritten.
+# accept_known LABEL FILE: FILE (the reference side, normalised) with those lines rewritten.
 accept_known() {
     local label=$1 file=$2 l d o
-    KNOWN=$file.known
-    cp "$file" "$file.known"
     while IFS=$'\t' read -r l d o; do
         [ "$l" = "$label" ] || continue
-        grep -qxF -- "$d" "$file.known" || continue
-        awk -v d="$d" -v o="$o" '$0 == d { print o; next } { print }' "$file.known" >"$file.tmp" &&
-            mv "$file.tmp" "$file.known"
+        grep -qxF -- "$d" "$file" || continue
+        # awk turns the \n of -v values into new lines.
+        awk -v d="$d" -v o="$o" '$0 == d { print o; next } { print }' "$file" >"$file.tmp" &&
+            mv "$file.tmp" "$file"
         accepted=$((accepted + 1))
     done < <(grep -v '^#' "$known")
 }
@@ -78,17 +79,17 @@ pair() {
         problems+=("$place: $label: missing $([ -f "$a" ] || echo "with $side_a") $([ -f "$b" ] || echo "with $side_b")")
         return
     fi
-    accept_known "$label" "$a"
-    a=$KNOWN
-    if diff -u --label "$label, $side_a" --label "$label, $side_b" \
-        <("$filter" "$a") <("$filter" "$b") >"$out/diff.tmp"; then
+    "$filter" "$a" >"$out/a.tmp"
+    "$filter" "$b" >"$out/b.tmp"
+    accept_known "$label" "$out/a.tmp"
+    if diff -u --label "$label, $side_a" --label "$label, $side_b" "$out/a.tmp" "$out/b.tmp" >"$out/diff.tmp"; then
         matched[$place]=$((${matched[$place]:-0} + 1))
     else
         problems+=("$place: $label differs")
         cat "$out/diff.tmp" >>"$out/differences.txt"
         head -n 40 "$out/diff.tmp"
     fi
-    rm -f "$out/diff.tmp"
+    rm -f "$out/diff.tmp" "$out/a.tmp" "$out/b.tmp"
 }
 
 # ctest_pair PLACE LABEL REFERENCE_DIR OURS_DIR [FILTER]: every C test run in both directories.
@@ -172,21 +173,22 @@ if [[ " $daemons " == *" c "* ]] && [[ " $daemons " == *" ours "* ]]; then
     for lib in debian ours; do
         for transport in socket xenbus; do
             f=dom0/$transport/scenario-$lib.txt
-            pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_lines
+            pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
             f=dom0/$transport/ctest-$lib
-            ctest_pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_ctest_lines
+            ctest_pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
         done
         f=dom0/toolstack-$lib.txt
-        pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_lines
+        pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
         for g in $guests; do
             f=$g/scenario-$lib.txt
-            pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_lines
+            pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" guest_lines
             f=$g/ctest-$lib
-            ctest_pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_ctest_lines
+            ctest_pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" guest_ctest_lines
         done
     done
+    # dom0 showed the guests' domids by name already.
     f=dom0/hosts/hosts.txt
-    pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f" daemon_lines
+    pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
 fi
 
 # ---------------------------------------------------------------- summary

@@ -71,7 +71,8 @@ xl_run() {
     xl "$@" 2>&1 | norm
     echo "[exit ${PIPESTATUS[0]}]"
 }
-xl() { LD_LIBRARY_PATH=$XL_LIBS "$REF_BIN/xl" "$@"; }
+# A daemon that never answers, or never tells xl that a domain went, costs a minute a command.
+xl() { LD_LIBRARY_PATH=$XL_LIBS timeout 60 "$REF_BIN/xl" "$@"; }
 # What changes from one created domain to the next: its domid (DOMID, or each domain of DOMIDS,
 # "ID TAG ...", shown as <TAG>), its uuid, times; in `xl list`, times, states and the column
 # widths they make.
@@ -143,6 +144,9 @@ for lib in debian ours; do
     } >"$OUT/toolstack-$lib.txt" 2>&1
 done
 xenstore-control log off >/dev/null 2>&1
+# What started the daemon and the toolstack, sent at once (the rest may not come back).
+# shellcheck disable=SC2046 # a list of names without blanks
+send_back $(cd /out && ls -d dom0/*.txt dom0/daemon)
 
 # ---------------------------------------------------------------- the hosts, started
 # Two guests created at once on our library (192 MiB each: both fit beside dom0's 640 MiB in
@@ -299,6 +303,7 @@ if has_part hosts; then
         receive_payloads "$log" /out
         if [ "$RECEIVED" -gt 0 ]; then
             progress "dom0: results of $n received"
+            send_back "$n"
         else
             progress "dom0: no results from $n"
         fi
@@ -320,6 +325,10 @@ if has_part hosts; then
             check "xl console $n shows its marker" grep -aq "^XVM-CONSOLE $n done" "$HOSTS_OUT/console-$n.txt"
         done
         xl_run list
+    } >>"$HOSTS_OUT/hosts.txt" 2>&1
+    # What the hosts part has so far, in case what follows hangs.
+    send_back dom0/domids dom0/hosts
+    {
         # shellcheck disable=SC2086 # "ID NAME ..." is split on purpose
         set -- $DOMIDS
         progress "dom0: hosts: xl shutdown $2"
@@ -352,9 +361,12 @@ if has_part hosts; then
     } >>"$HOSTS_OUT/hosts.txt" 2>&1
     xenstore-control rings >"$HOSTS_OUT/rings-after.txt" 2>&1
     kill "$introduce_pid" "$release_pid" 2>/dev/null
-    for n in $HOSTS; do cp "/var/log/xen/console/guest-$n.log" "/out/$n/console.log" 2>/dev/null; done
+    for n in $HOSTS; do
+        mkdir -p "/out/$n"
+        cp "/var/log/xen/console/guest-$n.log" "/out/$n/console.log" 2>/dev/null
+    done
 fi
 
 progress "dom0: sending the rest of the results"
 # shellcheck disable=SC2046,SC2086 # a list of names without blanks
-send_back $(cd /out && ls -d dom0/*.txt dom0/daemon dom0/domids dom0/hosts $HOSTS 2>/dev/null)
+send_back $(cd /out && ls -d dom0/*.txt dom0/domids dom0/hosts $(for n in $HOSTS; do echo "$n/console.log"; done) 2>/dev/null)
