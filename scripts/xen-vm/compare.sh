@@ -160,7 +160,7 @@ for d in $daemons; do
         have=$(awk '$1 == "domid" { print $2 }' "$r/rings-after.txt" 2>/dev/null | tr '\n' ' ')
         [ "$have" = "0 " ] ||
             problems+=("ours: hosts: xenstore-control rings after the guests lists domains '$have', not '0 '")
-        have=$(tail -n 1 "$r/rings-after.txt" 2>/dev/null)
+        have=$(grep -v '^$' "$r/rings-after.txt" 2>/dev/null | tail -n 1)
         [ "$have" = "mappings 1" ] ||
             problems+=("ours: hosts: xenstore-control rings after the guests ends '$have', not 'mappings 1'")
     fi
