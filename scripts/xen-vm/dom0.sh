@@ -20,7 +20,7 @@ DOM0_CTESTS="basic transactions watches libhelpers badinput threads fork feature
 XENBUS_CTESTS="basic transactions watches libhelpers threads fork features linkage restrict"
 XENBUS_COMPARE_ONLY="basic watches"
 OUT=/out/dom0
-mkdir -p "$OUT" /out/guest
+mkdir -p "$OUT"
 
 progress "dom0: loading the xen modules"
 for m in xen-evtchn xen-privcmd xen-gntdev xenfs; do
