@@ -1,13 +1,24 @@
 #!/bin/bash
-# Compares what ran inside the emulated machine (scripts/xen-vm/run.sh) library against library:
-# for each place (dom0, guest), every transcript made with Debian's libxenstore against the
-# same one made with ours, line by line, after normalising what may vary from run to run
-# (addresses, pids, timings). Also fails on a C test that failed with either library.
+# Compares what ran inside the emulated machine (scripts/xen-vm/run.sh):
+#  - within each boot, library against library: for each place (dom0, and the guests xvm-a
+#    and xvm-b), every transcript made with Debian's libxenstore against the same one made
+#    with ours;
+#  - across the boots, daemon against daemon: every transcript of the boot on the C
+#    xenstored against the same one of the boot on ours, and the hosts part's;
+# line by line, after normalising what may vary from run to run (addresses, pids, timings, and
+# across boots the guests' domids). Also fails on a C test that failed, an xl command that
+# failed on our library, a check of the hosts part that did not hold, and, in the boot on our
+# daemon, rings (`xenstore-control rings`) left behind by the guests.
 #
 #   scripts/xen-vm/compare.sh OUT_DIR [SECONDS_SO_FAR]
+#
+# OUT_DIR holds a directory per boot, named after its daemon; XEN_VM_DAEMONS says which boots
+# there should be (default "c ours").
 set -uo pipefail
 out=${1:?usage: compare.sh OUT_DIR [SECONDS]}
 elapsed=${2:-}
+daemons=${XEN_VM_DAEMONS:-c ours}
+guests="xvm-a xvm-b"
 problems=()
 declare -A matched total
 
@@ -19,91 +30,187 @@ normalise() {
 # ctest_lines FILE: as normalise; lines about behaviour beyond the reference ("ext ") are ours
 # alone.
 ctest_lines() { grep -v '^ext ' "$1" | normalise /dev/stdin; }
+# by_name FILTER FILE: FILTER, then each guest's domid (in the boot FILE comes from) shown as
+# its name: the two guests are created at once, so which gets which domid may change. For the
+# guests' transcripts (dom0's use domain numbers of their own).
+by_name() {
+    local filter=$1 file=$2 boot name id args=()
+    boot=${file#"$out"/}
+    boot=${boot%%/*}
+    while read -r name id; do
+        [[ "$id" =~ ^[0-9]+$ ]] || continue
+        args+=(-e "s#/local/domain/$id([/ ]|\$)#/local/domain/<$name>\1#g"
+            -e "s#([nrwb])$id([,) ]|\$)#\1<$name>\2#g"
+            -e "/^\\\$ xenstore-read domid\$/{n;s/^$id\$/<$name>/}")
+    done < <(cat "$out/$boot/dom0/domids" 2>/dev/null)
+    if [ ${#args[@]} -eq 0 ]; then "$filter" "$file"; else "$filter" "$file" | sed -E "${args[@]}"; fi
+}
+guest_lines() { by_name normalise "$1"; }
+guest_ctest_lines() { by_name ctest_lines "$1"; }
 
-# Differences we mean to have (docs/upstream-differences.md): known-differences.txt lists, per
-# transcript, a line of Debian's library and the line ours gives instead; the Debian side is
-# rewritten accordingly before comparing.
+# Differences we mean to have: known-differences.txt lists, per transcript, a line of the
+# reference side (Debian's library, or the C daemon), normalised, and the line or lines (\n
+# between them) ours gives instead; the reference side is rewritten accordingly before
+# comparing. Library differences are explained in docs/upstream-differences.md, daemon
+# differences in docs/daemon-differences.md.
 known=$(dirname "$0")/known-differences.txt
 accepted=0
-# accept_known LABEL FILE: sets KNOWN to a copy of FILE with those lines rewritten.
+# accept_known LABEL FILE: FILE (the reference side, normalised) with those lines rewritten.
 accept_known() {
     local label=$1 file=$2 l d o
-    KNOWN=$file.known
-    cp "$file" "$file.known"
     while IFS=$'\t' read -r l d o; do
         [ "$l" = "$label" ] || continue
-        grep -qxF -- "$d" "$file.known" || continue
-        awk -v d="$d" -v o="$o" '$0 == d { print o; next } { print }' "$file.known" >"$file.tmp" &&
-            mv "$file.tmp" "$file.known"
+        grep -qxF -- "$d" "$file" || continue
+        # awk turns the \n of -v values into new lines.
+        awk -v d="$d" -v o="$o" '$0 == d { print o; next } { print }' "$file" >"$file.tmp" &&
+            mv "$file.tmp" "$file"
         accepted=$((accepted + 1))
     done < <(grep -v '^#' "$known")
 }
 
-# pair PLACE LABEL DEBIAN_FILE OURS_FILE [FILTER]
+# The two sides of the comparisons being made, for the diffs.
+side_a="Debian's library" side_b="our library"
+
+# pair PLACE LABEL REFERENCE_FILE OURS_FILE [FILTER]
 pair() {
     local place=$1 label=$2 a=$3 b=$4 filter=${5:-normalise}
     total[$place]=$((${total[$place]:-0} + 1))
     if [ ! -f "$a" ] || [ ! -f "$b" ]; then
-        problems+=("$place: $label: missing $([ -f "$a" ] || echo "Debian's") $([ -f "$b" ] || echo ours)")
+        problems+=("$place: $label: missing $([ -f "$a" ] || echo "with $side_a") $([ -f "$b" ] || echo "with $side_b")")
         return
     fi
-    accept_known "$label" "$a"
-    a=$KNOWN
-    if diff -u --label "$label, Debian's library" --label "$label, our library" \
-        <("$filter" "$a") <("$filter" "$b") >"$out/diff.tmp"; then
+    "$filter" "$a" >"$out/a.tmp"
+    "$filter" "$b" >"$out/b.tmp"
+    accept_known "$label" "$out/a.tmp"
+    if diff -u --label "$label, $side_a" --label "$label, $side_b" "$out/a.tmp" "$out/b.tmp" >"$out/diff.tmp"; then
         matched[$place]=$((${matched[$place]:-0} + 1))
     else
         problems+=("$place: $label differs")
         cat "$out/diff.tmp" >>"$out/differences.txt"
         head -n 40 "$out/diff.tmp"
     fi
-    rm -f "$out/diff.tmp"
+    rm -f "$out/diff.tmp" "$out/a.tmp" "$out/b.tmp"
 }
 
-# ctest_pair PLACE LABEL DEBIAN_DIR OURS_DIR: every C test run in both directories.
+# ctest_pair PLACE LABEL REFERENCE_DIR OURS_DIR [FILTER]: every C test run in both directories.
 ctest_pair() {
-    local place=$1 label=$2 a=$3 b=$4 t rca rcb
-    [ -f "$a/status" ] || { problems+=("$place: $label: no C test results"); return; }
+    local place=$1 label=$2 a=$3 b=$4 filter=${5:-ctest_lines} t rca rcb
+    [ -f "$a/status" ] || { problems+=("$place: $label no C test results"); return; }
     # Tests whose checks do not hold there (see dom0.sh): only their transcripts count.
     local compare_only
     compare_only=" $(cat "$a/compare-only" 2>/dev/null) "
     while read -r t rca _; do
         rcb=$(awk -v t="$t" '$1 == t { print $2 }' "$b/status" 2>/dev/null)
-        [ -n "$rcb" ] || { problems+=("$place: $label $t did not run with our library"); continue; }
-        if [[ "$compare_only" != *" $t "* ]]; then
-            [ "$rca" = 0 ] || [ "$rca" = 77 ] || problems+=("$place: $label $t failed with Debian's library (exit $rca)")
-            [ "$rcb" = 0 ] || [ "$rcb" = 77 ] || problems+=("$place: $label $t failed with our library (exit $rcb)")
+        [ -n "$rcb" ] || { problems+=("$place: $label $t did not run with $side_b"); continue; }
+        # Exit statuses are judged within each boot; across the boots, only that they agree.
+        if [ -n "$across" ]; then
+            [ "$rca" = "$rcb" ] || problems+=("$place: $label $t exits $rca with $side_a, $rcb with $side_b")
+        elif [[ "$compare_only" != *" $t "* ]]; then
+            [ "$rca" = 0 ] || [ "$rca" = 77 ] || problems+=("$place: $label $t failed with $side_a (exit $rca)")
+            [ "$rcb" = 0 ] || [ "$rcb" = 77 ] || problems+=("$place: $label $t failed with $side_b (exit $rcb)")
         fi
         # Skipped by either (features: the reference headers lack the calls): not compared.
         [ "$rca" = 77 ] || [ "$rcb" = 77 ] && continue
-        pair "$place" "$label $t" "$a/$t.txt" "$b/$t.txt" ctest_lines
+        pair "$place" "$label $t" "$a/$t.txt" "$b/$t.txt" "$filter"
     done <"$a/status"
 }
 
+# ---------------------------------------------------------------- within each boot
 : >"$out/differences.txt"
-for transport in socket xenbus; do
-    d=$out/dom0/$transport
-    pair dom0 "scenario over $transport" "$d/scenario-debian.txt" "$d/scenario-ours.txt"
-    ctest_pair dom0 "C tests over $transport:" "$d/ctest-debian" "$d/ctest-ours"
-done
-pair dom0 "xl create/list/destroy" "$out/dom0/toolstack-debian.txt" "$out/dom0/toolstack-ours.txt"
-pair guest "guest scenario" "$out/guest/scenario-debian.txt" "$out/guest/scenario-ours.txt"
-ctest_pair guest "guest C tests:" "$out/guest/ctest-debian" "$out/guest/ctest-ours"
+across=
+for d in $daemons; do
+    o=$out/$d
+    if [ -f "$o/boot-failed" ]; then
+        problems+=("$d: $(cat "$o/boot-failed")")
+    fi
+    for transport in socket xenbus; do
+        t=$o/dom0/$transport
+        pair "$d: dom0" "scenario over $transport" "$t/scenario-debian.txt" "$t/scenario-ours.txt"
+        ctest_pair "$d: dom0" "C tests over $transport:" "$t/ctest-debian" "$t/ctest-ours"
+    done
+    pair "$d: dom0" "xl create/list/destroy" "$o/dom0/toolstack-debian.txt" "$o/dom0/toolstack-ours.txt"
+    for g in $guests; do
+        pair "$d: $g" "guest scenario" "$o/$g/scenario-debian.txt" "$o/$g/scenario-ours.txt"
+        ctest_pair "$d: $g" "guest C tests:" "$o/$g/ctest-debian" "$o/$g/ctest-ours"
+    done
 
-# The toolstack on our library: each step must have worked.
-for f in "$out/dom0/toolstack-ours.txt" "$out/dom0/toolstack-guest.txt"; do
-    [ -f "$f" ] || continue
-    bad=$(grep -c '^\[exit [1-9]' "$f")
-    [ "$bad" = 0 ] || problems+=("dom0: $(basename "$f" .txt): $bad xl command(s) failed on our library")
+    # What had to work, whatever it is compared with.
+    grep -q '^exit 0$' "$o/dom0/launch-xenstore.txt" 2>/dev/null ||
+        problems+=("$d: launch-xenstore did not start the daemon")
+    grep -q '^exit 0$' "$o/dom0/xen-init-dom0.txt" 2>/dev/null ||
+        problems+=("$d: xen-init-dom0 failed on our library")
+    for f in "$o/dom0/toolstack-ours.txt" "$o/dom0/hosts/hosts.txt"; do
+        [ -f "$f" ] || continue
+        bad=$(grep -c '^\[exit [1-9]' "$f")
+        [ "$bad" = 0 ] || problems+=("$d: $(basename "$f" .txt): $bad xl or xenstore command(s) failed")
+    done
+    if [ -f "$o/dom0/hosts/checks.txt" ]; then
+        while read -r line; do problems+=("$d: hosts: $line"); done < <(grep '^FAIL' "$o/dom0/hosts/checks.txt")
+    else
+        problems+=("$d: hosts: no checks")
+    fi
+    # Our daemon reports the rings it serves: with both guests running, dom0's and theirs;
+    # once they are gone, dom0's alone, and one page mapped (dom0's ring).
+    if [ "$d" = ours ]; then
+        r=$o/dom0/hosts
+        want=$(printf '0\n%s\n' "$(awk '{ print $2 }' "$o/dom0/domids" 2>/dev/null)" | sort -n | tr '\n' ' ')
+        have=$(awk '$1 == "domid" { print $2 }' "$r/rings-running.txt" 2>/dev/null | sort -n | tr '\n' ' ')
+        [ "$have" = "$want" ] ||
+            problems+=("ours: hosts: xenstore-control rings with the guests running lists domains '$have', not '$want' (it began '$(head -n 1 "$r/rings-running.txt" 2>/dev/null)')")
+        have=$(awk '$1 == "domid" { print $2 }' "$r/rings-after.txt" 2>/dev/null | tr '\n' ' ')
+        [ "$have" = "0 " ] ||
+            problems+=("ours: hosts: xenstore-control rings after the guests lists domains '$have', not '0 '")
+        have=$(grep -v '^$' "$r/rings-after.txt" 2>/dev/null | tail -n 1)
+        [ "$have" = "mappings 1" ] ||
+            problems+=("ours: hosts: xenstore-control rings after the guests ends '$have', not 'mappings 1'")
+    fi
 done
-grep -q '^exit 0$' "$out/dom0/xen-init-dom0.txt" 2>/dev/null ||
-    problems+=("dom0: xen-init-dom0 failed on our library")
 
+# ---------------------------------------------------------------- across the boots
+if [[ " $daemons " == *" c "* ]] && [[ " $daemons " == *" ours "* ]]; then
+    across="c against ours"
+    side_a="the C xenstored" side_b="our xenstored"
+    for lib in debian ours; do
+        for transport in socket xenbus; do
+            f=dom0/$transport/scenario-$lib.txt
+            pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
+            f=dom0/$transport/ctest-$lib
+            ctest_pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
+        done
+        f=dom0/toolstack-$lib.txt
+        pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
+        for g in $guests; do
+            f=$g/scenario-$lib.txt
+            pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" guest_lines
+            f=$g/ctest-$lib
+            ctest_pair "$across: $g" "daemons: $f" "$out/c/$f" "$out/ours/$f" guest_ctest_lines
+        done
+    done
+    # dom0 showed the guests' domids by name already.
+    f=dom0/hosts/hosts.txt
+    pair "$across: dom0" "daemons: $f" "$out/c/$f" "$out/ours/$f"
+fi
+
+# ---------------------------------------------------------------- summary
 echo
 echo "=== summary"
-for place in dom0 guest; do
-    echo "$place: ${matched[$place]:-0} of ${total[$place]:-0} comparisons matched"
+# count PREFIX: the comparisons of the places whose name starts with PREFIX, matched and made.
+count() {
+    local p m=0 n=0
+    for p in "${!total[@]}"; do
+        [[ "$p" == "$1"* ]] || continue
+        m=$((m + ${matched[$p]:-0}))
+        n=$((n + ${total[$p]}))
+    done
+    echo "$m of $n comparisons matched"
+}
+for d in $daemons ${across:+"$across"}; do
+    for place in dom0 $guests; do
+        echo "$d: $place: ${matched[$d: $place]:-0} of ${total[$d: $place]:-0} comparisons matched"
+    done
 done
+for d in $daemons; do echo "boot on the $d xenstored: $(count "$d: ")"; done
+[ -z "$across" ] || echo "across the boots ($across): $(count "$across: ")"
 [ $accepted = 0 ] || echo "($accepted line(s) differ on purpose: $known)"
 for p in "${problems[@]}"; do echo "  $p"; done
 [ -s "$out/differences.txt" ] && echo "differences: $out/differences.txt"

@@ -1,17 +1,22 @@
 #!/bin/bash
 # Real Xen in the test suite: boots Debian's Xen 4.17 under QEMU's software emulation (TCG), with
-# a PV dom0 and a PV guest created by xl, and runs inside, once with Debian's libxenstore and
-# once with ours:
-#   dom0   (Debian's C xenstored): the conformance scenario (Debian's xenstore-* tools,
-#          test-xenstore, xsprobe) and the C tests, over the socket and over /dev/xen/xenbus;
-#          the toolstack (xen-init-dom0, xenconsoled, xl create/list/shutdown/destroy) on ours,
-#          and xl create/list/destroy on each library with the XenStore nodes they leave compared;
-#   guest  (unprivileged, through its kernel's /dev/xen/xenbus): the guest scenario (relative
-#          paths, its home, EACCES, nodes dom0 granted it, watches, transactions) and the C
-#          tests that make sense for a guest (domu: threads, EAGAIN, xs_fileno...).
-# Then compares the transcripts library against library, line by line, after normalising what
-# may vary (domids, uuids, timings): any difference fails the run. Ends with one line per place
-# (`dom0: N of N comparisons matched`) and `xen-vm: PASS` or `xen-vm: FAIL (...)`.
+# a PV dom0 and two PV guests created by xl, once with dom0 on Debian's C xenstored and once on
+# ours, and runs inside, once with Debian's libxenstore and once with ours:
+#   dom0   (the daemon of the boot, started by Xen's launch-xenstore): the conformance scenario
+#          (Debian's xenstore-* tools, test-xenstore, xsprobe) and the C tests, over the socket
+#          and over /dev/xen/xenbus; the toolstack (xen-init-dom0, xenconsoled, xl) on ours, and
+#          xl create/list/destroy on each library with the XenStore nodes they leave compared;
+#   hosts  two guests, xvm-a and xvm-b, created at once, each (unprivileged, through its
+#          kernel's /dev/xen/xenbus) playing the guest scenario (relative paths, its home,
+#          EACCES, nodes dom0 granted it, watches, transactions) and the C tests that make
+#          sense for a guest (domu: threads, EAGAIN, xs_fileno...); dom0 watches
+#          @introduceDomain and @releaseDomain, reads their consoles with xl console, shuts one
+#          down and destroys the other, and checks that nothing of theirs is left.
+# Then compares the transcripts library against library within each boot, and daemon against
+# daemon across the boots, line by line, after normalising what may vary (domids, uuids,
+# timings): any difference not listed in known-differences.txt fails the run. Ends with one
+# line per boot and place, one per boot, one across the boots (`... N of N comparisons
+# matched`) and `xen-vm: PASS` or `xen-vm: FAIL (...)`.
 #
 #   scripts/xen-vm/run.sh [--no-build]
 #
@@ -19,14 +24,21 @@
 # installed) is cached in $XEN_VM_CACHE (default <repo>/.xen-vm): a second run downloads
 # nothing. qemu-system-x86 (10.0, bookworm-backports) is the one package installed, if missing.
 # Work files (images, the console log, what ran inside) go to $XEN_VM_WORK (default
-# <repo>/build/xen-vm); the console log is console.log there, the outputs out/.
+# <repo>/build/xen-vm); the console logs are console-DAEMON.log there, the outputs out/DAEMON/.
 #
 # Environment:
-#   XEN_VM_TIMEOUT   seconds before QEMU is killed (default 480)
-#   XEN_VM_OURS_LIB  a libxenstore.so.4 to test as "ours" instead of the one built here
-#   XEN_VM_SMP       virtual CPUs of the emulated machine (default 2)
-#   XEN_VM_PARTS     what to run, of: socket xenbus toolstack guest (default all four; a part
-#                    left out makes its comparisons missing, so the run fails)
+#   XEN_VM_DAEMONS     the daemons dom0 runs, one boot each, of: c ours (default both; with one,
+#                      nothing is compared across boots)
+#   XEN_VM_OURS_DAEMON a xenstored to run as "ours" instead of the one built here (it must
+#                      take the C daemon's command line; a script works if the image has its
+#                      interpreter, busybox's sh)
+#   XEN_VM_OURS_LIB    a libxenstore.so.4 to test as "ours" instead of the one built here
+#   XEN_VM_TIMEOUT     seconds before QEMU is killed, per boot (default 600)
+#   XEN_VM_SMP         virtual CPUs of the emulated machine (default 2)
+#   XEN_VM_PARTS       what to run, of: socket xenbus toolstack hosts (default all four; a part
+#                      left out makes its comparisons missing, so the run fails)
+#   XEN_VM_LOCK        a file held (flock) during each boot, so that the boots of several
+#                      checkouts on one machine take turns
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +46,11 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/reference/common.sh"
 cache=${XEN_VM_CACHE:-$root/.xen-vm}
 work=${XEN_VM_WORK:-$root/build/xen-vm}
-vm_timeout=${XEN_VM_TIMEOUT:-480}
+vm_timeout=${XEN_VM_TIMEOUT:-600}
+daemons=${XEN_VM_DAEMONS:-c ours}
+for d in $daemons; do
+    case $d in c | ours) ;; *) echo "XEN_VM_DAEMONS: no daemon $d (c, ours)" >&2; exit 64 ;; esac
+done
 build=1
 while [ $# -gt 0 ]; do
     case $1 in
@@ -135,6 +151,22 @@ if [ -n "$build" ]; then
 fi
 ours_lib=$ours_prefix/lib
 [ -e "$ours_lib/libxenstore.so.4" ] || die "no $ours_lib/libxenstore.so.4 (run without --no-build)"
+ours_daemon=
+if [[ " $daemons " == *" ours "* ]]; then
+    if [ -n "${XEN_VM_OURS_DAEMON:-}" ]; then
+        ours_daemon=$XEN_VM_OURS_DAEMON
+        echo "testing $ours_daemon as our daemon"
+    else
+        if [ -n "$build" ]; then
+            say "building our daemon"
+            (cd "$root" && cargo build --release --bin xenstored) || die "cargo build of xenstored failed"
+        fi
+        target=${CARGO_TARGET_DIR:-$root/target}
+        case "$target" in /*) ;; *) target=$root/$target ;; esac
+        ours_daemon=$target/release/xenstored
+    fi
+    [ -x "$ours_daemon" ] || die "no daemon $ours_daemon"
+fi
 
 # ---------------------------------------------------------------- images
 say "images"
@@ -152,15 +184,17 @@ copy_at() {
         cp -a "$p" "$dest$p"
     done
 }
-# The shared libraries the ELF files under DIR need from the host (glibc and the like),
-# copied into DIR at their host paths.
+# host_libs DIR [FILE...]: the shared libraries the ELF files under DIR (or the FILEs) need
+# from the host (glibc and the like), copied into DIR at their host paths.
 host_libs() {
     local dir=$1 f
+    shift
     {
-        find "$dir" -type f \( -perm -u+x -o -name '*.so*' \) | while read -r f; do
-            [ "$(head -c 4 "$f")" = $'\x7fELF' ] || continue
-            LD_LIBRARY_PATH=$ours_lib:$REF_LIB ldd "$f" 2>/dev/null | grep -o '/[^ ]*'
-        done
+        if [ $# -gt 0 ]; then printf '%s\n' "$@"; else find "$dir" -type f \( -perm -u+x -o -name '*.so*' \); fi |
+            while read -r f; do
+                [ "$(head -c 4 "$f")" = $'\x7fELF' ] || continue
+                LD_LIBRARY_PATH=$ours_lib:$REF_LIB ldd "$f" 2>/dev/null | grep -o '/[^ ]*'
+            done
         # glibc loads it for pthread_cancel and unwinding.
         echo /lib/x86_64-linux-gnu/libgcc_s.so.1
     } | grep -v -e "^$REF_ROOT" -e "^$ours_prefix" | sort -u | while read -r f; do
@@ -196,7 +230,7 @@ OURS_LIB=$ours_lib
 TOOLS=$work/bin
 CT_reference=$work/ct-reference
 CT_ours=$work/ct-ours
-PARTS="${XEN_VM_PARTS:-socket xenbus toolstack guest}"
+PARTS="${XEN_VM_PARTS:-socket xenbus toolstack hosts}"
 EOF
 }
 
@@ -213,10 +247,19 @@ cp -a "$img/domu" "$img/dom0"
 echo guest >"$img/domu/xvm/role"
 pack "$img/domu" "$img/domu.cpio.gz"
 
-# dom0: the same (its programs are all in Debian's tree above, so it needs no other host
-# library) plus Xen's toolstack at its usual paths, the xen modules, the guest's kernel and
-# initramfs.
+# dom0: the same plus Xen's toolstack at its usual paths (its programs are all in Debian's tree
+# above), our daemon and util-linux's prlimit (for launch-xenstore) with the host libraries
+# they need, the xen modules, the guest's kernel and initramfs. One image for both boots: the
+# kernel's command line names the daemon.
 echo dom0 >"$img/dom0/xvm/role"
+cp /usr/bin/prlimit "$img/dom0/bin/prlimit" || die "no prlimit on the host (util-linux)"
+extra=("$img/dom0/bin/prlimit")
+if [ -n "$ours_daemon" ]; then
+    cp -L "$ours_daemon" "$img/dom0/xvm/xenstored-ours" || die "cannot stage $ours_daemon"
+    chmod +x "$img/dom0/xvm/xenstored-ours"
+    extra+=("$img/dom0/xvm/xenstored-ours")
+fi
+host_libs "$img/dom0" "${extra[@]}"
 mkdir -p "$img/dom0/usr/lib" "$img/dom0/lib/modules" "$img/dom0/boot"
 ln -s "$REF_ROOT/usr/lib/xen-4.17" "$img/dom0/usr/lib/xen-4.17"
 ln -s "$REF_ROOT/etc/xen" "$img/dom0/etc/xen"
@@ -231,34 +274,41 @@ pack "$img/dom0" "$img/dom0.cpio.gz"
 gunzip -c "$cache/root/boot/xen-4.17-amd64.gz" >"$img/xen.elf" || die "cannot unpack Xen"
 echo "dom0 initramfs $(du -h "$img/dom0.cpio.gz" | cut -f1), guest's $(du -h "$img/domu.cpio.gz" | cut -f1)"
 
-# ---------------------------------------------------------------- boot
-say "booting Xen 4.17 under QEMU (TCG), at most $vm_timeout s"
-log=$work/console.log
-boot_start=$SECONDS
+# ---------------------------------------------------------------- boots
 # Under emulation every page-table switch flushes QEMU's TLB: Xen's mitigations against
 # speculative attacks, which add such switches to every system call of a PV guest, are turned
 # off (there is no other tenant to protect in this throwaway machine).
 xen_speed="xpti=false pv-l1tf=false spec-ctrl=no"
-# AVX/XSAVE off: with them, processes in the guest crash at random under TCG.
-timeout -k 5 "$vm_timeout" qemu-system-x86_64 -machine q35 -accel tcg -cpu max,-avx,-avx2,-xsave \
-    -smp "${XEN_VM_SMP:-2}" -m 1280 -nographic -no-reboot -monitor none -serial "file:$log" \
-    -kernel "$img/xen.elf" \
-    -append "console=com1 com1=115200 sync_console dom0_mem=640M,max:640M loglvl=warning guest_loglvl=warning $xen_speed" \
-    -initrd "$img/dom0/boot/vmlinuz console=hvc0 loglevel=3 mitigations=off rdinit=/init,$img/dom0.cpio.gz" \
-    </dev/null >"$work/qemu.log" 2>&1
-qrc=$?
-echo "QEMU ran $((SECONDS - boot_start)) s (exit $qrc)"
-grep -a '^XVM:' "$log" | tr -d '\r'
-[ $qrc -eq 124 ] && echo "QEMU killed after $vm_timeout s"
-grep -aq '^XVM: init reached' "$log" || { tail -n 30 "$log"; die "dom0 did not reach its init"; }
-
-# ---------------------------------------------------------------- what ran inside
-out=$work/out
-rm -rf "$out"
-mkdir -p "$out"
+lock=()
+[ -z "${XEN_VM_LOCK:-}" ] || lock=(flock "$XEN_VM_LOCK")
 . "$here/payload.sh"
-receive_payloads "$log" "$out"
-echo "$RECEIVED payload(s) of results received"
-[ "$RECEIVED" -gt 0 ] || { tail -n 30 "$log"; die "dom0 sent back no results"; }
+rm -rf "$work/out"
+# boot DAEMON: one boot with dom0 on DAEMON's xenstored; results in out/DAEMON, or a line in
+# out/DAEMON/boot-failed.
+boot() {
+    local daemon=$1 log=$work/console-$1.log out=$work/out/$1 boot_start=$SECONDS qrc
+    mkdir -p "$out"
+    say "booting Xen 4.17 under QEMU (TCG), dom0 on the $daemon xenstored, at most $vm_timeout s"
+    # AVX/XSAVE off: with them, processes in the guest crash at random under TCG.
+    "${lock[@]}" timeout -k 5 "$vm_timeout" qemu-system-x86_64 -machine q35 -accel tcg \
+        -cpu max,-avx,-avx2,-xsave -smp "${XEN_VM_SMP:-2}" -m 1280 -nographic -no-reboot \
+        -monitor none -serial "file:$log" -kernel "$img/xen.elf" \
+        -append "console=com1 com1=115200 sync_console dom0_mem=640M,max:640M loglvl=warning guest_loglvl=warning $xen_speed" \
+        -initrd "$img/dom0/boot/vmlinuz console=hvc0 loglevel=3 mitigations=off rdinit=/init xvm_daemon=$daemon,$img/dom0.cpio.gz" \
+        </dev/null >"$work/qemu-$daemon.log" 2>&1
+    qrc=$?
+    echo "QEMU ran $((SECONDS - boot_start)) s (exit $qrc)"
+    grep -a '^XVM:' "$log" | tr -d '\r'
+    [ $qrc -eq 124 ] && echo "QEMU killed after $vm_timeout s"
+    if ! grep -aq '^XVM: init reached' "$log"; then
+        tail -n 30 "$log"
+        echo "dom0 did not reach its init" >"$out/boot-failed"
+        return
+    fi
+    receive_payloads "$log" "$out"
+    echo "$RECEIVED payload(s) of results received"
+    [ "$RECEIVED" -gt 0 ] || { tail -n 30 "$log"; echo "dom0 sent back no results" >"$out/boot-failed"; }
+}
+for d in $daemons; do boot "$d"; done
 
-exec "$here/compare.sh" "$out" "$((SECONDS - start))"
+XEN_VM_DAEMONS=$daemons exec "$here/compare.sh" "$work/out" "$((SECONDS - start))"

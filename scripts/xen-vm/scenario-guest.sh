@@ -1,7 +1,7 @@
 # The guest scenario: what an unprivileged guest does with Debian's xenstore tools and
 # test-xenstore through its kernel, played with each library by guest.sh and compared line by
 # line. Uses the steps of tests/reference/steps.sh; DOMID is the guest's domid. dom0 made
-# /xvm/granted/{rw,ro,none} for it (dom0.sh).
+# $GRANTED/{rw,ro,none} for it (/xvm/<its name>: dom0.sh).
 
 # The C tests that make sense in a guest: the others write outside a guest's home.
 GUEST_CTESTS="domu linkage libhelpers"
@@ -31,21 +31,21 @@ guest_scenario() {
     run xenstore-list /local/domain/0
     run xenstore-write /local/domain/0/xvm 1
     run xenstore-rm /local/domain/0
-    run xenstore-chmod /xvm/granted/ro "n$DOMID"
+    run xenstore-chmod "$GRANTED/ro" "n$DOMID"
     run xenstore-control check
 
     section "what dom0 granted it"
-    run xenstore-read /xvm/granted/rw /xvm/granted/ro
-    run xenstore-read /xvm/granted/none
-    run xenstore-write /xvm/granted/rw from-guest
-    run xenstore-read /xvm/granted/rw
-    run xenstore-write /xvm/granted/ro from-guest
-    run xenstore-list /xvm/granted
+    run xenstore-read "$GRANTED/rw" "$GRANTED/ro"
+    run xenstore-read "$GRANTED/none"
+    run xenstore-write "$GRANTED/rw" from-guest
+    run xenstore-read "$GRANTED/rw"
+    run xenstore-write "$GRANTED/ro" from-guest
+    run xenstore-list "$GRANTED"
 
     section "watches through the kernel"
     watch_during 3 xvm/w -- xenstore-write xvm/w/a 1 xvm/w/b 2
     watch_during 2 "$home/xvm/w" -- xenstore-rm xvm/w
-    watch_during 2 /xvm/granted/rw -- xenstore-write /xvm/granted/rw again
+    watch_during 2 "$GRANTED/rw" -- xenstore-write "$GRANTED/rw" again
     watch_during 1 @releaseDomain --
 
     section "test-xenstore in its home"
