@@ -57,6 +57,16 @@
 //!
 //! # Notification
 //!
+//! Peers save notifications: Linux's xenbus driver notifies after producing a request only if
+//! it saw everything it had produced before already consumed, and after consuming a reply only
+//! if it found the ring full (the C daemon does not mind: it looks at every ring on every loop
+//! iteration). A server that reads a ring only when notified must therefore never stop on a
+//! stale view: the peer stores its index then loads ours; we store ours then load theirs; with
+//! a full fence on both sides between the store and the load, at least one of the two sees the
+//! other's store, so either the peer notifies or we find its bytes (the store-load ordering
+//! acquire/release does not give). So a read that finds no whole message, and a flush that
+//! leaves bytes queued for lack of room, fence and look again before giving up.
+//!
 //! Each end gets a [`Notify`] hook, called after it published anything. No call waits:
 //! `write_message`/`flush` report how far they got, `try_read_message` returns `None` until a
 //! whole message arrived; the owner waits for the peer's notification as it sees fit. Writes
@@ -98,7 +108,8 @@ pub(crate) use pump::pump;
 pub use server::ServerRing;
 
 use std::fmt;
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{Acquire, SeqCst};
 use std::sync::Arc;
 
 pub use crate::wire::Message;
@@ -291,35 +302,66 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Produces what fits; the caller checked the ring's state.
+    /// Produces what fits; the caller checked the ring's state. With bytes left over, it looks
+    /// at the consumer's index again after a full fence (see "Notification" in the module
+    /// comment) and goes on while that makes room.
     fn flush(&mut self) -> Result<WriteStatus, RingError> {
-        match self.writer.flush(&self.page, self.tx) {
-            Ok(n) => {
-                if n > 0 {
-                    self.moved += u64::from(n);
-                    self.notify.notify();
+        let mut put = 0;
+        let mut fenced = false;
+        let result = loop {
+            match self.writer.flush(&self.page, self.tx) {
+                Ok(n) => {
+                    put += n;
+                    if self.writer.pending() == 0 || (n == 0 && fenced) {
+                        break Ok(());
+                    }
+                    fence(SeqCst);
+                    fenced = true;
                 }
-                Ok(WriteStatus {
-                    written: n as usize,
-                    pending: self.writer.pending(),
-                })
+                Err(e) => break Err(e),
             }
+        };
+        if put > 0 {
+            self.moved += u64::from(put);
+            self.notify.notify();
+        }
+        match result {
+            Ok(()) => Ok(WriteStatus {
+                written: put as usize,
+                pending: self.writer.pending(),
+            }),
             Err(e) => Err(self.fail(e)),
         }
     }
 
-    /// Consumes up to one message; the caller checked the ring's state.
+    /// Consumes up to one message; the caller checked the ring's state. Before it answers that
+    /// no whole message is there, it looks at the producer's index again after a full fence
+    /// (see "Notification" in the module comment).
     fn read(&mut self) -> Result<Option<Message>, RingError> {
-        match self.reader.poll(&self.page, self.rx) {
-            Ok((msg, n)) => {
-                if n > 0 {
-                    self.moved += u64::from(n);
-                    self.notify.notify();
+        let mut taken = 0;
+        let mut fenced = false;
+        let result = loop {
+            match self.reader.poll(&self.page, self.rx) {
+                Ok((Some(m), n)) => {
+                    taken += n;
+                    break Ok(Some(m));
                 }
-                Ok(msg)
+                Ok((None, n)) => {
+                    taken += n;
+                    if n == 0 && fenced {
+                        break Ok(None);
+                    }
+                    fence(SeqCst);
+                    fenced = true;
+                }
+                Err(e) => break Err(e),
             }
-            Err(e) => Err(self.fail(e)),
+        };
+        if taken > 0 {
+            self.moved += u64::from(taken);
+            self.notify.notify();
         }
+        result.map_err(|e| self.fail(e))
     }
 
     fn pending_status(&self) -> WriteStatus {
