@@ -59,7 +59,7 @@ stage "C tests, our library embedded vs with our daemon" c-tests/run.sh --daemon
 stage "demo (toolstack and guest on the embedded store)" scripts/demo.sh
 stage "conformance: Debian's tools and test-xenstore, every library x daemon" \
     tests/reference/conformance.sh
-stage "real Xen: Xen 4.17 under QEMU, dom0 and an xl-created guest, both libraries" \
+stage "real Xen: Xen 4.17 under QEMU, the C xenstored then ours in dom0, two xl guests, both libraries" \
     scripts/xen-vm/run.sh
 # ThreadSanitizer needs a nightly toolchain, which a fresh machine lacks: run it by hand with
 # scripts/memcheck.sh (see docs/testing.md, Reliability).
