@@ -50,13 +50,19 @@ use crate::xen::{DomainState, Hypervisor, MapKind, Mapped, VIRQ_DOM_EXC};
 /// Most requests handled from one ring per turn (fairness between rings and sockets).
 const BATCH: usize = 64;
 
-/// What INTRODUCE (under the store lock) hands over to the loop.
+/// What INTRODUCE and releases (under the store lock) hand over to the loop.
 #[derive(Default)]
 struct Shared {
-    /// Rings set up by INTRODUCE, not adopted yet.
-    new: Vec<NewRing>,
+    /// Rings set up by INTRODUCE and domains released, in order, not acted on yet (a
+    /// domain may be released and introduced again, or the reverse, within one batch).
+    changes: Vec<Change>,
     /// What CONTROL `rings` reports: domid -> (local port, remote port, how mapped).
     table: BTreeMap<u32, (u32, u32, MapKind)>,
+}
+
+enum Change {
+    Introduced(NewRing),
+    Released(u32),
 }
 
 struct NewRing {
@@ -85,13 +91,17 @@ impl DomainHost for Linker {
         };
         // On failure the mapping just made is dropped, which unmaps it.
         let local = self.hv.bind_interdomain(domid, port).map_err(errno)?;
-        self.shared.lock().new.push(NewRing {
+        self.shared.lock().changes.push(Change::Introduced(NewRing {
             domid,
             mapped,
             port: local,
             remote: port,
-        });
+        }));
         Ok(())
+    }
+
+    fn released(&mut self, domid: u32) {
+        self.shared.lock().changes.push(Change::Released(domid));
     }
 
     fn report(&self) -> String {
@@ -239,13 +249,13 @@ impl HostRings {
         }
     }
 
-    /// Under the store lock, after `serve` and the socket clients' requests: tears down
-    /// released domains, then moves the store's output into the rings of the dirty ones.
+    /// Under the store lock, after `serve` and the socket clients' requests: sets up and
+    /// tears down rings as domains were introduced and released, then moves the store's
+    /// output into the rings of the dirty ones.
     pub(crate) fn deliver(&mut self, store: &mut Store) {
         self.adopt(store);
-        for domid in store.take_released() {
-            self.detach(store, domid);
-        }
+        // The same releases, as the store lists them for transports without a hook.
+        drop(store.take_released());
         for domid in std::mem::take(&mut self.dirty) {
             if let Some(r) = self.rings.get_mut(&domid) {
                 if let Err(e) = pull(store, r, self.out_high) {
@@ -283,18 +293,29 @@ impl HostRings {
         }
     }
 
-    /// Takes over the rings INTRODUCE set up.
+    /// Takes over the rings INTRODUCE set up and tears down those of released domains, in
+    /// the order it happened.
     fn adopt(&mut self, store: &mut Store) {
-        let new = std::mem::take(&mut self.shared.lock().new);
-        for n in new {
-            match n.mapped {
-                Some(mapped) => {
-                    // A domain released and introduced again within one batch: the old ring
-                    // goes first.
-                    self.detach(store, n.domid);
-                    self.attach(store, n.domid, mapped, n.port, n.remote, true);
+        let changes = std::mem::take(&mut self.shared.lock().changes);
+        for c in changes {
+            match c {
+                Change::Introduced(NewRing {
+                    domid,
+                    mapped: Some(mapped),
+                    port,
+                    remote,
+                }) => {
+                    // No ring of its should be left; if one were, it goes first.
+                    self.detach(store, domid);
+                    self.attach(store, domid, mapped, port, remote, true)
                 }
-                None => self.rebind(store, n.domid, n.port, n.remote),
+                Change::Introduced(NewRing {
+                    domid,
+                    mapped: None,
+                    port,
+                    remote,
+                }) => self.rebind(store, domid, port, remote),
+                Change::Released(domid) => self.detach(store, domid),
             }
         }
     }

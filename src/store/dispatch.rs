@@ -675,6 +675,9 @@ impl Store {
         if introduced {
             self.fire_special("@releaseDomain", domid);
             self.released.push(domid);
+            if let Some(h) = self.host.as_mut() {
+                h.released(domid);
+            }
         }
     }
 

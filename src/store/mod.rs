@@ -118,6 +118,8 @@ pub(crate) trait DomainHost: Send {
     /// `again`: the domain is introduced already; only its event channel is bound anew (as
     /// the C daemon does).
     fn introduce(&mut self, domid: u32, mfn: u64, port: u32, again: bool) -> Result<(), Errno>;
+    /// The domain was released (RELEASE, or its death): its ring goes.
+    fn released(&mut self, domid: u32);
     /// The rings served, for CONTROL `rings`.
     fn report(&self) -> String;
     /// The domains with a ring (CONTROL `check` compares them with the introduced ones).

@@ -375,6 +375,27 @@ fn release_tears_the_ring_down() {
 }
 
 #[test]
+fn released_and_introduced_again_in_one_batch_keeps_a_ring() {
+    let r = rig("again-batch");
+    let mut tool = Tool::new(&r);
+    let g = start_guest(&r, &mut tool, 5);
+    let page = g.ring.page().clone();
+    // Both requests in one write: the loop handles them in one turn.
+    let mut both = encode(MsgType::XS_RELEASE, 50, 0, b"5\0");
+    both.extend(encode(MsgType::XS_INTRODUCE, 51, 0, b"5\0\051\0"));
+    tool.0.write_all(&both).unwrap();
+    assert_eq!(tool.next().header.req_id, 50);
+    assert_eq!(tool.next().header.req_id, 51);
+    let (rings, maps) = tool.rings();
+    assert_eq!((rings.len(), maps), (2, 2), "{rings:?}");
+    assert_eq!(tool.control("check"), "OK\0");
+    let mut g = Guest::new(&r.xen, 5, page);
+    tool.ok(MsgType::XS_MKDIR, b"/local/domain/5\0");
+    tool.ok(MsgType::XS_SET_PERMS, b"/local/domain/5\0n5\0");
+    g.ok(MsgType::XS_WRITE, b"data\0served");
+}
+
+#[test]
 fn a_shutdown_fires_release_domain_once_until_resumed() {
     let r = rig("shutdown");
     let mut tool = Tool::new(&r);
