@@ -382,7 +382,9 @@ fn released_and_introduced_again_in_one_batch_keeps_a_ring() {
     let page = g.ring.page().clone();
     // Both requests in one write: the loop handles them in one turn.
     let mut both = encode(MsgType::XS_RELEASE, 50, 0, b"5\0");
-    both.extend(encode(MsgType::XS_INTRODUCE, 51, 0, b"5\0\051\0"));
+    let port = 51;
+    let again = format!("5\0\0{port}\0");
+    both.extend(encode(MsgType::XS_INTRODUCE, 51, 0, again.as_bytes()));
     tool.0.write_all(&both).unwrap();
     assert_eq!(tool.next().header.req_id, 50);
     assert_eq!(tool.next().header.req_id, 51);
