@@ -1,6 +1,8 @@
 //! Serving the store to clients.
 //!
 //! - `socket`: the Unix-socket transport, one event-loop thread over epoll.
+//! - `host`: host mode, the Xen domains' rings served in the same loop (through `crate::xen`).
+//! - `daemon`: going into the background as the C daemon does, and systemd's readiness.
 //! - `listen`: claiming the socket path (refusing a live daemon's, replacing a stale one).
 //! - [`options`]: the daemon's command line, mapped onto the store's configuration.
 //! - `framing`: request reassembly and ordered output buffers.
@@ -8,9 +10,13 @@
 //! Threads and locks: the socket server runs on the thread that calls
 //! [`SocketServer::run`]; the store and every connection's buffers belong to that
 //! thread. The store sits behind a mutex only so that tests can look at it while the server
-//! runs; the server never does I/O while holding it: it reads sockets, then takes the lock once
-//! to handle everything read and pull all queued output, then writes sockets (accepting and
-//! closing clients take it briefly too, once per batch).
+//! runs; the server never does socket I/O while holding it: it reads sockets, then takes the
+//! lock once to handle everything read and pull all queued output, then writes sockets
+//! (accepting and closing clients take it briefly too, once per batch). In host mode the rings
+//! are read and written under that lock: that is copying within memory plus event-channel
+//! notifications, which never block (which ports fired is read before, outside it). The
+//! INTRODUCE hook maps pages and binds ports under it too, and takes host mode's own small
+//! lock (`host.rs`, `Shared`) after it, never the other way round.
 //!
 //! Flow control, per connection (the counterpart of the C xenstored's outstanding-request quota
 //! and watch-event timeout):
