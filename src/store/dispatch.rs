@@ -714,6 +714,14 @@ impl Store {
                 granted.push(p.to_string());
             }
         });
+        // The root cannot be removed: like every node with `keep_orphans`, it goes to domain 0.
+        if owned.first().is_some_and(|p| p == "/") && !self.cfg.keep_orphans {
+            if let Some(n) = self.tree.node_mut("/") {
+                n.perms = n.perms.with_owner(0);
+            }
+            self.domains.add_nodes(domid, -1);
+            self.domains.add_nodes(0, 1);
+        }
         if self.cfg.keep_orphans {
             for p in &owned {
                 if let Some(n) = self.tree.node_mut(p) {

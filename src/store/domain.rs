@@ -75,9 +75,9 @@ impl Domains {
         })
     }
 
-    /// The record a count changes by `delta`: created for an increase; none for a decrease (or no change)
-    /// of a domain already forgotten (released, its connections closing after), which must
-    /// not bring it back.
+    /// The record a watch or transaction count changes by `delta`: created for an increase;
+    /// none for a decrease (or no change) of a domain already forgotten (released, its
+    /// connections closing after), which must not bring it back.
     fn counted(&mut self, domid: u32, delta: i64) -> Option<&mut Domain> {
         if delta <= 0 {
             self.map.get_mut(&domid)
@@ -118,9 +118,9 @@ impl Domains {
     }
 
     pub fn add_nodes(&mut self, domid: u32, delta: i64) {
-        let Some(d) = self.counted(domid, delta) else {
-            return;
-        };
+        // Nodes keep their owner's record (a transaction may bring back nodes of a domain
+        // forgotten meanwhile).
+        let d = self.entry(domid);
         d.nodes = d.nodes.saturating_add_signed(delta);
         d.max_nodes = d.max_nodes.max(d.nodes);
     }

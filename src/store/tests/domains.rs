@@ -376,3 +376,16 @@ fn reading_a_domains_features_or_quota_creates_no_record() {
     assert!(h.s.domains.ids().contains(&77));
     h.check();
 }
+
+#[test]
+fn release_of_a_domain_owning_the_root_gives_the_root_to_dom0() {
+    // Found by the dispatch fuzz target: the root cannot be removed, and was left owned by
+    // the forgotten domain.
+    let mut h = H::new();
+    let tool = h.conn(0);
+    h.ok(tool, T::XS_INTRODUCE, 0, &z(&["7", "1", "1"]));
+    h.set_perms(tool, "/", &["n7"]).unwrap();
+    h.ok(tool, T::XS_RELEASE, 0, &z(&["7"]));
+    assert_eq!(h.perms(tool, "/"), "n0\0");
+    h.check();
+}
