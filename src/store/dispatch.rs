@@ -716,19 +716,11 @@ impl Store {
         });
         // The root cannot be removed: like every node with `keep_orphans`, it goes to domain 0.
         if owned.first().is_some_and(|p| p == "/") && !self.cfg.keep_orphans {
-            if let Some(n) = self.tree.node_mut("/") {
-                n.perms = n.perms.with_owner(0);
-            }
-            self.domains.add_nodes(domid, -1);
-            self.domains.add_nodes(0, 1);
+            self.give_to_dom0("/", domid);
         }
         if self.cfg.keep_orphans {
             for p in &owned {
-                if let Some(n) = self.tree.node_mut(p) {
-                    n.perms = n.perms.with_owner(0);
-                }
-                self.domains.add_nodes(domid, -1);
-                self.domains.add_nodes(0, 1);
+                self.give_to_dom0(p, domid);
             }
         } else {
             let Store {
@@ -757,6 +749,15 @@ impl Store {
                 n.perms = n.perms.ignoring(domid);
             }
         }
+    }
+
+    /// Node `p`, owned by `domid`, goes to domain 0 (with its accounting).
+    fn give_to_dom0(&mut self, p: &str, domid: u32) {
+        if let Some(n) = self.tree.node_mut(p) {
+            n.perms = n.perms.with_owner(0);
+        }
+        self.domains.add_nodes(domid, -1);
+        self.domains.add_nodes(0, 1);
     }
 
     fn get_quota(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
