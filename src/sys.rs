@@ -237,6 +237,43 @@ impl io::Write for NoSigPipe<'_> {
     }
 }
 
+/// Sets or clears close-on-exec on `fd` (a live update keeps its sockets across exec).
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD take and return plain integers; a bad fd is EBADF.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    let flags = match on {
+        true => flags | libc::FD_CLOEXEC,
+        false => flags & !libc::FD_CLOEXEC,
+    };
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) })?;
+    Ok(())
+}
+
+/// If `fd` is an open Unix stream socket: whether it is listening. `None` for anything else
+/// (closed, a file, another kind of socket).
+pub fn unix_stream_socket(fd: RawFd) -> Option<bool> {
+    let opt = |name| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: passes a live c_int and its size; the kernel writes at most `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
+    };
+    if opt(libc::SO_DOMAIN)? != libc::AF_UNIX || opt(libc::SO_TYPE)? != libc::SOCK_STREAM {
+        return None;
+    }
+    Some(opt(libc::SO_ACCEPTCONN)? != 0)
+}
+
 /// Makes `MSG_PEEK` reads of a stream socket start where the previous peek ended (and
 /// ordinary reads move that point back), so bytes can be looked at now and taken off the
 /// socket later.

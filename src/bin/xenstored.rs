@@ -9,20 +9,50 @@ use std::process::ExitCode;
 use xenstore::server::options::{self, Command, DaemonOptions};
 use xenstore::server::{
     background, notify_systemd, raise_fd_limit, xen_detected, Background, BoundSocket,
-    SocketServer, TermSignals,
+    LiveUpdateSetup, SocketServer, TermSignals,
 };
-use xenstore::store::Store;
+use xenstore::store::{State, Store};
 
-/// Where to listen: $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else the C daemon's default.
-fn socket_path() -> PathBuf {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(p) = var("XENSTORED_PATH") {
-        return PathBuf::from(p);
-    }
-    let rundir = var("XENSTORED_RUNDIR").map(PathBuf::from);
-    rundir
+fn var(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// The run directory: $XENSTORED_RUNDIR, else the C daemon's default.
+fn rundir() -> PathBuf {
+    var("XENSTORED_RUNDIR")
+        .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/run/xenstored"))
-        .join("socket")
+}
+
+/// Where to listen: $XENSTORED_PATH, else <rundir>/socket.
+fn socket_path() -> PathBuf {
+    match var("XENSTORED_PATH") {
+        Some(p) => PathBuf::from(p),
+        None => rundir().join("socket"),
+    }
+}
+
+/// Where a live update leaves the state for the new binary (the C daemon's file).
+fn state_file() -> PathBuf {
+    rundir().join("state_dump")
+}
+
+/// `--verify-state`: whether this binary can carry on from `file`.
+fn verify_state(file: &Path) -> ExitCode {
+    let data = match std::fs::read(file) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("{}: {e}", file.display())),
+    };
+    match State::parse(&data) {
+        Ok(st) => {
+            println!("{}: {}", file.display(), st.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!(
+            "{}: cannot carry on from this state: {e}",
+            file.display()
+        )),
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -37,13 +67,15 @@ fn main() -> ExitCode {
             print!("{}", options::USAGE);
             return ExitCode::SUCCESS;
         }
+        Ok(Command::VerifyState(f)) => return verify_state(&f),
         Err(e) => return fail(e),
     };
     for note in &opts.notes {
         eprintln!("xenstored: note: {note}");
     }
     // Before anything else, while this is the only thread.
-    let bg = match opts.no_fork {
+    // After a live update this process already is the daemon.
+    let bg = match opts.no_fork || opts.live_update {
         true => None,
         false => match background() {
             Ok(bg) => Some(bg),
@@ -97,24 +129,34 @@ fn start(opts: &DaemonOptions) -> Result<(SocketServer, BoundSocket), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
     }
-    let mut bound = BoundSocket::bind(&path).map_err(|e| e.to_string())?;
-    let listener = bound
-        .take_listener()
-        .expect("fresh socket has its listener");
-
-    let mut store = Store::new(opts.store_config());
+    let mut store_cfg = opts.store_config();
+    store_cfg.live_update = true;
+    let mut server_cfg = opts.server_config();
+    server_cfg.live_update = Some(LiveUpdateSetup {
+        state_file: state_file(),
+        args: std::env::args_os().skip(1).collect(),
+    });
+    let (mut server, bound) = if opts.live_update {
+        restore(&path, store_cfg, server_cfg, opts.verbose)?
+    } else {
+        let mut bound = BoundSocket::bind(&path).map_err(|e| e.to_string())?;
+        let listener = bound
+            .take_listener()
+            .expect("fresh socket has its listener");
+        let server = SocketServer::new(listener, Store::new(store_cfg), server_cfg)
+            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+        (server, bound)
+    };
     if let Some(f) = &opts.trace_file {
-        store
-            .trace_to(f.clone())
+        server
+            .with_store(|s| s.trace_to(f.clone()))
             .map_err(|e| format!("{}: cannot open the trace file: {e}", f.display()))?;
     }
-    let mut server = SocketServer::new(listener, store, opts.server_config())
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server
         .stop_on(signals)
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let host = !opts.no_domain_init && (opts.host_mode || xen_detected());
-    if host {
+    if host && !server.serves_domains() {
         server
             .serve_xen()
             .map_err(|e| format!("cannot serve Xen domains: {e}"))?;
@@ -132,6 +174,50 @@ fn start(opts: &DaemonOptions) -> Result<(SocketServer, BoundSocket), String> {
         eprintln!("xenstored: serving {}{mode}", path.display());
     }
     Ok((server, bound))
+}
+
+/// `-U`: the server carrying on from the state a live update left (see
+/// `server::live_update`). The state file is removed once read, as the C daemon does.
+fn restore(
+    path: &Path,
+    store_cfg: xenstore::store::Config,
+    server_cfg: xenstore::server::ServerConfig,
+    verbose: bool,
+) -> Result<(SocketServer, BoundSocket), String> {
+    let file = state_file();
+    let data = std::fs::read(&file)
+        .map_err(|e| format!("-U: no state to carry on from: {}: {e}", file.display()))?;
+    let state = State::parse(&data).map_err(|e| {
+        format!(
+            "-U: {}: cannot carry on from this state: {e}",
+            file.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&file);
+    let mut fresh = None;
+    let restored = SocketServer::restore(&state, store_cfg, server_cfg, || {
+        let mut b = BoundSocket::bind(path).map_err(std::io::Error::other)?;
+        let l = b.take_listener().expect("fresh socket has its listener");
+        fresh = Some(b);
+        Ok(l)
+    })
+    .map_err(|e| format!("-U: cannot carry on: {e}"))?;
+    let bound = match fresh {
+        Some(b) => b,
+        None => BoundSocket::adopt(path).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    if verbose || restored.dropped > 0 {
+        eprintln!(
+            "xenstored: carried on from {} ({}){}",
+            file.display(),
+            state.summary(),
+            match restored.dropped {
+                0 => String::new(),
+                n => format!("; {n} connections whose descriptors are not open here dropped"),
+            }
+        );
+    }
+    Ok((restored.server, bound))
 }
 
 fn write_pid(f: &Path, pid: u32) -> Result<(), String> {

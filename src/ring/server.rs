@@ -154,6 +154,30 @@ impl ServerRing {
         self.ep.reader.in_message()
     }
 
+    /// What a live update hands over: the request consumed so far, and the output not yet
+    /// in the ring with how many of its first bytes finish a message partly produced.
+    pub fn handover(&self) -> (Vec<u8>, Vec<u8>, usize) {
+        let (out, partial) = self.ep.writer.unwritten();
+        (self.ep.reader.partial(), out, partial)
+    }
+
+    /// Takes up where another process left off (the bytes of [`ServerRing::handover`]).
+    pub fn resume(&mut self, input: &[u8], output: &[u8], partial: usize) -> Result<(), RingError> {
+        self.ep.reader.resume(input)?;
+        if partial > 0 {
+            self.ep.writer.push(output[..partial].to_vec());
+        }
+        let mut rest = &output[partial..];
+        while rest.len() >= crate::wire::HEADER_LEN {
+            let h = Header::parse(rest[..crate::wire::HEADER_LEN].try_into().expect("header"))
+                .map_err(|_| RingError::Protocol)?;
+            let total = (crate::wire::HEADER_LEN + h.len as usize).min(rest.len());
+            self.ep.writer.push(rest[..total].to_vec());
+            rest = &rest[total..];
+        }
+        Ok(())
+    }
+
     /// Total bytes this end produced and consumed (progress detection for [`super::pump`]).
     pub fn bytes_moved(&self) -> u64 {
         self.ep.moved

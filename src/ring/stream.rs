@@ -31,6 +31,34 @@ impl Reader {
         self.hdr_fill > 0
     }
 
+    /// The bytes of the message consumed so far (a live update hands them over).
+    pub fn partial(&self) -> Vec<u8> {
+        let mut v = self.hdr[..self.hdr_fill].to_vec();
+        if self.header.is_some() {
+            v.extend_from_slice(&self.payload);
+        }
+        v
+    }
+
+    /// Takes up a message another process started consuming: `bytes` as `partial` gave them,
+    /// less than one whole message.
+    pub fn resume(&mut self, bytes: &[u8]) -> Result<(), RingError> {
+        self.clear();
+        let n = bytes.len().min(HEADER_LEN);
+        self.hdr[..n].copy_from_slice(&bytes[..n]);
+        self.hdr_fill = n;
+        if n == HEADER_LEN {
+            let h = Header::parse(&self.hdr).map_err(|_| RingError::Protocol)?;
+            if bytes.len() - n >= h.len as usize && h.len > 0 {
+                return Err(RingError::Protocol);
+            }
+            self.header = Some(h);
+            self.payload = Vec::with_capacity(h.len as usize);
+            self.payload.extend_from_slice(&bytes[n..]);
+        }
+        Ok(())
+    }
+
     /// Consumes what is available, up to the end of one message. Returns the message if it
     /// completed, and how many bytes were consumed (and published as consumed).
     pub fn poll(
@@ -111,6 +139,20 @@ impl Writer {
         self.pending += msg.len();
         self.replies += usize::from(!is_event(&msg));
         self.queue.push_back(msg);
+    }
+
+    /// Everything not yet in the ring, and how many of its first bytes finish a message
+    /// partly in the ring already.
+    pub fn unwritten(&self) -> (Vec<u8>, usize) {
+        let mut v = Vec::with_capacity(self.pending);
+        for (i, m) in self.queue.iter().enumerate() {
+            v.extend_from_slice(&m[if i == 0 { self.front_off } else { 0 }..]);
+        }
+        let partial = match self.queue.front() {
+            Some(m) if self.front_off > 0 => m.len() - self.front_off,
+            _ => 0,
+        };
+        (v, partial)
     }
 
     /// Queued messages other than watch events not wholly in the ring yet.

@@ -31,6 +31,11 @@ impl InBuf {
         self.len() == 0
     }
 
+    /// The bytes held, not handled yet (a live update hands them over).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     /// Appends bytes (used by tests and transports that do not read from a `Read`).
     pub fn extend(&mut self, data: &[u8]) {
         self.compact();
@@ -114,6 +119,27 @@ impl OutQueue {
         self.bytes += data.len();
         let queued = if event { Some(Instant::now()) } else { None };
         self.msgs.push_back(OutMsg { data, queued });
+    }
+
+    /// Queues the rest of a message another daemon started writing (live update): never
+    /// taken for a watch event, whatever its first bytes look like.
+    pub fn push_raw(&mut self, data: Vec<u8>) {
+        self.bytes += data.len();
+        self.msgs.push_back(OutMsg { data, queued: None });
+    }
+
+    /// Everything not yet written, and how many of its first bytes finish a message
+    /// already partly written.
+    pub fn unwritten(&self) -> (Vec<u8>, usize) {
+        let mut v = Vec::with_capacity(self.bytes);
+        for (i, m) in self.msgs.iter().enumerate() {
+            v.extend_from_slice(&m.data[if i == 0 { self.head_off } else { 0 }..]);
+        }
+        let partial = match self.msgs.front() {
+            Some(m) if self.head_off > 0 => m.data.len() - self.head_off,
+            _ => 0,
+        };
+        (v, partial)
     }
 
     /// Writes as much as `dst` accepts, several messages per call. Returns the bytes written;

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::ring::{RingError, ServerRing};
-use crate::store::{ConnId, DomainHost, Errno, IdMap, Store};
+use crate::store::{ConnId, ConnRecord, ConnSpec, DomainHost, Errno, IdMap, Store};
 use crate::xen::{DomainState, Hypervisor, MapKind, Mapped, VIRQ_DOM_EXC};
 
 /// Most requests handled from one ring per turn (fairness between rings and sockets).
@@ -170,12 +170,27 @@ impl HostRings {
         let virq = hv.bind_virq(VIRQ_DOM_EXC)?;
         let (mapped, remote) = hv.local_ring()?;
         let port = hv.bind_interdomain(0, remote)?;
+        let mut host = HostRings::empty(hv, store, virq, out_high, verbose);
+        host.attach(store, 0, mapped, port, remote, false);
+        // Whatever dom0's kernel queued before we started.
+        host.ready.push(0);
+        Ok(host)
+    }
+
+    /// No rings yet; INTRODUCE set up through it.
+    fn empty(
+        hv: Arc<dyn Hypervisor>,
+        store: &mut Store,
+        virq: u32,
+        out_high: usize,
+        verbose: bool,
+    ) -> HostRings {
         let shared = Arc::new(Mutex::new(Shared::default()));
         store.set_host(Box::new(Linker {
             hv: Arc::clone(&hv),
             shared: Arc::clone(&shared),
         }));
-        let mut host = HostRings {
+        HostRings {
             hv,
             shared,
             virq,
@@ -190,11 +205,7 @@ impl HostRings {
             fired: Vec::new(),
             #[cfg(test)]
             served: Vec::new(),
-        };
-        host.attach(store, 0, mapped, port, remote, false);
-        // Whatever dom0's kernel queued before we started.
-        host.ready.push(0);
-        Ok(host)
+        }
     }
 
     /// The descriptor to wait on (readable when a port fired).
@@ -281,16 +292,102 @@ impl HostRings {
             ring.check_reconnect();
         }
         let conn = store.connect(domid);
-        self.shared
-            .lock()
-            .table
-            .insert(domid, (port, remote, mapped.kind));
-        self.by_port.insert(port, domid);
-        self.by_conn.insert(conn, domid);
-        self.rings.insert(domid, DomRing { conn, ring, port });
+        self.add_ring(domid, conn, ring, port, remote, mapped.kind);
         if let Err(e) = self.hv.notify(port) {
             eprintln!("xenstored: cannot notify domain {domid}: {e}");
         }
+    }
+
+    fn add_ring(
+        &mut self,
+        domid: u32,
+        conn: ConnId,
+        ring: ServerRing,
+        port: u32,
+        remote: u32,
+        kind: MapKind,
+    ) {
+        self.shared.lock().table.insert(domid, (port, remote, kind));
+        self.by_port.insert(port, domid);
+        self.by_conn.insert(conn, domid);
+        self.rings.insert(domid, DomRing { conn, ring, port });
+    }
+
+    /// The VIRQ_DOM_EXC port (a live update keeps it bound).
+    pub(crate) fn virq_port(&self) -> u32 {
+        self.virq
+    }
+
+    /// Every ring's connection as a live update hands it over (see `server::live_update`).
+    pub(crate) fn export(&self) -> Vec<ConnRecord> {
+        let mut v: Vec<ConnRecord> = self
+            .rings
+            .iter()
+            .map(|(&domid, r)| {
+                let (input, output, partial) = r.ring.handover();
+                ConnRecord {
+                    id: r.conn.0,
+                    spec: ConnSpec::Ring {
+                        domid,
+                        target: None,
+                        port: r.port,
+                    },
+                    input,
+                    output,
+                    partial,
+                }
+            })
+            .collect();
+        v.sort_by_key(|r| r.id);
+        v
+    }
+
+    /// Host mode after a live update: the ports are still bound on `hv`'s event channel
+    /// device; the pages are mapped again (dom0's from its kernel, a guest's as INTRODUCE
+    /// maps it), and each ring takes up its half-read request and unwritten output. Every ring
+    /// is served, and every domain looked up, at once: notifications may have come while no
+    /// daemon listened. A ring that cannot be mapped again loses its connection.
+    pub(crate) fn restore(
+        hv: Arc<dyn Hypervisor>,
+        store: &mut Store,
+        virq: Option<u32>,
+        rings: Vec<(ConnRecord, ConnId)>,
+        out_high: usize,
+        verbose: bool,
+    ) -> std::io::Result<HostRings> {
+        let virq = match virq {
+            Some(p) => p,
+            None => hv.bind_virq(VIRQ_DOM_EXC)?,
+        };
+        let mut host = HostRings::empty(hv, store, virq, out_high, verbose);
+        for (rec, conn) in rings {
+            let ConnSpec::Ring { domid, port, .. } = rec.spec else {
+                continue;
+            };
+            let (mfn, remote) = store.domain_ring(domid).unwrap_or((0, 0));
+            let mapped = match domid {
+                0 => host.hv.local_ring().map(|(m, remote)| (m, remote)),
+                _ => host.hv.map_ring(domid, mfn).map(|m| (m, remote)),
+            };
+            let (mapped, remote) = match mapped {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!(
+                        "xenstored: live update: cannot map the ring of domain {domid} again: {e}"
+                    );
+                    store.disconnect(conn);
+                    continue;
+                }
+            };
+            let mut ring = ServerRing::new(Arc::clone(&mapped.page), host.hv.notifier(port));
+            if let Err(e) = ring.resume(&rec.input, &rec.output, rec.partial) {
+                eprintln!("xenstored: live update: domain {domid}: {e}");
+            }
+            host.add_ring(domid, conn, ring, port, remote, mapped.kind);
+            host.ready.push(domid);
+        }
+        host.check = true;
+        Ok(host)
     }
 
     /// Takes over the rings INTRODUCE set up and tears down those of released domains, in

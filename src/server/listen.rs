@@ -96,6 +96,17 @@ impl BoundSocket {
         })
     }
 
+    /// Takes over the socket file at `path` whose listener this process already has (a live
+    /// update kept it open across exec): it is removed on drop as if bound here.
+    pub fn adopt(path: &Path) -> io::Result<BoundSocket> {
+        let md = fs::symlink_metadata(path)?;
+        Ok(BoundSocket {
+            listener: None,
+            path: path.to_path_buf(),
+            dev_ino: (md.dev(), md.ino()),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -38,6 +38,7 @@ mod deferred;
 mod framing;
 mod host;
 mod listen;
+mod live_update;
 pub mod options;
 mod slab;
 mod socket;
@@ -45,6 +46,7 @@ mod socket;
 pub use crate::sys::{raise_fd_limit, TermSignals};
 pub use daemon::{background, notify_systemd, Background};
 pub use listen::BoundSocket;
+pub use live_update::{LiveUpdateSetup, Restored};
 pub use socket::{ServerConfig, SocketServer, StopHandle};
 
 use crate::store::{ConnId, Fatal, Store};

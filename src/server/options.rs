@@ -56,6 +56,8 @@ pub struct DaemonOptions {
     pub no_domain_init: bool,
     /// -X: serve Xen domains; fail to start if this is no dom0.
     pub host_mode: bool,
+    /// -U: carry on from the state a live update left in `<rundir>/state_dump`.
+    pub live_update: bool,
     /// Why some accepted options have no effect (printed by the daemon at start).
     pub notes: Vec<String>,
 }
@@ -66,6 +68,9 @@ pub struct DaemonOptions {
 pub enum Command {
     Run(DaemonOptions),
     Help,
+    /// `--verify-state <file>`: read a state file and say whether this binary can carry on
+    /// from it (what a live update asks of the new binary before running it).
+    VerifyState(PathBuf),
 }
 
 /// The `--help` text.
@@ -104,6 +109,11 @@ Options:
   -q, --quota-soft <what>=<nb>  soft quota; memory is accepted, without effect
   -w, --timeout <what>=<seconds>  <what> is watch-event: how long an unread watch
                              event is kept before it is dropped (0: forever)
+  -U, --live-update          carry on from the state a live update left in the run
+                             directory (state_dump); xenstore-control live-update
+                             <binary> starts one: the daemon replaces its binary while
+                             clients and guests stay connected
+      --verify-state <file>  check that this binary can carry on from a state file
   -K, --keep-orphans         keep a released domain's nodes
   -b, --no-busy-poll         sleep as soon as no request is waiting (by default, after
                              serving requests it looks for the next one for a few
@@ -140,6 +150,7 @@ const SPEC: &[(char, &str, Arg)] = &[
     ('N', "no-fork", Arg::Flag),
     ('D', "no-domain-init", Arg::Flag),
     ('X', "host-mode", Arg::Flag),
+    ('U', "live-update", Arg::Flag),
     ('T', "trace-file", Arg::Value),
     ('R', "no-recovery", Arg::Flag),
     ('I', "internal-db", Arg::OptionalValue),
@@ -162,6 +173,14 @@ where
     S: Into<String>,
 {
     let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    if let [first, rest @ ..] = args.as_slice() {
+        if first == "--verify-state" {
+            return match rest {
+                [file] => Ok(Command::VerifyState(PathBuf::from(file))),
+                _ => Err("--verify-state takes one file and nothing else".into()),
+            };
+        }
+    }
     let mut o = DaemonOptions::default();
     let mut i = 0;
     while i < args.len() {
@@ -273,6 +292,7 @@ where
                 'N' => o.no_fork = true,
                 'D' => o.no_domain_init = true,
                 'X' => o.host_mode = true,
+                'U' => o.live_update = true,
                 'T' => o.trace_file = Some(PathBuf::from(v)),
                 'R' => o
                     .notes

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// After serving requests, look for the next one for a few microseconds before sleeping
     /// (see `busy_poll`).
     pub busy_poll: bool,
+    /// Where a live update writes the state and what the new binary is given; `None`: no
+    /// live update (see `live_update.rs`).
+    pub live_update: Option<super::live_update::LiveUpdateSetup>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             watch_event_timeout: Some(Duration::from_secs(20)),
             verbose: false,
             busy_poll: true,
+            live_update: None,
         }
     }
 }
@@ -78,11 +82,11 @@ const TOKEN_FIRST_CONN: u64 = 8;
 const TICK: Duration = Duration::from_secs(1);
 
 /// One socket client, as the event loop sees it.
-struct Client {
-    stream: UnixStream,
-    id: ConnId,
-    inbuf: InBuf,
-    out: OutQueue,
+pub(super) struct Client {
+    pub(super) stream: UnixStream,
+    pub(super) id: ConnId,
+    pub(super) inbuf: InBuf,
+    pub(super) out: OutQueue,
     /// Request bytes peeked but still in the socket.
     input: Deferred,
     /// Requests are not handled (nor the socket read) until `out` drains.
@@ -90,7 +94,7 @@ struct Client {
     /// The engine may hold output we have not pulled yet.
     backlog: bool,
     /// The peer sent end-of-stream or failed: close after this iteration.
-    closing: bool,
+    pub(super) closing: bool,
     /// Interest currently registered with epoll.
     interest: u32,
     /// Already in this iteration's `touched` list.
@@ -102,7 +106,7 @@ struct Client {
 
 impl Client {
     /// Takes the peeked request bytes off the socket; a broken socket is closed.
-    fn consume(&mut self, scratch: &mut [u8]) {
+    pub(super) fn consume(&mut self, scratch: &mut [u8]) {
         if self.input.consume(&self.stream, scratch).is_err() {
             self.closing = true;
         }
@@ -121,14 +125,14 @@ impl StopHandle {
 
 /// The socket server; see the module comment.
 pub struct SocketServer<E: Engine = Store> {
-    listener: UnixListener,
+    pub(super) listener: UnixListener,
     accepting: bool,
     pub(super) store: Arc<Mutex<E>>,
     epoll: Epoll,
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
-    cfg: ServerConfig,
-    conns: Slab<Client>,
+    pub(super) cfg: ServerConfig,
+    pub(super) conns: Slab<Client>,
     by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
@@ -137,11 +141,11 @@ pub struct SocketServer<E: Engine = Store> {
     deferred: Vec<usize>,
     /// Connections with output queued (those registered for WRITABLE).
     pending_out: usize,
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
     last_tick: Instant,
     poller: BusyPoll,
     /// Host mode: the domains' rings served in this loop.
-    host: Option<HostRings>,
+    pub(super) host: Option<HostRings>,
 }
 
 impl<E: Engine> SocketServer<E> {
@@ -193,6 +197,41 @@ impl<E: Engine> SocketServer<E> {
         Ok(())
     }
 
+    /// Runs `f` on the engine (set-up before `run`).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
+        f(&mut self.store.lock())
+    }
+
+    /// Whether the domains' rings are served (host mode).
+    pub fn serves_domains(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Host mode after a live update (see `HostRings::restore`).
+    pub(super) fn restore_domains(
+        &mut self,
+        state: &crate::store::State,
+        rings: Vec<(crate::store::ConnRecord, ConnId)>,
+    ) -> io::Result<()> {
+        let hv: Arc<dyn Hypervisor> = Arc::new(crate::xen::LinuxXen::resume(state.evtchn_fd)?);
+        let mut s = self.store.lock();
+        let store = s.as_store().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, "host mode needs the real store")
+        })?;
+        let host = HostRings::restore(
+            hv,
+            store,
+            state.virq_port,
+            rings,
+            self.cfg.out_high,
+            self.cfg.verbose,
+        )?;
+        drop(s);
+        self.epoll.add(host.events_fd(), READABLE, TOKEN_EVENTS)?;
+        self.host = Some(host);
+        Ok(())
+    }
+
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(Arc::clone(&self.stop))
     }
@@ -211,11 +250,12 @@ impl<E: Engine> SocketServer<E> {
         let mut served = false;
         loop {
             let host_work = self.host.as_ref().is_some_and(HostRings::has_work);
+            let updating = self.live_update_waiting();
             let timeout = if !self.again.is_empty() || host_work {
                 0
             } else if !self.deferred.is_empty() {
                 DEFER_MAX.as_millis() as i32
-            } else if self.needs_tick() {
+            } else if self.needs_tick() || updating {
                 TICK.as_millis() as i32
             } else {
                 -1
@@ -261,6 +301,9 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
             self.serve_touched();
+            if updating {
+                self.poll_live_update();
+            }
             let now = Instant::now();
             if !self.deferred.is_empty() {
                 self.consume_aged(now);
@@ -294,6 +337,14 @@ impl<E: Engine> SocketServer<E> {
             }
             false
         });
+    }
+
+    /// Whether a live update waits (the loop then looks at it at least once a second).
+    fn live_update_waiting(&mut self) -> bool {
+        self.store
+            .lock()
+            .as_store()
+            .is_some_and(|s| s.live_update_waiting())
     }
 
     fn needs_tick(&self) -> bool {
@@ -344,38 +395,68 @@ impl<E: Engine> SocketServer<E> {
             accepted.iter().map(|_| s.connect(SOCKET_DOMID)).collect()
         };
         for (stream, id) in accepted.into_iter().zip(ids) {
-            let input = Deferred::new(&stream);
-            let idx = self.conns.insert(Client {
-                stream,
-                id,
-                inbuf: InBuf::new(),
-                out: OutQueue::new(),
-                input,
-                paused: false,
-                backlog: false,
-                closing: false,
-                interest: READABLE,
-                touched: false,
-                reread: false,
-            });
-            let token = idx as u64 + TOKEN_FIRST_CONN;
-            let fd = self
-                .conns
-                .get_mut(idx)
-                .expect("just inserted")
-                .stream
-                .as_fd();
-            if self
-                .epoll
-                .add(fd, READABLE | PEER_SHUT | EDGE, token)
-                .is_err()
-            {
-                self.conns.remove(idx);
+            if self.add_client(stream, id).is_err() {
                 self.store.lock().disconnect(id);
-                continue;
             }
-            self.by_id.insert(id, idx);
         }
+    }
+
+    /// Puts a client into the loop (accepted, or taken over by a live update).
+    fn add_client(&mut self, stream: UnixStream, id: ConnId) -> io::Result<usize> {
+        let input = Deferred::new(&stream);
+        let idx = self.conns.insert(Client {
+            stream,
+            id,
+            inbuf: InBuf::new(),
+            out: OutQueue::new(),
+            input,
+            paused: false,
+            backlog: false,
+            closing: false,
+            interest: READABLE,
+            touched: false,
+            reread: false,
+        });
+        let token = idx as u64 + TOKEN_FIRST_CONN;
+        let fd = self
+            .conns
+            .get_mut(idx)
+            .expect("just inserted")
+            .stream
+            .as_fd();
+        if let Err(e) = self.epoll.add(fd, READABLE | PEER_SHUT | EDGE, token) {
+            self.conns.remove(idx);
+            return Err(e);
+        }
+        self.by_id.insert(id, idx);
+        Ok(idx)
+    }
+
+    /// A client a live update handed over: its unhandled requests and unwritten output are
+    /// taken up at once.
+    pub(super) fn adopt_client(
+        &mut self,
+        stream: UnixStream,
+        id: ConnId,
+        rec: &crate::store::ConnRecord,
+    ) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        let idx = self.add_client(stream, id)?;
+        let c = self.conns.get_mut(idx).expect("just added");
+        c.inbuf.extend(&rec.input);
+        if rec.partial > 0 {
+            c.out.push_raw(rec.output[..rec.partial].to_vec());
+        }
+        let mut rest = &rec.output[rec.partial..];
+        while rest.len() >= crate::wire::HEADER_LEN {
+            let len = u32::from_ne_bytes(rest[12..16].try_into().expect("4 bytes")) as usize;
+            let total = (crate::wire::HEADER_LEN + len).min(rest.len());
+            c.out.push(rest[..total].to_vec());
+            rest = &rest[total..];
+        }
+        c.reread = true;
+        self.again.push(idx);
+        Ok(())
     }
 
     /// Readiness of one client: read what it sent (bounded) or note that it is gone.
@@ -427,7 +508,7 @@ impl<E: Engine> SocketServer<E> {
     }
 
     /// Handles requests, pulls output, writes, closes: everything the touched clients need.
-    fn serve_touched(&mut self) {
+    pub(super) fn serve_touched(&mut self) {
         // Those touched by readiness (requesters); connections only receiving output follow.
         let requesters = self.touched.len();
         self.handle_and_pull();

@@ -33,6 +33,8 @@ pub(crate) struct ConnState {
     pub out: Outq,
     /// Already listed for `take_dirty`.
     pub dirty: bool,
+    /// Requests held back while a live update waits (see live_update.rs), in order.
+    pub held: VecDeque<(crate::wire::Header, Vec<u8>)>,
 }
 
 impl ConnState {
@@ -44,6 +46,7 @@ impl ConnState {
             next_txid: 1,
             out: Outq::default(),
             dirty: false,
+            held: VecDeque::new(),
         }
     }
 
@@ -119,6 +122,11 @@ impl Outq {
             }
         }
         Some(msg)
+    }
+
+    /// The queued messages, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.q.iter().map(|(_, m)| m.as_slice())
     }
 
     pub fn clear(&mut self) {

@@ -17,9 +17,7 @@
 //! - `rings` (ours, not in `help`, EINVAL outside host mode): the domain rings the daemon
 //!   serves, one "domid D port LOCAL REMOTE KIND" line each, then "mappings N", its count of
 //!   mapped pages (see `server::host`);
-//! - `live-update ...`: answered as the C daemon answers when no update is in progress; a
-//!   request to start one (`-f <file>`) is refused with a message, as this daemon cannot
-//!   replace itself;
+//! - `live-update ...`: see live_update.rs (dispatched there before this module);
 //! - `quota`: the global quotas ("Quota settings:" then "%-17s: %8d %s" lines);
 //!   `quota set <name> <value>` (value >= 1; the 4.17 name `permissions` is accepted for
 //!   `node-permissions`), `quota <domid>` (current use with the highest seen:
@@ -101,7 +99,6 @@ impl Store {
                 [file] => self.memreport(file),
                 _ => Err(Errno(libc::EINVAL)),
             },
-            b"live-update" => live_update(args),
             b"quota-soft" => match args {
                 [] => Ok(text_reply(&format!(
                     "Quota settings:\n{:<17}: {:>8} Total Xenstore memory per domain (warning level)\n",
@@ -238,24 +235,4 @@ impl Store {
             .map_err(|_| Errno(libc::EIO))?;
         Ok(ok_reply())
     }
-}
-
-/// CONTROL live-update: the replies of the C daemon when no update is in progress; starting
-/// one is refused, since this daemon cannot replace itself.
-fn live_update(args: &[&[u8]]) -> Result<Vec<u8>, Errno> {
-    let msg = match args {
-        [b"-a", ..] => "No live-update session active.",
-        [b"-s", ..] | [b"-c", _, ..] => "Not in live-update session.",
-        [b"-f", file, ..] => {
-            use std::os::unix::ffi::OsStrExt;
-            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file));
-            if std::fs::File::open(path).is_err() {
-                "File not accessible."
-            } else {
-                "Live-update is not supported by this xenstored."
-            }
-        }
-        _ => return Err(Errno(libc::EINVAL)),
-    };
-    Ok(text_reply(msg))
 }

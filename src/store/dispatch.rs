@@ -373,6 +373,10 @@ impl Store {
     }
 
     fn control_msg(&mut self, r: &mut Req) -> Result<Vec<u8>, Errno> {
+        let s = strings(r.payload);
+        if s.first() == Some(&&b"live-update"[..]) {
+            return self.control_live_update(r.conn, &s[1..]);
+        }
         self.control(r.payload)
     }
 
@@ -538,6 +542,8 @@ impl Store {
             Txn {
                 tree: snapshot,
                 log: TxnLog::new(limit),
+                lost: false,
+                started: std::time::Instant::now(),
             },
         );
         self.domains.add_transactions(who.domid, 1);
@@ -560,7 +566,7 @@ impl Store {
         if !commit {
             return Ok(ok_reply());
         }
-        if txn::conflicts(&t.log, &self.tree) {
+        if t.lost || txn::conflicts(&t.log, &self.tree) {
             return Err(Errno(libc::EAGAIN));
         }
         if t.log.created && !who.privileged {

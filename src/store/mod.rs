@@ -39,6 +39,8 @@ mod conn;
 mod control;
 mod dispatch;
 mod domain;
+mod live_update;
+mod migrate;
 mod namevalue;
 mod ops;
 mod path;
@@ -63,6 +65,8 @@ use perms::{rights, Access, Perms};
 use tree::{Node, Tree};
 use watch::{Match, WatchIndex};
 
+pub use live_update::LiveUpdate;
+pub use migrate::{ConnRecord, ConnSpec, State};
 pub use quota::Quotas;
 
 pub(crate) use crate::wire::Errno;
@@ -144,6 +148,8 @@ pub struct Config {
     /// On RELEASE, give a domain's nodes to domain 0 instead of deleting them (the C daemon's
     /// --keep-orphans).
     pub keep_orphans: bool,
+    /// CONTROL live-update may start a session (the daemon can replace itself).
+    pub live_update: bool,
 }
 
 impl Default for Config {
@@ -157,6 +163,7 @@ impl Default for Config {
                 | XENSTORE_SERVER_FEATURE_ERROR
                 | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
             keep_orphans: false,
+            live_update: false,
         }
     }
 }
@@ -210,6 +217,10 @@ pub struct Store {
     host: Option<Box<dyn DomainHost>>,
     /// The trace file (-T, CONTROL log/logfile), off by default.
     trace: trace::Trace,
+    /// The live-update session, if one is open (live_update.rs).
+    lu: Option<live_update::Session>,
+    /// The request being handled is answered later (a live-update start).
+    reply_held: bool,
 }
 
 impl Store {
@@ -250,6 +261,8 @@ impl Store {
             soft_memory: control::SOFT_MEMORY_DEFAULT,
             host: None,
             trace: trace::Trace::default(),
+            lu: None,
+            reply_held: false,
         }
     }
 
@@ -316,6 +329,12 @@ impl Store {
         }
     }
 
+    /// The frame and remote port INTRODUCE gave for `domid`, if it is introduced.
+    pub(crate) fn domain_ring(&self, domid: u32) -> Option<(u64, u32)> {
+        let d = self.domains.get(domid)?;
+        d.introduced.then_some((d.mfn, d.port))
+    }
+
     /// Registers a connection acting as `domid` (domain 0 is privileged).
     pub fn connect(&mut self, domid: u32) -> ConnId {
         let id = ConnId(self.next_conn);
@@ -329,6 +348,7 @@ impl Store {
 
     /// Drops a connection: its transactions are discarded and its watches removed.
     pub fn disconnect(&mut self, conn: ConnId) {
+        self.live_update_gone(conn);
         if let Some(mut c) = self.conns.remove(&conn) {
             self.trace.destroyed(conn);
             self.drop_watches(conn, &mut c);
@@ -350,9 +370,19 @@ impl Store {
                 hdr.len
             )));
         }
+        if self.holds(conn, hdr) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.held.push_back((*hdr, payload.to_vec()));
+            }
+            return Ok(());
+        }
         let mut after: Option<Vec<u8>> = None;
         let result = self.dispatch(conn, hdr, payload, &mut after);
         self.deliver_events();
+        if std::mem::take(&mut self.reply_held) {
+            self.hold_reply(hdr);
+            return Ok(());
+        }
         let reply = match result {
             Ok(mut msg) if msg.len() - HEADER_LEN <= PAYLOAD_MAX => {
                 set_header(&mut msg, hdr.ty, hdr.req_id, hdr.tx_id);

@@ -53,6 +53,11 @@ impl Perms {
         &self.0.entries
     }
 
+    /// Domains whose explicit entries are kept but ignored.
+    pub fn ignored(&self) -> &[u32] {
+        &self.0.ignored
+    }
+
     pub fn owner(&self) -> u32 {
         self.0.entries[0].domid
     }

@@ -110,6 +110,10 @@ impl TxnLog {
 pub(crate) struct Txn {
     pub tree: Tree,
     pub log: TxnLog,
+    /// Restored by a live update without its changes: its commit fails with EAGAIN.
+    pub lost: bool,
+    /// When it started (a live update waits for young transactions).
+    pub started: std::time::Instant,
 }
 
 /// Whether any logged node changed in `live` since the transaction first saw it.

@@ -15,7 +15,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::ptr::NonNull;
@@ -457,7 +457,38 @@ impl LinuxXen {
 
     /// Opens the devices. An error names the device that failed.
     pub(crate) fn open() -> io::Result<LinuxXen> {
-        let evtchn = open_device(EVTCHN, libc::O_NONBLOCK)?;
+        LinuxXen::with_events(open_device(EVTCHN, libc::O_NONBLOCK)?)
+    }
+
+    /// As `open`, keeping the event channel device a live update handed over (its ports stay
+    /// bound): `fd` must be open on that device.
+    pub(crate) fn resume(fd: RawFd) -> io::Result<LinuxXen> {
+        let dev = |st: &libc::stat| (st.st_mode & libc::S_IFMT, st.st_rdev);
+        let want = std::fs::metadata(EVTCHN).map_err(|e| context(EVTCHN, e))?;
+        // SAFETY: fstat fills the zeroed struct it is given; a bad fd is EBADF.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `st` is live and writable.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(context(
+                "the handed-over event channel device",
+                io::Error::last_os_error(),
+            ));
+        }
+        use std::os::unix::fs::MetadataExt;
+        if dev(&st) != (want.mode() & libc::S_IFMT, want.rdev()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} is not open on {EVTCHN}"),
+            ));
+        }
+        // SAFETY: checked above: an open descriptor on the event channel device, which the
+        // state hands to this process alone.
+        let evtchn = unsafe { OwnedFd::from_raw_fd(fd) };
+        sys::set_cloexec(fd, true)?;
+        LinuxXen::with_events(evtchn)
+    }
+
+    fn with_events(evtchn: OwnedFd) -> io::Result<LinuxXen> {
         let gntdev = open_device(GNTDEV, 0)?;
         let privcmd = open_device(PRIVCMD, 0)?;
         let hypercall = HypercallBuffer::new()?;
