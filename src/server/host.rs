@@ -366,7 +366,7 @@ impl HostRings {
             };
             let (mfn, remote) = store.domain_ring(domid).unwrap_or((0, 0));
             let mapped = match domid {
-                0 => host.hv.local_ring().map(|(m, remote)| (m, remote)),
+                0 => host.hv.local_ring(),
                 _ => host.hv.map_ring(domid, mfn).map(|m| (m, remote)),
             };
             let (mapped, remote) = match mapped {

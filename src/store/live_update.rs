@@ -14,6 +14,7 @@
 //!   without their changes: their commit fails with EAGAIN), without it the answer lists the
 //!   long-running transactions and the session ends;
 //! - `-a`: aborts the session (a waiting start is answered "Cancellation was requested").
+//!
 //! When the update goes, the requester's "OK" is part of the state: the new daemon sends it.
 //! If it cannot go (the state cannot be written, the binary refuses it or does not start),
 //! the requester gets the reason, the held requests are handled, and this daemon serves on.
