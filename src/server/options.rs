@@ -355,8 +355,19 @@ mod tests {
     fn run(args: &[&str]) -> DaemonOptions {
         match parse(args.iter().copied()).unwrap() {
             Command::Run(o) => o,
-            Command::Help => panic!("help"),
+            other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn live_update_options() {
+        assert!(run(&["-U"]).live_update && run(&["--live-update", "-N"]).live_update);
+        assert_eq!(
+            parse(["--verify-state", "/run/x"]).unwrap(),
+            Command::VerifyState(PathBuf::from("/run/x"))
+        );
+        assert!(parse(["--verify-state"]).is_err());
+        assert!(parse(["--verify-state", "a", "b"]).is_err());
     }
 
     #[test]

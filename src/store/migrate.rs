@@ -283,6 +283,7 @@ impl Store {
                 } => {
                     b.u16(CONN_RING);
                     b.u16(0);
+                    let target = target.or(self.domains.get(domid).and_then(|d| d.target));
                     b.u16(domid as u16);
                     b.u16(target.map_or(DOMID_INVALID, |t| t as u16));
                     b.u32(port);
@@ -415,13 +416,18 @@ impl Store {
         // The tree, from the root down (parse checked that parents come first).
         s.gen = 1;
         let mut tree: Option<Tree> = None;
+        for sp in &mut s.specials {
+            // A special node the stream lacks keeps its default permissions.
+            if let Some(n) = state.nodes.iter().find(|n| n.path == sp.name) {
+                sp.perms = n.perms();
+            }
+            s.domains.add_nodes(sp.perms.owner(), 1);
+        }
         for n in &state.nodes {
-            let perms = n.perms();
-            if let Some(i) = s.specials.iter().position(|sp| sp.name == n.path) {
-                s.specials[i].perms = perms.clone();
-                s.domains.add_nodes(perms.owner(), 1);
+            if n.path.starts_with('@') {
                 continue;
             }
+            let perms = n.perms();
             s.domains.add_nodes(perms.owner(), 1);
             match tree.as_mut() {
                 None => {
@@ -448,15 +454,8 @@ impl Store {
                 ConnSpec::Socket { .. } => 0,
                 ConnSpec::Ring { domid, .. } => domid,
             };
+            // Its target comes from the domain's record (parse checked they agree).
             let id = s.connect(domid);
-            if let ConnSpec::Ring {
-                target: Some(t), ..
-            } = rec.spec
-            {
-                if let Some(c) = s.conns.get_mut(&id) {
-                    c.access.target = Some(t);
-                }
-            }
             by_sid.insert(rec.id as u32, id);
             kept.push((rec.clone(), id));
         }
@@ -596,7 +595,10 @@ impl<'a> Body<'a> {
 }
 
 fn valid_node_path(p: &str) -> bool {
-    p == "/" || (p.starts_with('/') && path::canonicalize(p.as_bytes(), 0, false, None).is_ok())
+    // Only the canonical form: a path the parser would rewrite names another node.
+    p == "/"
+        || (p.starts_with('/')
+            && path::canonicalize(p.as_bytes(), 0, false, None).is_ok_and(|c| *c == *p))
 }
 
 impl State {
@@ -782,6 +784,9 @@ impl State {
                             b'b' => (true, true),
                             a => return Err(format!("NODE record: permission {a:#x} unknown")),
                         };
+                        if domid >= crate::wire::DOMID_FIRST_RESERVED {
+                            return Err(format!("NODE record: permission for domain {domid}"));
+                        }
                         if flags & PERM_IGNORE != 0 {
                             ignored.push(domid);
                         }
@@ -861,6 +866,42 @@ impl State {
         }
         if !known_nodes.contains("/") {
             return Err("no root node in the stream".into());
+        }
+        let introduced = |d: u32| {
+            d == 0
+                || domains
+                    .get(&d)
+                    .and_then(|r| r.host)
+                    .is_some_and(|h| h.introduced)
+        };
+        for d in domains.values() {
+            if d.domid >= crate::wire::DOMID_FIRST_RESERVED {
+                return Err(format!("DOMAIN record for reserved domain {}", d.domid));
+            }
+            if let Some(t) = d.host.and_then(|h| h.target) {
+                if !introduced(t) || !introduced(d.domid) {
+                    return Err(format!(
+                        "domain {} has target {t}; one is not introduced",
+                        d.domid
+                    ));
+                }
+            }
+        }
+        for c in &st.conns {
+            if let ConnSpec::Ring { domid, target, .. } = c.spec {
+                if !introduced(domid) {
+                    return Err(format!("a ring of domain {domid}, which is not introduced"));
+                }
+                let recorded = domains
+                    .get(&domid)
+                    .and_then(|d| d.host)
+                    .and_then(|h| h.target);
+                if target.is_some() && target != recorded {
+                    return Err(format!(
+                        "the ring of domain {domid} names target {target:?}"
+                    ));
+                }
+            }
         }
         let mut doms: Vec<DomainRec> = domains.into_values().collect();
         doms.sort_by_key(|d| d.domid);

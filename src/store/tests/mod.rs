@@ -2,6 +2,7 @@
 //! answer is read back with `pop_output`, exactly what transports see.
 
 mod domains;
+mod live_update;
 mod perms;
 mod txn;
 mod watches;
@@ -22,7 +23,7 @@ pub(super) struct Msg {
     pub payload: Vec<u8>,
 }
 
-fn decode(m: &[u8]) -> Msg {
+pub(super) fn decode(m: &[u8]) -> Msg {
     let mut h = [0u8; HEADER_LEN];
     h.copy_from_slice(&m[..HEADER_LEN]);
     let h = Header::parse(&h).expect("engine produced a bad header");
