@@ -31,12 +31,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::socket::SocketServer;
 use super::Engine;
 use crate::store::{ConnId, ConnRecord, ConnSpec, LiveUpdate, Store};
 use crate::sys;
+use crate::xen::Hypervisor;
 
 /// Where the daemon keeps its state for a live update, and how it was started.
 #[derive(Debug, Clone)]
@@ -81,17 +83,12 @@ impl<E: Engine> SocketServer<E> {
         self.serve_touched();
     }
 
-    /// Writes the state and executes `binary`; returns only on failure, with the reason.
-    fn live_update(
+    /// Steps 1 and 2 of the module comment: the whole state as a stream, and the descriptors
+    /// the new binary needs.
+    pub(super) fn write_state(
         &mut self,
-        binary: &Path,
-        cmdline: Option<&str>,
-        requester: ConnId,
-        reply: &[u8],
-    ) -> String {
-        let Some(setup) = self.cfg.live_update.clone() else {
-            return "Live-update is not supported here.".into();
-        };
+        reply: Option<(ConnId, &[u8])>,
+    ) -> Result<(Vec<u8>, Vec<RawFd>), String> {
         let mut records = Vec::new();
         let mut fds: Vec<RawFd> = vec![self.listener.as_raw_fd()];
         for (_, c) in self.conns.iter_mut() {
@@ -124,22 +121,30 @@ impl<E: Engine> SocketServer<E> {
         if evtchn_fd >= 0 {
             fds.push(evtchn_fd);
         }
-        let state = {
-            let mut s = self.store.lock();
-            let Some(store) = s.as_store() else {
-                return "Live-update is not supported here.".into();
-            };
-            store.export_state(
-                self.listener.as_raw_fd(),
-                evtchn_fd,
-                virq,
-                &records,
-                Some((requester, reply)),
-            )
+        let mut s = self.store.lock();
+        let store = s
+            .as_store()
+            .ok_or_else(|| "Live-update is not supported here.".to_string())?;
+        let state = store
+            .export_state(self.listener.as_raw_fd(), evtchn_fd, virq, &records, reply)
+            .map_err(|e| format!("Dump state error: {e}"))?;
+        Ok((state, fds))
+    }
+
+    /// Writes the state and executes `binary`; returns only on failure, with the reason.
+    fn live_update(
+        &mut self,
+        binary: &Path,
+        cmdline: Option<&str>,
+        requester: ConnId,
+        reply: &[u8],
+    ) -> String {
+        let Some(setup) = self.cfg.live_update.clone() else {
+            return "Live-update is not supported here.".into();
         };
-        let state = match state {
+        let (state, fds) = match self.write_state(Some((requester, reply))) {
             Ok(s) => s,
-            Err(e) => return format!("Dump state error: {e}"),
+            Err(e) => return e,
         };
         if let Err(e) = std::fs::write(&setup.state_file, &state) {
             return format!("Dump state open error: {}: {e}", setup.state_file.display());
@@ -246,6 +251,20 @@ impl SocketServer<Store> {
         cfg: super::ServerConfig,
         listener: impl FnOnce() -> io::Result<UnixListener>,
     ) -> io::Result<Restored> {
+        SocketServer::restore_with(state, config, cfg, listener, &|fd| {
+            Ok(Arc::new(crate::xen::LinuxXen::resume(fd)?))
+        })
+    }
+
+    /// `restore` with the hypervisor to serve the rings through, from the state's event
+    /// channel descriptor.
+    pub(crate) fn restore_with(
+        state: &crate::store::State,
+        config: crate::store::Config,
+        cfg: super::ServerConfig,
+        listener: impl FnOnce() -> io::Result<UnixListener>,
+        hv: &dyn Fn(RawFd) -> io::Result<Arc<dyn Hypervisor>>,
+    ) -> io::Result<Restored> {
         let mut taken = Vec::new();
         let listener_kept = adopt(state.socket_fd, true, &mut taken);
         let listener = match listener_kept {
@@ -277,7 +296,7 @@ impl SocketServer<Store> {
             }
         }
         if !rings.is_empty() || state.evtchn_fd >= 0 {
-            server.restore_domains(state, rings)?;
+            server.restore_domains(hv(state.evtchn_fd)?, state, rings)?;
         }
         Ok(Restored {
             server,

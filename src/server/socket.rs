@@ -210,10 +210,10 @@ impl<E: Engine> SocketServer<E> {
     /// Host mode after a live update (see `HostRings::restore`).
     pub(super) fn restore_domains(
         &mut self,
+        hv: Arc<dyn Hypervisor>,
         state: &crate::store::State,
         rings: Vec<(crate::store::ConnRecord, ConnId)>,
     ) -> io::Result<()> {
-        let hv: Arc<dyn Hypervisor> = Arc::new(crate::xen::LinuxXen::resume(state.evtchn_fd)?);
         let mut s = self.store.lock();
         let store = s.as_store().ok_or_else(|| {
             io::Error::new(io::ErrorKind::Unsupported, "host mode needs the real store")
