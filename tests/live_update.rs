@@ -118,7 +118,7 @@ fn ten_updates_under_load_lose_nothing() {
                 assert!(m.is(T::XS_WRITE), "client {i}: write: {}", text(&m));
                 acked.retain(|(kk, _)| *kk != key);
                 acked.push((key.clone(), val));
-                if k % 5 == 0 {
+                if k.is_multiple_of(5) {
                     // A transaction: read, write, commit (retried on EAGAIN, as libxl does).
                     loop {
                         let m = c.request_ev(T::XS_TRANSACTION_START, 0, b"\0", &mut events);
