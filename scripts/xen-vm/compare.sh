@@ -20,6 +20,7 @@ elapsed=${2:-}
 daemons=${XEN_VM_DAEMONS:-c ours}
 guests="xvm-a xvm-b"
 problems=()
+lu_lines=()
 declare -A matched total
 
 # normalise FILE: what differs between runs of the same program, whatever the library.
@@ -149,6 +150,11 @@ for d in $daemons; do
     else
         problems+=("$d: hosts: no checks")
     fi
+    # The live updates made while the guests ran (dom0.sh, live_updates): shown in the summary.
+    lu=$o/dom0/hosts/live-update.txt
+    if [ -f "$lu" ]; then
+        lu_lines+=("$d: live updates with the guests running: $(grep -c ': exit 0,' "$lu") of $(grep -c '^update ' "$lu") succeeded; time to OK, longest: $(sed -n 's/^update [0-9]*: exit 0, \([0-9]*\) ms.*/\1/p' "$lu" | sort -n | tail -n 1) ms")
+    fi
     # Our daemon reports the rings it serves: with both guests running, dom0's and theirs;
     # once they are gone, dom0's alone, and one page mapped (dom0's ring).
     if [ "$d" = ours ]; then
@@ -210,6 +216,7 @@ for d in $daemons ${across:+"$across"}; do
     done
 done
 for d in $daemons; do echo "boot on the $d xenstored: $(count "$d: ")"; done
+for l in "${lu_lines[@]}"; do echo "$l"; done
 [ -z "$across" ] || echo "across the boots ($across): $(count "$across: ")"
 [ $accepted = 0 ] || echo "($accepted line(s) differ on purpose: $known)"
 for p in "${problems[@]}"; do echo "  $p"; done

@@ -188,6 +188,27 @@ gone() {
     done
     return 1
 }
+# live_updates: the daemon replaces itself ten times in a row, a few seconds apart, while the
+# guests boot and run their tests and dom0 runs its own (xenstore-control live-update with the
+# binary it runs: the same daemon, started again from its state). One line per update with
+# its exit status and how long the start took; for our daemon each must succeed ("FAIL: "
+# lines in checks.txt otherwise). The C daemon's outcome is recorded, not judged.
+live_updates() {
+    local i rc out t0 t1
+    for i in $(seq 10); do
+        sleep 3
+        t0=$(date +%s%N)
+        out=$(xenstore-control live-update -t 30 "$XENSTORED" 2>&1)
+        rc=$?
+        t1=$(date +%s%N)
+        echo "update $i: exit $rc, $(((t1 - t0) / 1000000)) ms${out:+: $out}"
+        if [ "$DAEMON" = ours ]; then
+            if [ $rc -eq 0 ]; then echo "ok: live update $i of 10"; else echo "FAIL: live update $i of 10: $out"; fi >>"$HOSTS_OUT/checks.txt"
+        fi
+    done
+    echo "\$ xenstore-control check"
+    xenstore-control check 2>&1
+}
 if has_part hosts; then
     progress "dom0: hosts: xl create of $HOSTS at once, on our library"
     xenstore-watch @introduceDomain >"$HOSTS_OUT/introduce-watch.txt" 2>&1 &
@@ -246,6 +267,8 @@ if has_part hosts; then
         xl_run list
     } >"$HOSTS_OUT/hosts.txt" 2>&1
     progress "dom0: hosts running: $DOMIDS"
+    live_updates >"$HOSTS_OUT/live-update.txt" 2>&1 &
+    live_update_pid=$!
 fi
 
 # ---------------------------------------------------------------- library against library
@@ -298,6 +321,9 @@ if has_part hosts; then
     # They are done by now when the daemon serves them well (the guests' part is shorter than
     # dom0's); a stuck guest is given four minutes in all, so that the rest can run before the
     # machine's time is up.
+    progress "dom0: waiting for the live updates"
+    wait "$live_update_pid"
+    progress "dom0: live updates: $(grep -c ': exit 0,' "$HOSTS_OUT/live-update.txt") of 10 done"
     progress "dom0: waiting for the hosts' results"
     deadline=$(($(cut -d. -f1 /proc/uptime) + 240))
     for n in $HOSTS; do
