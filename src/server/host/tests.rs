@@ -859,3 +859,6 @@ fn hostile_random_pages() {
     assert_eq!(tool.ok(MsgType::XS_READ, b"/local/domain/6/data\0"), "180");
     assert_eq!(tool.control("check"), "OK\0");
 }
+
+/// The advisories whose attack needs this loop (the rest: tests/advisories.rs).
+mod advisories;
