@@ -164,7 +164,7 @@ fn xsa072_oversized_reply_is_e2big() {
             &mut rc,
             &mut partial,
             MsgType::XS_DIRECTORY_PART,
-            b"/big\0000\0",
+            b"/big\x000\0",
         );
         assert!(r[0].payload.len() <= XENSTORE_PAYLOAD_MAX as usize);
         assert_eq!(r[0].header.msg_type(), Some(MsgType::XS_DIRECTORY_PART));
@@ -305,6 +305,50 @@ fn xsa115_watch_events_need_read_permission() {
             "no event for /secret, the victim's node or domain 9's introduction and release; {} for a readable node; IS_DOMAIN_INTRODUCED EACCES",
             seen.len()
         )
+    });
+}
+
+/// XSA-115, the other parts of its fix: a node over its domain's quotas (lowered after it was
+/// made) could not have a child removed, and a WATCH or UNWATCH carrying a transaction id was
+/// tied to that transaction. Here: removing is always allowed, whatever the quotas; a watch
+/// request's transaction id is ignored (the watch outlives the transaction).
+#[test]
+fn xsa115_removal_over_quota_and_watch_transaction_id() {
+    case("xsa/115-parts", || {
+        let host = Host::new(&[ATTACKER]);
+        let g = host.guest(ATTACKER);
+        for i in 0..20 {
+            g.write(
+                0,
+                format!("dir/child-with-a-long-name-{i}").as_bytes(),
+                b"v",
+            )
+            .unwrap();
+        }
+        host.dom0.set_domain_quota(ATTACKER, b"nodes", 5).unwrap();
+        host.dom0
+            .set_domain_quota(ATTACKER, b"node-size", 100)
+            .unwrap();
+        assert_eq!(g.write(0, b"one-more", b"v"), Err(ENOSPC));
+        g.rm(0, b"dir/child-with-a-long-name-0").unwrap();
+        let t = g.transaction_start().unwrap();
+        g.rm(t, b"dir/child-with-a-long-name-1").unwrap();
+        g.transaction_end(t, false).unwrap();
+        assert_eq!(g.directory(0, b"dir").unwrap().len(), 18);
+        g.rm(0, b"dir").unwrap();
+        let t = g.transaction_start().unwrap();
+        raw(&g, MsgType::XS_WATCH, t, b"w\0in-tx\0").unwrap();
+        g.transaction_end(t, true).unwrap();
+        drain_events(&g, SETTLE);
+        host.dom0
+            .write(0, format!("{}/w", home(ATTACKER)).as_bytes(), b"x")
+            .unwrap();
+        let ev = drain_events(&g, SETTLE);
+        assert_eq!(ev, [("w".to_string(), "in-tx".to_string())]);
+        raw(&g, MsgType::XS_UNWATCH, 4242, b"w\0in-tx\0").unwrap();
+        assert_eq!(host.usage(ATTACKER).1, 0);
+        host.assert_intact("xsa115 parts");
+        "children removed from a node over the node and size quotas (directly and in a transaction); a watch set with a transaction id outlived it, unwatched with a stale id".to_string()
     });
 }
 
