@@ -307,3 +307,103 @@ fn xsa484_ring_dropped_inside_a_transaction() {
     });
     fresh.ok(MsgType::XS_TRANSACTION_START, b"\0");
 }
+
+/// XSA-206: a guest writing over and over a node that a toolstack transaction reads could make
+/// that transaction fail (EAGAIN) at every retry, stalling the toolstack. Here: a guest keeps
+/// its ring full of writes to its `state` node while domain 0 retries a transaction that reads
+/// it. Once the guest's burst is spent, its writes are served at the limited rate only, so a
+/// retry commits; the guest's writes served meanwhile stay within the burst plus the rate.
+#[test]
+fn xsa206_a_guest_writing_fast_cannot_stall_a_transaction() {
+    let xen = FakeXen::new();
+    let mut store = Store::new(Config::default());
+    let mut host = HostRings::new(Arc::new(xen.clone()), &mut store, 1 << 20, false).unwrap();
+    let dom0 = store.connect(0);
+    let (page, port) = xen.add_domain(4);
+    let call = |store: &mut Store, ty: MsgType, tx: u32, p: &[u8]| -> Vec<u8> {
+        store
+            .handle(dom0, &Header::new(ty, 1, tx, p.len() as u32), p)
+            .unwrap();
+        let out = store.pop_output(dom0).unwrap();
+        assert!(store.pop_output(dom0).is_none());
+        out
+    };
+    call(
+        &mut store,
+        MsgType::XS_WRITE,
+        0,
+        b"/local/domain/4/state\0x",
+    );
+    call(
+        &mut store,
+        MsgType::XS_SET_PERMS,
+        0,
+        b"/local/domain/4\0n4\0",
+    );
+    call(
+        &mut store,
+        MsgType::XS_SET_PERMS,
+        0,
+        b"/local/domain/4/state\0n4\0",
+    );
+    let p = format!("4\0\0{port}\0");
+    call(&mut store, MsgType::XS_INTRODUCE, 0, p.as_bytes());
+    let turn = |host: &mut HostRings, store: &mut Store| {
+        host.on_events();
+        host.serve(store);
+        host.deliver(store);
+    };
+    turn(&mut host, &mut store);
+    let mut guest = Guest::new(&xen, 4, page);
+    let (mut sent, mut answered) = (0u32, 0u32);
+    // The guest reads every reply and refills its ring with writes before each turn.
+    let mut attack = |guest: &mut Guest| {
+        while let Ok(Some(_)) = guest.ring.try_read_message() {
+            answered += 1;
+        }
+        while sent - answered < 10 {
+            let v = format!("state\0{sent}");
+            guest
+                .ring
+                .write_message(&Header::new(MsgType::XS_WRITE, sent, 0, 0), v.as_bytes())
+                .unwrap();
+            sent += 1;
+        }
+        let _ = guest.ring.flush();
+        answered
+    };
+    let start = Instant::now();
+    let mut failed = 0;
+    let committed = loop {
+        let t = call(&mut store, MsgType::XS_TRANSACTION_START, 0, b"\0");
+        let t: u32 = std::str::from_utf8(&t[HEADER_LEN..t.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap();
+        call(&mut store, MsgType::XS_READ, t, b"/local/domain/4/state\0");
+        attack(&mut guest);
+        turn(&mut host, &mut store);
+        call(&mut store, MsgType::XS_WRITE, t, b"/backend/seen\0y");
+        let end = call(&mut store, MsgType::XS_TRANSACTION_END, t, b"T\0");
+        if end[..4] == (MsgType::XS_TRANSACTION_END as u32).to_le_bytes() {
+            break true;
+        }
+        failed += 1;
+        if failed == 1000 {
+            break false;
+        }
+    };
+    let served = attack(&mut guest);
+    let elapsed = start.elapsed();
+    assert!(
+        committed,
+        "1000 retries failed, {served} guest writes served"
+    );
+    assert!(failed > 0, "the guest's burst did conflict");
+    let bound = 100 + 200 * (elapsed.as_millis() as u32 + 1) / 1000 + 10;
+    assert!(
+        served <= bound,
+        "{served} writes served in {elapsed:?}, more than the rate allows ({bound})"
+    );
+    assert!(store.check().is_empty(), "{:?}", store.check());
+}
