@@ -177,7 +177,8 @@ fn xsa072_oversized_reply_is_e2big() {
 /// XSA-206: a guest writing nodes over and over made every transaction of the toolstack fail
 /// with EAGAIN, stalling it indefinitely (fixed upstream by rate-limiting writes). Here: a
 /// transaction conflicts only when a node it used changed, so a guest writing its own nodes
-/// between every step of domain 0's transactions makes none of them fail.
+/// between every step of domain 0's transactions makes none of them fail. (A guest rewriting
+/// a node the transaction reads is the daemon's to slow down: the host-mode XSA-206 test.)
 #[test]
 fn xsa206_guest_writes_do_not_stall_toolstack_transactions() {
     case("xsa/206", || {
