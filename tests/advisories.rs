@@ -9,9 +9,9 @@
 //! are in src/server/host/tests/advisories.rs, over the in-memory hypervisor. The one
 //! client-library case is at the end, against a hostile daemon on a socket.
 //!
-//! Every attack ends with the store's invariants (CONTROL check: tree, per-domain accounting,
-//! watch index) and domain 0 and a bystander guest still served. Prints one `PASS xsa/NNN: ...`
-//! line per case (`-- --nocapture`).
+//! Attacks end with the store's invariants (CONTROL check: tree, per-domain accounting, watch
+//! index) and, where others could suffer, domain 0 and a bystander guest served. Prints one
+//! `PASS xsa/NNN: ...` line per case (`-- --nocapture`).
 
 mod util;
 use util::{client_support, hostile_support};
