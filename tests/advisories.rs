@@ -387,6 +387,40 @@ fn xsa322_new_domain_does_not_inherit_permissions() {
     });
 }
 
+/// XSA-322, its later part: the grants on the special nodes (@introduceDomain,
+/// @releaseDomain) were not cleaned when a domain went, so a new domain with its id inherited
+/// the right to watch other domains come and go. Here: the new domain 1 gets no such event.
+#[test]
+fn xsa322_special_node_grants_die_with_the_domain() {
+    case("xsa/322-special", || {
+        let host = Host::new(&[ATTACKER]);
+        for special in [&b"@introduceDomain"[..], b"@releaseDomain"] {
+            host.dom0
+                .set_permissions(0, special, &[perm(0, PERM_NONE), perm(ATTACKER, PERM_READ)])
+                .unwrap();
+        }
+        let old = host.guest(ATTACKER);
+        old.watch(b"@releaseDomain", b"r").unwrap();
+        drain_events(&old, SETTLE);
+        host.dom0.introduce_domain(9, 0x9000, 99).unwrap();
+        host.dom0.release_domain(9).unwrap();
+        assert_eq!(drain_events(&old, SETTLE).len(), 1, "the grant works");
+        drop(old);
+        reboot(&host, ATTACKER, 0x2000);
+        let new = host.guest(ATTACKER);
+        new.watch(b"@introduceDomain", b"i").unwrap();
+        new.watch(b"@releaseDomain", b"r").unwrap();
+        drain_events(&new, SETTLE);
+        host.dom0.introduce_domain(9, 0x9000, 99).unwrap();
+        host.dom0.release_domain(9).unwrap();
+        let leaked = drain_events(&new, SETTLE);
+        assert!(leaked.is_empty(), "{leaked:?}");
+        host.assert_intact("xsa322 special");
+        "the old domain 1's grant on @releaseDomain worked; the new domain 1 hears of no domain"
+            .to_string()
+    });
+}
+
 /// XSA-323 (oxenstored): the path length limit was checked before the "/local/domain/<id>/"
 /// prefix was added, so a guest could create nodes nobody could name afterwards (or whose
 /// validity depended on the length of its domid). Here: the limit applies to the path below
