@@ -36,10 +36,14 @@
 //! - A ring the guest corrupts (indexes, lengths) fails with the protocol's error code in the
 //!   page; its connection's watches and transactions are dropped and it is not read until the
 //!   guest asks for a reconnection. Nothing a guest writes stops the loop.
+//! - While transactions are open, a guest's writes are rate-limited (`rate`, XSA-206): a guest
+//!   out of credit is held, not read, until it has some again ([`HostRings::held_for`] tells
+//!   the loop when).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -148,6 +152,10 @@ pub(crate) struct HostRings {
     ready: Vec<u32>,
     /// Connections with output in the store.
     dirty: Vec<u32>,
+    /// Guests' write credit while transactions are open.
+    rate: rate::WriteRate,
+    /// Rings not read for want of credit (see `rate`).
+    held: Vec<u32>,
     /// VIRQ_DOM_EXC fired: look the domains up.
     check: bool,
     out_high: usize,
@@ -199,6 +207,8 @@ impl HostRings {
             by_conn: IdMap::default(),
             ready: Vec::new(),
             dirty: Vec::new(),
+            rate: rate::WriteRate::default(),
+            held: Vec::new(),
             check: false,
             out_high,
             verbose,
@@ -253,11 +263,29 @@ impl HostRings {
         if std::mem::take(&mut self.check) {
             self.check_domains(store);
         }
+        if !self.held.is_empty() {
+            let now = Instant::now();
+            let rate = &mut self.rate;
+            let ready = &mut self.ready;
+            self.held.retain(|&d| {
+                let again = rate.may_read(d, now);
+                if again && !ready.contains(&d) {
+                    ready.push(d);
+                }
+                !again
+            });
+        }
         for domid in std::mem::take(&mut self.ready) {
             self.serve_ring(store, domid);
             // A request may have introduced a domain (dom0's kernel carries the toolstack's).
             self.adopt(store);
         }
+    }
+
+    /// How soon a ring held for want of write credit may be read again, if one is.
+    pub(crate) fn held_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.held.iter().map(|&d| self.rate.wait(d, now)).min()
     }
 
     /// Under the store lock, after `serve` and the socket clients' requests: sets up and
@@ -449,6 +477,8 @@ impl HostRings {
         self.by_port.remove(&r.port);
         self.by_conn.remove(&r.conn);
         self.ready.retain(|&d| d != domid);
+        self.held.retain(|&d| d != domid);
+        self.rate.forget(domid);
         self.shared.lock().table.remove(&domid);
         store.disconnect(r.conn);
         if let Err(e) = self.hv.unbind(r.port) {
@@ -515,8 +545,16 @@ impl HostRings {
             return;
         }
         let outstanding = store.outstanding_quota(domid).unwrap_or(usize::MAX);
+        // One clock reading for the batch (the write-rate limit's; microseconds apart).
+        let now = Instant::now();
         for _ in 0..BATCH {
             if r.ring.pending() >= self.out_high || r.ring.unsent_replies() >= outstanding {
+                return;
+            }
+            if domid != 0 && !self.rate.may_read(domid, now) {
+                if !self.held.contains(&domid) {
+                    self.held.push(domid);
+                }
                 return;
             }
             let msg = match r.ring.try_read_message() {
@@ -527,6 +565,12 @@ impl HostRings {
                     return;
                 }
             };
+            if domid != 0
+                && rate::WriteRate::is_write(&msg.header, &msg.payload)
+                && store.transactions_open()
+            {
+                self.rate.charge(domid, now);
+            }
             if let Err(e) = store.handle(r.conn, &msg.header, &msg.payload) {
                 // The ring layer refuses oversized payloads first; this is a broken request.
                 if self.verbose {
@@ -571,5 +615,6 @@ fn ring_failed(store: &mut Store, r: &DomRing, domid: u32, e: RingError, verbose
     store.reset_connection(r.conn);
 }
 
+mod rate;
 #[cfg(test)]
 mod tests;

@@ -251,7 +251,7 @@ impl<E: Engine> SocketServer<E> {
         loop {
             let host_work = self.host.as_ref().is_some_and(HostRings::has_work);
             let updating = self.live_update_waiting();
-            let timeout = if !self.again.is_empty() || host_work {
+            let mut timeout = if !self.again.is_empty() || host_work {
                 0
             } else if !self.deferred.is_empty() {
                 DEFER_MAX.as_millis() as i32
@@ -260,6 +260,11 @@ impl<E: Engine> SocketServer<E> {
             } else {
                 -1
             };
+            // A guest held for want of write credit is read again when it has some.
+            if let Some(wait) = self.host.as_ref().and_then(HostRings::held_for) {
+                let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+            }
             ready.clear();
             if served && timeout != 0 {
                 let epoll = &mut self.epoll;

@@ -277,6 +277,12 @@ impl Store {
         (domid != 0).then(|| self.domains.quota(domid).outstanding as usize)
     }
 
+    /// Whether any connection has a transaction open (host mode limits guests' write rate
+    /// meanwhile).
+    pub(crate) fn transactions_open(&self) -> bool {
+        self.domains.iter().any(|(_, d)| d.transactions > 0)
+    }
+
     /// Drops a connection's watches, transactions and queued output, keeping the connection
     /// (a ring the guest reset, or one that failed).
     pub(crate) fn reset_connection(&mut self, conn: ConnId) {

@@ -967,3 +967,5 @@ fn live_update_carries_the_rings_on() {
     drop(r);
     drop(r2);
 }
+/// The advisories whose attack needs this loop (the rest: tests/advisories.rs).
+mod advisories;
