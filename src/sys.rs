@@ -159,21 +159,22 @@ impl AsFd for EventFd {
     }
 }
 
-/// A signalfd for SIGTERM and SIGINT; creating it blocks their default action in the calling
+/// A signalfd for some signals; creating it blocks their default action in the calling
 /// thread (call it before spawning threads so they inherit the mask).
-pub struct TermSignals {
+pub struct SignalFd {
     fd: OwnedFd,
 }
 
-impl TermSignals {
-    pub fn new() -> io::Result<TermSignals> {
+impl SignalFd {
+    pub fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
         // SAFETY: `set` is a local sigset_t initialised by sigemptyset before any other use;
         // the calls only read/write it and the thread's signal mask.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
+            for &sig in signals {
+                libc::sigaddset(&mut set, sig);
+            }
             let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if rc != 0 {
                 return Err(io::Error::from_raw_os_error(rc));
@@ -183,14 +184,29 @@ impl TermSignals {
                 &set,
                 libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
             ))?;
-            Ok(TermSignals {
+            Ok(SignalFd {
                 fd: OwnedFd::from_raw_fd(raw),
             })
         }
     }
+
+    /// SIGTERM and SIGINT: what stops the daemon.
+    pub fn terminate() -> io::Result<SignalFd> {
+        SignalFd::new(&[libc::SIGTERM, libc::SIGINT])
+    }
+
+    /// Takes the signals that arrived; how many.
+    pub fn drain(&self) -> usize {
+        let mut n = 0;
+        let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+        while read(self.fd.as_raw_fd(), &mut info).is_ok_and(|k| k == info.len()) {
+            n += 1;
+        }
+        n
+    }
 }
 
-impl AsFd for TermSignals {
+impl AsFd for SignalFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

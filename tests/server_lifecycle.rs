@@ -165,3 +165,36 @@ fn help_and_bad_options() {
     let err = failing_start(&[], &["--entry-nb", "lots"]);
     assert!(err.contains("entry-nb") || err.contains("-E"), "{err}");
 }
+
+#[test]
+fn sighup_reopens_the_trace_file_after_rotation() {
+    let dir = TempDir::new("hup");
+    let trace = dir.0.join("trace.log");
+    let d = Daemon::start_with("hup-daemon", &["-T", trace.to_str().unwrap()]);
+    let mut c = d.connect();
+    c.write("/before", b"1");
+    let rotated = dir.0.join("trace.log.1");
+    std::fs::rename(&trace, &rotated).unwrap();
+    d.signal(libc::SIGHUP);
+    // The daemon goes on; once it has reopened the file, new traffic lands there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !trace.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trace file not reopened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.write("/after", b"2");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&trace).unwrap();
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    assert!(new.contains("/after") && !new.contains("/before"), "{new}");
+    // Tracing switched off stays off across SIGHUP.
+    c.ok(xenstore::wire::MsgType::XS_CONTROL, 0, &zz(&["log", "off"]));
+    std::fs::remove_file(&trace).unwrap();
+    d.signal(libc::SIGHUP);
+    c.write("/off", b"3");
+    assert!(c.read("/off").is_ok());
+    assert!(!trace.exists(), "reopened although tracing was off");
+}

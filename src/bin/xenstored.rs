@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use xenstore::server::options::{self, Command, DaemonOptions};
 use xenstore::server::{
     background, notify_systemd, raise_fd_limit, xen_detected, Background, BoundSocket,
-    LiveUpdateSetup, SocketServer, TermSignals,
+    LiveUpdateSetup, SignalFd, SocketServer,
 };
 use xenstore::store::{State, Store};
 
@@ -120,7 +120,10 @@ fn serve(opts: &DaemonOptions, bg: Option<Background>) -> Result<(), Option<Stri
 
 fn start(opts: &DaemonOptions) -> Result<(SocketServer, BoundSocket), String> {
     // Block the stop signals before anything else so they are only ever seen via the fd.
-    let signals = TermSignals::new().map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let signals =
+        SignalFd::terminate().map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let hangup = SignalFd::new(&[libc::SIGHUP])
+        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     if let Err(e) = raise_fd_limit() {
         eprintln!("xenstored: warning: cannot raise the open-file limit: {e}");
     }
@@ -154,6 +157,7 @@ fn start(opts: &DaemonOptions) -> Result<(SocketServer, BoundSocket), String> {
     }
     server
         .stop_on(signals)
+        .and_then(|()| server.reopen_on(hangup))
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let host = !opts.no_domain_init && (opts.host_mode || xen_detected());
     if host && !server.serves_domains() {

@@ -43,7 +43,7 @@ pub mod options;
 mod slab;
 mod socket;
 
-pub use crate::sys::{raise_fd_limit, TermSignals};
+pub use crate::sys::{raise_fd_limit, SignalFd};
 pub use daemon::{background, notify_systemd, Background};
 pub use listen::BoundSocket;
 pub use live_update::{LiveUpdateSetup, Restored};

@@ -92,7 +92,8 @@ Options:
   -D, --no-domain-init       do not serve Xen domains, even in a dom0
   -X, --host-mode            serve Xen domains; refuse to start if this is no dom0
   -T, --trace-file <file>    append every message in and out to <file> (see also
-                             xenstore-control log on|off, logfile <file>)
+                             xenstore-control log on|off, logfile <file>); SIGHUP
+                             reopens it
   -V, --verbose              report connections and errors on standard error
   -E, --entry-nb <nb>        nodes one domain may own
   -S, --entry-size <size>    bytes of data one node may hold

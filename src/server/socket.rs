@@ -76,6 +76,8 @@ const TOKEN_LISTENER: u64 = 0;
 const TOKEN_STOP: u64 = 1;
 /// An event channel of host mode fired.
 const TOKEN_EVENTS: u64 = 2;
+/// SIGHUP: reopen the trace file.
+const TOKEN_HANGUP: u64 = 3;
 const TOKEN_FIRST_CONN: u64 = 8;
 
 /// How often stale watch events are looked for (and accepting retried after EMFILE).
@@ -131,6 +133,7 @@ pub struct SocketServer<E: Engine = Store> {
     epoll: Epoll,
     stop: Arc<EventFd>,
     extra_stop: Vec<Box<dyn AsFd + Send>>,
+    hangup: Option<crate::sys::SignalFd>,
     pub(super) cfg: ServerConfig,
     pub(super) conns: Slab<Client>,
     by_id: IdMap<ConnId, usize>,
@@ -163,6 +166,7 @@ impl<E: Engine> SocketServer<E> {
             epoll,
             stop,
             extra_stop: Vec::new(),
+            hangup: None,
             scratch: vec![0; cfg.read_chunk.max(4096)],
             poller: BusyPoll::new(cfg.busy_poll),
             cfg,
@@ -243,6 +247,25 @@ impl<E: Engine> SocketServer<E> {
         Ok(())
     }
 
+    /// Reopens the trace file when `sig` (a SIGHUP signalfd) fires, as the C daemon does
+    /// for log rotation.
+    pub fn reopen_on(&mut self, sig: crate::sys::SignalFd) -> io::Result<()> {
+        self.epoll.add(sig.as_fd(), READABLE, TOKEN_HANGUP)?;
+        self.hangup = Some(sig);
+        Ok(())
+    }
+
+    fn on_hangup(&mut self) {
+        if let Some(h) = &self.hangup {
+            h.drain();
+        }
+        if let Some(s) = self.store.lock().as_store() {
+            if let Err(e) = s.reopen_trace() {
+                eprintln!("xenstored: cannot reopen the trace file: {e}");
+            }
+        }
+    }
+
     /// Serves until stopped. Returns an error only if epoll itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut ready = Vec::with_capacity(256);
@@ -297,6 +320,7 @@ impl<E: Engine> SocketServer<E> {
                 match token {
                     TOKEN_LISTENER => self.accept_all(),
                     TOKEN_STOP => return Ok(()),
+                    TOKEN_HANGUP => self.on_hangup(),
                     TOKEN_EVENTS => {
                         if let Some(h) = &mut self.host {
                             h.on_events();

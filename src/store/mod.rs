@@ -271,6 +271,11 @@ impl Store {
         self.trace.set_file(path)
     }
 
+    /// SIGHUP: the trace file is opened again, if tracing is on (after log rotation).
+    pub fn reopen_trace(&mut self) -> std::io::Result<()> {
+        self.trace.rotate()
+    }
+
     /// How many answered requests of `domid` may wait for delivery before its further
     /// requests are left unread (the `outstanding` quota; domain 0 has none).
     pub(crate) fn outstanding_quota(&self, domid: u32) -> Option<usize> {

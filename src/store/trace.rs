@@ -55,6 +55,14 @@ impl Trace {
         Ok(())
     }
 
+    /// Reopens the file if tracing is on (SIGHUP: after the file was rotated).
+    pub fn rotate(&mut self) -> std::io::Result<()> {
+        match self.file {
+            Some(_) => self.reopen(),
+            None => Ok(()),
+        }
+    }
+
     /// Stops tracing (CONTROL log off); the file name is kept for `reopen`.
     pub fn close(&mut self) {
         self.file = None;
