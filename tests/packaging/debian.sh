@@ -171,11 +171,12 @@ check_tools_load libxenstore4-rs
 # A running tool maps our library (and no other libxenstore).
 XENSTORED_PATH=$csock xenstore-watch /pkgtest-maps >/dev/null 2>&1 &
 watcher=$!
+# The loader maps the library before main; until the exec, the process is this shell, which
+# maps none. Wait for it as long as the process runs (it blocks for watch events).
 maps=
-for _ in $(seq 100); do
+while [ -z "$maps" ] && kill -0 "$watcher" 2>/dev/null; do
     maps=$(grep -o '/[^ ]*libxenstore[^ ]*' "/proc/$watcher/maps" 2>/dev/null | sort -u) || true
-    [ -n "$maps" ] && break
-    sleep 0.05
+    [ -n "$maps" ] || sleep 0.05
 done
 kill "$watcher" 2>/dev/null || true
 wait "$watcher" 2>/dev/null || true
