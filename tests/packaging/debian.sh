@@ -15,9 +15,10 @@
 #
 # It installs and removes system packages, so it must run as root, and puts the machine back
 # as it found it on the way out, whatever happened: packages it installed are purged, those it
-# removed reinstalled at their versions (the tools it needs to build, dpkg-dev, debhelper,
-# help2man, lintian, are installed first and stay, as test-all.sh's cmake does). The other
-# stages use Debian's files from .reference/, never the system's.
+# removed reinstalled at their versions and marked automatic again where they were (the tools
+# it needs to build, dpkg-dev, debhelper, help2man, lintian, are installed first and stay, as
+# test-all.sh's cmake does). The other stages use Debian's files from .reference/, never the
+# system's.
 #
 # Environment: XS_REFERENCE_DIR (Debian's unpacked packages, default <repo>/.reference),
 # CARGO_TARGET_DIR.
@@ -55,6 +56,7 @@ installed() {
         awk '$1 == "ii" { print $2 }' | sort
 }
 installed >"$work/before"
+apt-mark showauto | sort >"$work/auto-before"
 
 # Put the packages back as they were, stop the daemons, remove the work directory.
 restore() {
@@ -75,6 +77,9 @@ restore() {
         echo "purging what this test installed: ${extra[*]}"
         dpkg --purge "${extra[@]}" >"$work/restore.log" 2>&1 || { cat "$work/restore.log"; rc=1; }
     fi
+    # Packages reinstalled by name are marked as installed by hand: mark them back.
+    mapfile -t extra < <(apt-mark showauto | sort | comm -23 "$work/auto-before" -)
+    [ ${#extra[@]} -eq 0 ] || apt-mark auto "${extra[@]}" >/dev/null
     installed >"$work/after"
     if ! cmp -s "$work/before" "$work/after"; then
         echo "FAIL: the installed packages differ from before the test:" >&2
