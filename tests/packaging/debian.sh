@@ -33,8 +33,6 @@ step() { echo "-- $*"; }
 . /etc/os-release
 [ "${VERSION_CODENAME:-}" = bookworm ] || die "written for Debian 12 (bookworm), not ${PRETTY_NAME:-this system}"
 
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-libdir=/usr/lib/$multiarch
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -y -q -o Dpkg::Use-Pty=0 "$@"; }
 
@@ -50,6 +48,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt_get install "${need[@]}" >/dev/null
 fi
 
+libdir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 work=$(mktemp -d /tmp/xs-debian.XXXXXX)
 installed() {
     dpkg-query -W -f '${db:Status-Abbrev} ${Package}:${Architecture}=${Version}\n' |
