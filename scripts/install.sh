@@ -11,6 +11,7 @@
 #     xenstore-compat/xs.h, xenstore-compat/xs_lib.h, and xs.h, xs_lib.h linking to those
 #   PREFIX/lib/pkgconfig/xenstore.pc
 # Then: PKG_CONFIG_PATH=PREFIX/lib/pkgconfig pkg-config --cflags --libs xenstore
+# debian/rules lays out the Debian packages with it (docs/packaging.md).
 #
 # The library is cargo's cdylib as it is: its exports carry the upstream symbol versions
 # (VERS_4.0, VERS_4.1, VERS_4.2; see src/ffi/exports.rs), which is checked before installing.

@@ -66,6 +66,10 @@ stage "real Xen: Xen 4.17 under QEMU, the C xenstored then ours in dom0, two xl 
 stage "C tests under valgrind memcheck" scripts/memcheck.sh --no-tsan
 stage "fuzz targets' own checks" cargo test --release --manifest-path fuzz/Cargo.toml
 stage "fuzzing smoke run" env FUZZ_SECS="${FUZZ_SECS:-15}" scripts/fuzz-smoke.sh
+# Installs and removes system packages, and puts them back as they were: last, so that no
+# other stage ever runs with a libxenstore.so.4 in the system's library path.
+stage "Debian packages: built, lintian, installed in place of Debian's libxenstore4 and back" \
+    tests/packaging/debian.sh
 
 echo
 echo "== summary"
