@@ -30,7 +30,8 @@ alike. --quick: 3 rounds, a quarter of the operations (a smoke run, not for the 
 import argparse, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF_LIB = os.path.join(ROOT, ".reference/root/usr/lib/x86_64-linux-gnu")
+REF_DIR = os.environ.get("XS_REFERENCE_DIR") or os.path.join(ROOT, ".reference")
+REF_LIB = os.path.join(REF_DIR, "root/usr/lib/x86_64-linux-gnu")
 OUR_LIB = os.path.join(ROOT, "target/release")
 DAEMON = os.path.join(ROOT, "scripts/reference/daemon.sh")
 BIN = os.path.join(tempfile.gettempdir(), "xsbench-%d" % os.getuid())
