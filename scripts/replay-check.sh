@@ -49,11 +49,12 @@ EOF
 # replay WHERE: both sizes, then what is left (the embedded store lives in one process, so
 # there the check is only that the runs end without an error).
 replay() {
-    local where=$1 n total out
-    for n in "1 3" "10 20"; do
-        out=$(env LD_LIBRARY_PATH="$lib" timeout 120 "$work/domain_create" "$trace" $n) ||
-            { echo "FAIL: $where: domain_create $trace $n"; exit 1; }
-        echo "$where, N total = $n: $out"
+    local where=$1 sizes out
+    for sizes in "1 3" "10 20"; do
+        # shellcheck disable=SC2086 # N and TOTAL, two arguments
+        out=$(env LD_LIBRARY_PATH="$lib" timeout 120 "$work/domain_create" "$trace" $sizes) ||
+            { echo "FAIL: $where: domain_create $trace $sizes"; exit 1; }
+        echo "$where, N TOTAL = $sizes: $out"
     done
 }
 
