@@ -15,9 +15,10 @@ measure without busy polling: a polling side counts the instructions of its spin
 depend on how long the other side takes. --pinned puts client and daemon on CPU 0. Each pairing is measured in
 three runs: a plain one (CPU time, context switches), one under strace (system calls of the
 side not traced are not slowed), and with --callgrind one with that side under callgrind.
-CPU time and context switches cover the whole client process (its set-up too: use enough
-operations) and the daemon's threads over the run; instructions cover the timed loop and
-its set-up alike. Take the same lock as for bench/run.py: only one benchmark at a time.
+CPU time, context switches and system calls cover the whole client process and the daemon's
+threads over the run, set-up included: use enough operations, or --base B to subtract a run
+of B operations (per operation then means per operation beyond B). Instructions cover the
+timed loop and its set-up alike. Take the same lock as for bench/run.py: only one benchmark at a time.
 """
 import argparse, os, re, subprocess, sys, tempfile, time
 
@@ -44,29 +45,38 @@ def daemon_stats(pid):
     return user, system, switches
 
 
-def client_cmd(args, pinned):
+def client_cmd(args, pinned, ops=None):
     return (["taskset", "-c", ",".join(map(str, run.PIN))] if pinned else []) + \
-        [run.BIN, args.workload, str(args.ops)]
+        [run.BIN, args.workload, str(ops or args.ops)]
 
 
-def plain(args, env, daemon):
-    """Client and daemon CPU (user, system) and context switches per operation."""
+def totals(args, env, daemon, ops):
+    """Client and daemon CPU (user, system), context switches and ops/s of one run."""
     before = daemon_stats(daemon.pid())
-    p = subprocess.Popen(client_cmd(args, args.pinned), env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen(client_cmd(args, args.pinned, ops), env=env, stdout=subprocess.PIPE,
                          text=True)
     _, status, ru = os.wait4(p.pid, 0)
     out = p.stdout.read()
     if status:
         raise RuntimeError("xsbench failed: %s" % out)
     after = daemon_stats(daemon.pid())
-    n = args.ops
+    return [float(out.split()[1]), ru.ru_utime, ru.ru_stime, ru.ru_nvcsw + ru.ru_nivcsw] + \
+        [a - b for a, b in zip(after, before)]
+
+
+def plain(args, env, daemon):
+    """Client and daemon CPU (user, system) and context switches per operation."""
+    t = totals(args, env, daemon, args.ops)
+    if args.base:
+        b = totals(args, env, daemon, args.base)
+        t = [t[0]] + [x - y for x, y in zip(t[1:], b[1:])]
+    n = args.ops - args.base
     return {
-        "ops/s": float(out.split()[1]),
-        "client user us": ru.ru_utime / n * 1e6, "client sys us": ru.ru_stime / n * 1e6,
-        "client switches": (ru.ru_nvcsw + ru.ru_nivcsw) / n,
-        "daemon user us": (after[0] - before[0]) / n * 1e6,
-        "daemon sys us": (after[1] - before[1]) / n * 1e6,
-        "daemon switches": (after[2] - before[2]) / n,
+        "ops/s": t[0],
+        "client user us": t[1] / n * 1e6, "client sys us": t[2] / n * 1e6,
+        "client switches": t[3] / n,
+        "daemon user us": t[4] / n * 1e6, "daemon sys us": t[5] / n * 1e6,
+        "daemon switches": t[6] / n,
     }
 
 
@@ -81,23 +91,32 @@ def strace_counts(path):
     return calls
 
 
-def syscalls(args, env, daemon):
-    """System calls per operation of each side, each traced in a run of its own."""
-    n = args.ops
+def traced(args, env, daemon, ops):
+    """{syscall: calls} of the client and of the daemon, each traced in a run of its own."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "client")
-        subprocess.run(["strace", "-f", "-c", "-o", out] + client_cmd(args, args.pinned),
+        subprocess.run(["strace", "-f", "-c", "-o", out] + client_cmd(args, args.pinned, ops),
                        env=env, check=True, stdout=subprocess.DEVNULL)
         client = strace_counts(out)
         out = os.path.join(tmp, "daemon")
         tracer = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(daemon.pid())],
                                   stderr=subprocess.DEVNULL)
         time.sleep(1)  # strace attaches to every thread
-        subprocess.run(client_cmd(args, args.pinned), env=env, check=True,
+        subprocess.run(client_cmd(args, args.pinned, ops), env=env, check=True,
                        stdout=subprocess.DEVNULL)
         tracer.terminate()
         tracer.wait()
-        server = strace_counts(out)
+        return client, strace_counts(out)
+
+
+def syscalls(args, env, daemon):
+    """System calls per operation of each side."""
+    client, server = traced(args, env, daemon, args.ops)
+    if args.base:
+        bc, bs = traced(args, env, daemon, args.base)
+        client = {k: v - bc.get(k, 0) for k, v in client.items()}
+        server = {k: v - bs.get(k, 0) for k, v in server.items()}
+    n = args.ops - args.base
     fmt = lambda calls: ", ".join("%s %.2f" % (k, v / n) for k, v in
                                   sorted(calls.items(), key=lambda kv: -kv[1])
                                   if v / n >= 0.01)
@@ -167,6 +186,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", type=int, default=30000)
+    ap.add_argument("--base", type=int, default=0,
+                    help="subtract a run of this many operations (set-up cancels out)")
     ap.add_argument("--pinned", action="store_true")
     ap.add_argument("--callgrind", choices=("client", "daemon"))
     ap.add_argument("--top", type=int, default=8)
@@ -174,8 +195,9 @@ def main():
     ap.add_argument("pairings", nargs="+")
     args = ap.parse_args()
     run.build()
-    print("# %s, %d operations, %s" % (args.workload, args.ops,
-                                       "pinned to CPU 0" if args.pinned else "not pinned"))
+    print("# %s, %d operations%s, %s" % (
+        args.workload, args.ops, " less a run of %d" % args.base if args.base else "",
+        "pinned to CPU 0" if args.pinned else "not pinned"))
     for name in args.pairings:
         lib, poll, kind, dargs = pairing(name)
         with run.Daemon(kind, dargs) as d:
