@@ -21,8 +21,10 @@ embedded: ours in-process (XENSTORE_EMBEDDED=1) vs Debian's library over a socke
           xenstored.
 floors:   bench/floor.c, no xenstore code: what the kernel charges here for the mechanisms
           (socket round trips sleeping or polling, thread hand-overs), not pinned and pinned.
-domains:  bench/domain_create.c replays bench/domain_create.trace (a synthesised `xl create`
-          sequence, see that file) for N domains at once, one connection per domain.
+domains:  bench/domain_create.c replays bench/domain_create.trace (an `xl create` recorded
+          from the C xenstored under real Xen, see that file and bench/trace2replay.py) for N
+          domains at once: per domain, each recorded connection (xl, its child, xenconsoled,
+          the kernel's backend watch) on a connection and thread of its own.
 
 The order of the contenders alternates every round so drift on a noisy machine hits all
 alike. --quick: 3 rounds, a quarter of the operations (a smoke run, not for the README).
@@ -30,7 +32,8 @@ alike. --quick: 3 rounds, a quarter of the operations (a smoke run, not for the 
 import argparse, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF_LIB = os.path.join(ROOT, ".reference/root/usr/lib/x86_64-linux-gnu")
+REF_DIR = os.environ.get("XS_REFERENCE_DIR") or os.path.join(ROOT, ".reference")
+REF_LIB = os.path.join(REF_DIR, "root/usr/lib/x86_64-linux-gnu")
 OUR_LIB = os.path.join(ROOT, "target/release")
 DAEMON = os.path.join(ROOT, "scripts/reference/daemon.sh")
 BIN = os.path.join(tempfile.gettempdir(), "xsbench-%d" % os.getuid())
@@ -365,8 +368,9 @@ def section_domains(args):
              ("debian+ours", "debian", "ours"), ("ours+ours", "ours", "ours"),
              ("debian+oxenstored", "debian", "oxenstored"),
              ("ours+oxenstored", "ours", "oxenstored")]
-    print("\n## Domain creation: bench/domain_create.trace (synthesised, not recorded) replayed "
-          "for N domains at once, one connection each (not pinned)")
+    print("\n## Domain creation: bench/domain_create.trace (recorded `xl create`) replayed "
+          "for N domains at once, each domain's connections on threads of their own "
+          "(not pinned)")
     print("| N | pairing | domains/s | min-max | vs debian+C | sequence latency median ms "
           "| p90 ms | max ms | client CPU ms/domain | daemon CPU ms/domain | txn retries/domain |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

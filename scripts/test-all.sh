@@ -57,6 +57,7 @@ stage "C tests, both libraries, Debian's C xenstored" c-tests/run.sh --daemon cx
 stage "C tests, both libraries, our xenstored" c-tests/run.sh --daemon ours
 stage "C tests, our library embedded vs with our daemon" c-tests/run.sh --daemon embedded
 stage "demo (toolstack and guest on the embedded store)" scripts/demo.sh
+stage "domain-creation replay: recording -> bench trace, replayed on ours" scripts/replay-check.sh
 stage "conformance: Debian's tools and test-xenstore, every library x daemon" \
     tests/reference/conformance.sh
 stage "real Xen: Xen 4.17 under QEMU, the C xenstored then ours in dom0, two xl guests, both libraries" \

@@ -23,6 +23,8 @@
 #                      oxenstored logs at debug level to RUNDIR/xenstored.log
 #   XS_DAEMON_TIMEOUT  seconds to wait for the socket (default 10)
 #   XS_OURS_BIN        our daemon binary
+#   XS_DAEMON_WRAP     a command the C xenstored or ours runs under (e.g. valgrind and its
+#                      options; bench/profile.py)
 #   XS_OX_NO_NAMESPACE 1: run oxenstored on the host's /var/run/xenstored even
 #                      when a private mount namespace is possible
 #   XENSTUBS_ALIVE_FILE, XENSTUBS_EVTCHN_FIFO   see xenstubs.c
@@ -105,6 +107,8 @@ prepare() {
     local kind=$1 rundir=$2
     # shellcheck disable=SC2206
     local extra=(${XS_DAEMON_ARGS:-})
+    # shellcheck disable=SC2206
+    local wrap=(${XS_DAEMON_WRAP:-})
     case $kind in
     cxenstored)
         "$REF_SCRIPTS/build.sh" "$REF_DIR" >&2
@@ -113,7 +117,7 @@ prepare() {
         # -N: stay in the foreground; the default in-memory database keeps it
         # away from /var/lib/xenstored.  The shim supplies /proc/xen/xsd_*.
         CMD=(env LD_LIBRARY_PATH="$REF_LIB" LD_PRELOAD="$REF_STUBS"
-             "$REF_BIN/xenstored" -N "${verbose[@]}" "${extra[@]}")
+             "${wrap[@]}" "$REF_BIN/xenstored" -N "${verbose[@]}" "${extra[@]}")
         ;;
     oxenstored)
         "$REF_SCRIPTS/build.sh" "$REF_DIR" >&2
@@ -159,7 +163,7 @@ EOF
         local bin=${XS_OURS_BIN:-$REPO_ROOT/target/release/xenstored}
         [ -x "$bin" ] || ref_die "$bin not found: run 'cargo build --release' first"
         # -N: stay in the foreground, as the other two are run.
-        CMD=("$bin" -N "${extra[@]}")
+        CMD=("${wrap[@]}" "$bin" -N "${extra[@]}")
         ;;
     *) usage ;;
     esac
