@@ -167,13 +167,8 @@ impl ServerRing {
         if partial > 0 {
             self.ep.writer.push(output[..partial].to_vec());
         }
-        let mut rest = &output[partial..];
-        while rest.len() >= crate::wire::HEADER_LEN {
-            let h = Header::parse(rest[..crate::wire::HEADER_LEN].try_into().expect("header"))
-                .map_err(|_| RingError::Protocol)?;
-            let total = (crate::wire::HEADER_LEN + h.len as usize).min(rest.len());
-            self.ep.writer.push(rest[..total].to_vec());
-            rest = &rest[total..];
+        for m in crate::wire::split_messages(&output[partial..]) {
+            self.ep.writer.push(m.to_vec());
         }
         Ok(())
     }

@@ -149,6 +149,9 @@ pub struct SocketServer<E: Engine = Store> {
     poller: BusyPoll,
     /// Host mode: the domains' rings served in this loop.
     pub(super) host: Option<HostRings>,
+    /// A live update waits: the loop looks at it at least once a second (noted under the
+    /// store lock taken anyway to handle requests).
+    pub(super) updating: bool,
 }
 
 impl<E: Engine> SocketServer<E> {
@@ -178,6 +181,7 @@ impl<E: Engine> SocketServer<E> {
             pending_out: 0,
             last_tick: Instant::now(),
             host: None,
+            updating: false,
         })
     }
 
@@ -273,12 +277,11 @@ impl<E: Engine> SocketServer<E> {
         let mut served = false;
         loop {
             let host_work = self.host.as_ref().is_some_and(HostRings::has_work);
-            let updating = self.live_update_waiting();
             let mut timeout = if !self.again.is_empty() || host_work {
                 0
             } else if !self.deferred.is_empty() {
                 DEFER_MAX.as_millis() as i32
-            } else if self.needs_tick() || updating {
+            } else if self.needs_tick() || self.updating {
                 TICK.as_millis() as i32
             } else {
                 -1
@@ -330,7 +333,8 @@ impl<E: Engine> SocketServer<E> {
                 }
             }
             self.serve_touched();
-            if updating {
+            // At once when the request to start came in just now.
+            if self.updating {
                 self.poll_live_update();
             }
             let now = Instant::now();
@@ -366,14 +370,6 @@ impl<E: Engine> SocketServer<E> {
             }
             false
         });
-    }
-
-    /// Whether a live update waits (the loop then looks at it at least once a second).
-    fn live_update_waiting(&mut self) -> bool {
-        self.store
-            .lock()
-            .as_store()
-            .is_some_and(|s| s.live_update_waiting())
     }
 
     fn needs_tick(&self) -> bool {
@@ -476,12 +472,8 @@ impl<E: Engine> SocketServer<E> {
         if rec.partial > 0 {
             c.out.push_raw(rec.output[..rec.partial].to_vec());
         }
-        let mut rest = &rec.output[rec.partial..];
-        while rest.len() >= crate::wire::HEADER_LEN {
-            let len = u32::from_ne_bytes(rest[12..16].try_into().expect("4 bytes")) as usize;
-            let total = (crate::wire::HEADER_LEN + len).min(rest.len());
-            c.out.push(rest[..total].to_vec());
-            rest = &rest[total..];
+        for m in crate::wire::split_messages(&rec.output[rec.partial..]) {
+            c.out.push(m.to_vec());
         }
         c.reread = true;
         self.again.push(idx);
@@ -632,6 +624,7 @@ impl<E: Engine> SocketServer<E> {
                 pull_output(&mut *s, c, self.cfg.out_high);
             }
         }
+        self.updating = s.as_store().is_some_and(|s| s.live_update_waiting());
     }
 
     fn update_interest(&mut self, idx: usize) {

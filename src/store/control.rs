@@ -34,7 +34,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use super::dispatch::strings;
 use super::domain::atoi;
 use super::quota::NAMES;
-use super::{ok_reply, reply_buf, Errno, Store};
+use super::{ok_reply, reply_str, Errno, Store};
 
 /// The `help` reply of the C daemon of 4.17, command by command.
 const HELP: [(&str, &str); 9] = [
@@ -55,13 +55,6 @@ const HELP: [(&str, &str); 9] = [
 /// Default of the soft memory quota (the C daemon's).
 pub(crate) const SOFT_MEMORY_DEFAULT: u32 = 2 * 1024 * 1024;
 
-fn text_reply(s: &str) -> Vec<u8> {
-    let mut v = reply_buf(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    v
-}
-
 impl Store {
     pub(crate) fn control(&mut self, payload: &[u8]) -> Result<Vec<u8>, Errno> {
         let s = strings(payload);
@@ -74,7 +67,7 @@ impl Store {
                 for (c, pars) in HELP {
                     r.push_str(&format!("{c}\t{pars}\n"));
                 }
-                Ok(text_reply(&r))
+                Ok(reply_str(&r))
             }
             // As the C daemon, a file that cannot be opened does not fail the request (it is
             // reported on standard error).
@@ -100,7 +93,7 @@ impl Store {
                 _ => Err(Errno(libc::EINVAL)),
             },
             b"quota-soft" => match args {
-                [] => Ok(text_reply(&format!(
+                [] => Ok(reply_str(&format!(
                     "Quota settings:\n{:<17}: {:>8} Total Xenstore memory per domain (warning level)\n",
                     "memory", self.soft_memory
                 ))),
@@ -119,12 +112,12 @@ impl Store {
                 if problems.is_empty() {
                     Ok(ok_reply())
                 } else {
-                    Ok(text_reply(&(problems.join("\n") + "\n")))
+                    Ok(reply_str(&(problems.join("\n") + "\n")))
                 }
             }
             b"print" if args.len() == 1 => Ok(ok_reply()),
             b"rings" if args.is_empty() => match &self.host {
-                Some(h) => Ok(text_reply(&h.report())),
+                Some(h) => Ok(reply_str(&h.report())),
                 None => Err(Errno(libc::EINVAL)),
             },
             b"quota" => self.control_quota(args),
@@ -140,7 +133,7 @@ impl Store {
                     let v = self.domains.global.get(name).unwrap_or(0);
                     r.push_str(&format!("{name:<17}: {v:>8} {descr}\n"));
                 }
-                Ok(text_reply(&r))
+                Ok(reply_str(&r))
             }
             [b"set", name, val] => {
                 let v = atoi(val);
@@ -184,7 +177,7 @@ impl Store {
                     };
                     r.push_str(&format!("{name:<17}: {v:>8}\n"));
                 }
-                Ok(text_reply(&r))
+                Ok(reply_str(&r))
             }
             [domid] => {
                 let domid = super::domain::parse_domid(domid)?;
@@ -201,7 +194,7 @@ impl Store {
                     };
                     r.push_str(&format!("{name:<17}: {v:>8} (max {max:>8})\n"));
                 }
-                Ok(text_reply(&r))
+                Ok(reply_str(&r))
             }
             _ => Err(Errno(libc::EINVAL)),
         }

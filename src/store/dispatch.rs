@@ -20,7 +20,9 @@ use super::quota::{self, exceeds};
 use super::tree;
 use super::txn::{self, Txn, TxnLog};
 use super::watch::Match;
-use super::{event_msg, ok_reply, path, reply_buf, ConnId, Errno, EvPerms, Event, Store};
+use super::{
+    event_msg, ok_reply, path, reply_buf, reply_str, ConnId, Errno, EvPerms, Event, Store,
+};
 
 /// DOMID_SELF: IS_DOMAIN_INTRODUCED answers "T" for it.
 const DOMID_SELF: u32 = 0x7FF0;
@@ -97,13 +99,6 @@ fn onearg(payload: &[u8]) -> Result<&[u8], Errno> {
         Some((0, body)) if !body.contains(&0) => Ok(body),
         _ => Err(Errno(libc::EINVAL)),
     }
-}
-
-fn reply_str(s: &str) -> Vec<u8> {
-    let mut v = reply_buf(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    v
 }
 
 impl Store {

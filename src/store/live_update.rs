@@ -23,7 +23,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{reply_buf, set_header, ConnId, Errno, Store};
+use super::{reply_str, set_header, ConnId, Errno, Store};
 use crate::wire::{Header, MsgType};
 
 /// A live-update session (one at a time, as in the C daemon).
@@ -60,18 +60,10 @@ pub enum LiveUpdate {
     },
 }
 
+/// The whole message answering `hdr` with `s`.
 fn text(hdr: &Header, s: &str) -> Vec<u8> {
-    let mut v = reply_buf(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
+    let mut v = reply_str(s);
     set_header(&mut v, hdr.ty, hdr.req_id, hdr.tx_id);
-    v
-}
-
-fn reply_text(s: &str) -> Vec<u8> {
-    let mut v = reply_buf(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
     v
 }
 
@@ -128,7 +120,7 @@ impl Store {
                         (b"-v", Some(v)) => {
                             let v = super::domain::atoi(v);
                             if !(1..=2).contains(&v) {
-                                return Ok(reply_text("Migration stream version not supported."));
+                                return Ok(reply_str("Migration stream version not supported."));
                             }
                             i += 1;
                         }
@@ -153,7 +145,7 @@ impl Store {
             }
             _ => return Err(Errno(libc::EINVAL)),
         };
-        Ok(reply_text(msg))
+        Ok(reply_str(msg))
     }
 
     /// `handle` keeps the `-s` request's header for its later reply.

@@ -642,6 +642,14 @@ pub(crate) fn reply_buf(payload_hint: usize) -> Vec<u8> {
     v
 }
 
+/// A reply whose payload is `s` and a NUL.
+pub(crate) fn reply_str(s: &str) -> Vec<u8> {
+    let mut v = reply_buf(s.len() + 1);
+    v.extend_from_slice(s.as_bytes());
+    v.push(0);
+    v
+}
+
 /// "OK\0", the reply of most requests.
 pub(crate) fn ok_reply() -> Vec<u8> {
     let mut v = reply_buf(3);

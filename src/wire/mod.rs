@@ -124,6 +124,23 @@ impl From<Errno> for std::io::Error {
 /// A decoded message header.
 pub type Header = xsd_sockmsg;
 
+/// Cuts bytes holding messages back to back into one slice per message (header and
+/// payload), as their headers say; the last may be cut short.
+pub fn split_messages(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let total = match bytes.first_chunk::<HEADER_LEN>() {
+            Some(h) => HEADER_LEN + u32::from_ne_bytes([h[12], h[13], h[14], h[15]]) as usize,
+            None => bytes.len(),
+        };
+        let (m, rest) = bytes.split_at(total.min(bytes.len()));
+        bytes = rest;
+        Some(m)
+    })
+}
+
 /// Why a header or payload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
