@@ -151,7 +151,7 @@ pub struct SocketServer<E: Engine = Store> {
     pub(super) host: Option<HostRings>,
     /// A live update waits: the loop looks at it at least once a second (noted under the
     /// store lock taken anyway to handle requests).
-    pub(super) updating: bool,
+    updating: bool,
 }
 
 impl<E: Engine> SocketServer<E> {
