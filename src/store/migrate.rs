@@ -912,25 +912,21 @@ impl State {
 
 /// Checks that `bytes` is a sequence of protocol messages (the last one may be incomplete
 /// for input: the rest had not arrived).
-fn check_messages(mut bytes: &[u8], last_partial: bool) -> Result<(), String> {
-    use crate::wire::{Header, HEADER_LEN};
-    while !bytes.is_empty() {
-        if bytes.len() < HEADER_LEN {
-            return match last_partial {
-                true => Ok(()),
-                false => Err("CONNECTION record: output ends in a partial header".into()),
-            };
+fn check_messages(bytes: &[u8], last_partial: bool) -> Result<(), String> {
+    use crate::wire::{split_messages, Header, HEADER_LEN};
+    for m in split_messages(bytes) {
+        // Only the last piece can be short (split_messages cuts by the headers).
+        let whole = match m.first_chunk::<HEADER_LEN>() {
+            Some(h) => {
+                let h = Header::parse(h)
+                    .map_err(|e| format!("CONNECTION record: bad message header: {e:?}"))?;
+                m.len() == HEADER_LEN + h.len as usize
+            }
+            None => false,
+        };
+        if !whole && !last_partial {
+            return Err("CONNECTION record: output ends in a partial message".into());
         }
-        let h = Header::parse(bytes[..HEADER_LEN].try_into().expect("header length"))
-            .map_err(|e| format!("CONNECTION record: bad message header: {e:?}"))?;
-        let total = HEADER_LEN + h.len as usize;
-        if bytes.len() < total {
-            return match last_partial {
-                true => Ok(()),
-                false => Err("CONNECTION record: output ends in a partial message".into()),
-            };
-        }
-        bytes = &bytes[total..];
     }
     Ok(())
 }
