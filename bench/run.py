@@ -235,7 +235,7 @@ def print_targets(results):
     if "read" in have and "read_watched" in have:
         r = m("read_watched", False, "ours+ours") / m("read", False, "ours+ours")
         row("not pinned: reads with a watch at least as fast as without (ours+ours)",
-            "%.2fx" % r, r >= 0.95)
+            "%.2fx" % r, r >= 1.0)
     worst_cpu = []
     for w in have:
         for p in (False, True):
@@ -278,7 +278,10 @@ def section_watch(args):
     print("| workload | median ops/s | min-max | max/min |\n|---|---:|---:|---:|")
     for name, xs in (("read", plain), ("read_watched", watched)):
         print("| %s | %.0f | %s | %.2f |" % (name, med(xs), spread(xs), max(xs) / min(xs)))
-    print("read_watched/read: %.2fx" % (med(watched) / med(plain)), flush=True)
+    r = med(watched) / med(plain)
+    spreads = [max(xs) / min(xs) for xs in (plain, watched)]
+    print("read_watched/read: %.2fx (target: >= 1.00x with max/min under 1.5: %s)"
+          % (r, "met" if r >= 1.0 and max(spreads) < 1.5 else "not met"), flush=True)
 
 
 def rss_kb(pid):
