@@ -58,6 +58,22 @@ fn records(conns: &[(ConnId, u32)]) -> Vec<ConnRecord> {
         .collect()
 }
 
+/// The state stream of `h` with the connections `conns`, as a live update writes it.
+fn export(h: &H, conns: &[(ConnId, u32)]) -> Vec<u8> {
+    h.s.export_state(3, -1, None, &records(conns), None)
+        .unwrap()
+}
+
+/// A harness on the store `data` describes, keeping every connection; their new ids in the
+/// order of the stream.
+fn restore(data: &[u8]) -> (H, Vec<ConnId>) {
+    let (s, kept) = Store::from_state(lu_config(), &State::parse(data).unwrap(), &mut |_| true);
+    (
+        H { s, ..H::new() },
+        kept.into_iter().map(|(_, id)| id).collect(),
+    )
+}
+
 /// A store with something of everything the stream carries.
 fn busy_store() -> (H, ConnId, ConnId, ConnId) {
     let mut h = H::with(lu_config());
@@ -122,26 +138,19 @@ fn the_stream_gives_back_the_same_store_byte_for_byte() {
     h.events(tool);
     let before = dump(&mut h, tool);
     let conns = [(tool, 0), (g3, 3), (g5, 5)];
-    let first =
-        h.s.export_state(3, -1, None, &records(&conns), None)
-            .unwrap();
-    let state = State::parse(&first).unwrap();
-    let (s2, kept) = Store::from_state(lu_config(), &state, &mut |_| true);
+    let first = export(&h, &conns);
+    let (mut h2, kept) = restore(&first);
     assert_eq!(kept.len(), 3);
-    let mut h2 = H { s: s2, ..H::new() };
-    let tool2 = kept[0].1;
+    let tool2 = kept[0];
     assert_eq!(dump(&mut h2, tool2), before);
     h2.check();
     // Written again, the restored store gives the same stream.
     let conns2: Vec<(ConnId, u32)> = kept
         .iter()
         .zip(conns)
-        .map(|((_, id), (_, d))| (*id, d))
+        .map(|(&id, (_, d))| (id, d))
         .collect();
-    let second =
-        h2.s.export_state(3, -1, None, &records(&conns2), None)
-            .unwrap();
-    assert_eq!(first, second);
+    assert_eq!(first, export(&h2, &conns2));
     // The quota, the target and the introduction came along.
     assert_eq!(
         h2.ok(tool2, T::XS_GET_QUOTA, 0, &z(&["3", "nodes"])),
@@ -158,12 +167,8 @@ fn the_stream_gives_back_the_same_store_byte_for_byte() {
 #[test]
 fn watches_fire_after_the_restore_as_before() {
     let (h, tool, g3, g5) = busy_store();
-    let data =
-        h.s.export_state(3, -1, None, &records(&[(tool, 0), (g3, 3), (g5, 5)]), None)
-            .unwrap();
-    let (s2, kept) = Store::from_state(lu_config(), &State::parse(&data).unwrap(), &mut |_| true);
-    let mut h2 = H { s: s2, ..H::new() };
-    let (tool, g3) = (kept[0].1, kept[1].1);
+    let (mut h2, kept) = restore(&export(&h, &[(tool, 0), (g3, 3), (g5, 5)]));
+    let (tool, g3) = (kept[0], kept[1]);
     h2.write(tool, "/local/domain/3/device/vif/0/state", "6");
     h2.write(tool, "/local/domain/3/name/a/b", "too deep for depth 1");
     assert_eq!(
@@ -196,12 +201,8 @@ fn an_open_transaction_comes_back_and_fails_with_eagain() {
         .trim_end_matches('\0')
         .parse()
         .unwrap();
-    let data =
-        h.s.export_state(3, -1, None, &records(&[(tool, 0), (g3, 3), (g5, 5)]), None)
-            .unwrap();
-    let (s2, kept) = Store::from_state(lu_config(), &State::parse(&data).unwrap(), &mut |_| true);
-    let mut h2 = H { s: s2, ..H::new() };
-    let g3 = kept[1].1;
+    let (mut h2, kept) = restore(&export(&h, &[(tool, 0), (g3, 3), (g5, 5)]));
+    let g3 = kept[1];
     let mut p = z(&["/local/domain/3/name"]);
     p.extend_from_slice(b"in-tx");
     assert_eq!(h2.ok(g3, T::XS_WRITE, tx, &p), "OK\0");
@@ -221,9 +222,7 @@ fn an_open_transaction_comes_back_and_fails_with_eagain() {
 #[test]
 fn a_damaged_stream_is_refused_whole_and_nothing_panics() {
     let (h, tool, g3, g5) = busy_store();
-    let data =
-        h.s.export_state(3, -1, None, &records(&[(tool, 0), (g3, 3), (g5, 5)]), None)
-            .unwrap();
+    let data = export(&h, &[(tool, 0), (g3, 3), (g5, 5)]);
     for cut in 0..data.len() {
         assert!(State::parse(&data[..cut]).is_err(), "cut at {cut} accepted");
     }
