@@ -17,12 +17,16 @@
 //!   that finds its reader awake costs no wake-up (`busy_poll`);
 //! - the watch thread reads only while no request awaits its reply. It sleeps in epoll_wait
 //!   on the stream and on a wake-up eventfd; the stream is armed in that epoll set only while
-//!   no reply is awaited (the request that makes the count leave 0 disarms it, the reply that
-//!   brings it back re-arms it), unless the transport never signals replies on its descriptor
-//!   (`Transport::signals_replies`, an in-process store), which then stays armed. So replies
-//!   never wake the watch thread: the requester reads its reply itself, with no thread hop and
-//!   no spurious wake-up on the way. Should the watch thread find a requester reading anyway
-//!   (it woke just before a request began), it parks until the requests are done, remembering
+//!   no reply is awaited (a request sent while the count is above 0 disarms it, the reply
+//!   that brings the count back to 0 re-arms it), unless the transport never signals replies
+//!   on its descriptor (`Transport::signals_replies`, an in-process store), which then stays
+//!   armed. So replies do not wake the watch thread: the requester reads its reply itself,
+//!   with no thread hop. The disarming comes after the send, so that the call overlaps the
+//!   daemon's work on the request; a reply that gets in first (sending woke the daemon on
+//!   our CPU and it answered at once) wakes the watch thread, which then disarms the stream
+//!   itself and sleeps again (re-arming reports whatever is left unread). Should the watch
+//!   thread find a requester reading otherwise (it woke for an event just before a request
+//!   began, or the stream stays armed), it parks until the requests are done, remembering
 //!   that the stream was readable. When it does read, it reads once without waiting
 //!   (`Transport::recv_available`: no poll first, since epoll_wait just said there is data,
 //!   and no read that could block, since a requester may have taken that data meanwhile),
@@ -222,10 +226,6 @@ impl Conn {
                 },
             );
             core.awaiting += 1;
-            if core.awaiting == 1 {
-                // From now on this stream's data is ours to read, not the watch thread's.
-                self.arm_stream(&mut core, false);
-            }
             id
         };
         let msg = encode_parts(ty, req_id, tx_id, parts);
@@ -239,6 +239,11 @@ impl Conn {
             self.kill(&mut core, e);
             self.forget(&mut core, req_id);
             return Err(e);
+        }
+        if core.awaiting > 0 {
+            // From now on this stream's data is ours to read, not the watch thread's. Done
+            // after sending, so that the call overlaps the peer's work on the request.
+            self.arm_stream(&mut core, false);
         }
         loop {
             let slot = core
@@ -395,11 +400,17 @@ impl Conn {
         }
     }
 
+    /// Whether the stream is disarmed while replies are awaited: only where replies signal its
+    /// descriptor (elsewhere they never wake the watch thread: it stays armed, no epoll_ctl
+    /// per request), and only level-triggered, so that re-arming reports what is unread.
+    fn disarms_for_requests(&self) -> bool {
+        self.transport.signals_replies() && !self.transport.edge_triggered()
+    }
+
     /// Arms or disarms the stream in the watch thread's epoll set (no-op without the thread).
     fn arm_stream(&self, core: &mut Core, armed: bool) {
         let Some(w) = self.watcher.get() else { return };
-        if !self.transport.signals_replies() {
-            // Replies never wake the watch thread: it stays armed (no epoll_ctl per request).
+        if !self.disarms_for_requests() {
             return;
         }
         if core.stream_armed == armed || core.dead.is_some() {
@@ -456,7 +467,7 @@ impl Conn {
         let attention = EventFd::new()?;
         let epoll = Epoll::new()?;
         epoll.add(attention.as_fd(), READABLE, TOKEN_ATTENTION)?;
-        let armed = core.awaiting == 0 || !self.transport.signals_replies();
+        let armed = core.awaiting == 0 || !self.disarms_for_requests();
         let (fd, edge) = (
             self.transport.readable_fd(),
             self.transport.edge_triggered(),
@@ -487,9 +498,12 @@ impl Conn {
         // turn at reading, so that a transport whose descriptor signals only once per arrival
         // (`Transport::edge_triggered`) loses nothing.
         let mut stream_ready = false;
+        // The stream was just disarmed here for a request in flight: back to epoll_wait at
+        // once, which the stream's re-arming will end.
+        let mut left_to_requester = false;
         loop {
             if !stream_ready {
-                if !self.wait_until_stream_is_ours() {
+                if !std::mem::take(&mut left_to_requester) && !self.wait_until_stream_is_ours() {
                     return;
                 }
                 ready.clear();
@@ -513,6 +527,16 @@ impl Conn {
                         return;
                     }
                     if !stream_ready || core.awaiting == 0 && !core.reader_active {
+                        break;
+                    }
+                    if core.awaiting > 0 && self.disarms_for_requests() {
+                        // A reply that came before its requester disarmed the stream: the
+                        // requester reads it. Disarming for it now makes waiting for the
+                        // request to end needless: re-arming a level-triggered descriptor
+                        // reports whatever is still unread.
+                        self.arm_stream(&mut core, false);
+                        stream_ready = false;
+                        left_to_requester = true;
                         break;
                     }
                     self.park(&mut core);
@@ -582,6 +606,7 @@ mod tests {
     use super::*;
     use crate::sys;
     use std::collections::VecDeque;
+    use std::sync::atomic::Ordering;
     use std::thread::ThreadId;
     use std::time::Duration;
 
@@ -696,6 +721,125 @@ mod tests {
         assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/late");
         conn.stop_watch_thread();
         thread.join().unwrap();
+    }
+
+    /// A daemon's socket whose reply is in before `send` returns: the peer answers at once and
+    /// `send` lingers until told to go on, so the watch thread, still armed, is woken by a reply
+    /// that is not its to read.
+    struct EarlyReply {
+        inner: super::super::transport::StreamTransport,
+        lingering: AtomicBool,
+        go_on: AtomicBool,
+    }
+
+    impl Transport for Arc<EarlyReply> {
+        fn send(&self, msg: &[u8]) -> Result<(), Errno> {
+            self.inner.send(msg)?;
+            assert!(sys::poll(self.readable_fd(), None, 5000).unwrap().first);
+            self.lingering.store(true, Ordering::SeqCst);
+            for _ in 0..5000 {
+                if self.go_on.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.lingering.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn recv(&self, interrupt: Option<RawFd>) -> Result<Option<Message>, Errno> {
+            self.inner.recv(interrupt)
+        }
+
+        fn recv_available(&self, interrupt: RawFd) -> Result<Option<Message>, Errno> {
+            self.inner.recv_available(interrupt)
+        }
+
+        fn pending(&self) -> bool {
+            self.inner.pending()
+        }
+
+        fn readable_fd(&self) -> RawFd {
+            self.inner.readable_fd()
+        }
+
+        fn multiplexes(&self) -> bool {
+            true
+        }
+
+        fn shutdown(&self) {
+            self.inner.shutdown()
+        }
+    }
+
+    /// The reply gets in before the requester has disarmed the stream (this happens when
+    /// sending wakes the daemon on the same CPU and it answers at once): the watch thread
+    /// disarms it for the requester and goes back to sleep without waiting for the request to
+    /// end (once it waited, and the requester had to wake it again); the requester gets its
+    /// reply, and an event that comes later still reaches the watch queue.
+    #[test]
+    fn a_reply_that_wakes_the_watch_thread_is_left_to_its_requester() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let double = Arc::new(EarlyReply {
+            inner: super::super::transport::StreamTransport::new(
+                ours.into(),
+                super::super::transport::StreamKind::Socket,
+            ),
+            lingering: AtomicBool::new(false),
+            go_on: AtomicBool::new(false),
+        });
+        let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
+        let fd = conn.events.fileno().unwrap();
+        conn.prepare_watch_thread().unwrap();
+        let watch_thread = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.run_watch_thread())
+        };
+        let daemon = {
+            let mut peer = peer.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut h = [0u8; HEADER_LEN];
+                peer.read_exact(&mut h).unwrap();
+                let h = Header::parse(&h).unwrap();
+                let mut body = vec![0u8; h.len as usize];
+                peer.read_exact(&mut body).unwrap();
+                peer.write_all(&encode_parts(MsgType::XS_READ, h.req_id, 0, &[b"v"]))
+                    .unwrap();
+            })
+        };
+        let requester = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.request(MsgType::XS_READ, 0, &[b"/x\0"]))
+        };
+        let mut disarmed_early = false;
+        for _ in 0..5000 {
+            if double.lingering.load(Ordering::SeqCst) && !conn.core.lock().stream_armed {
+                disarmed_early = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        double.go_on.store(true, Ordering::SeqCst);
+        assert!(disarmed_early, "the watch thread left the stream armed");
+        assert_eq!(requester.join().unwrap().unwrap().payload, b"v");
+        daemon.join().unwrap();
+        assert!(conn.core.lock().stream_armed, "re-armed once answered");
+        peer.write_all(&encode_parts(
+            MsgType::XS_WATCH_EVENT,
+            0,
+            0,
+            &[b"/later\0tok\0"],
+        ))
+        .unwrap();
+        assert!(
+            sys::poll(fd, None, 5000).unwrap().first,
+            "the event was lost"
+        );
+        assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/later");
+        conn.stop_watch_thread();
+        watch_thread.join().unwrap();
     }
 
     /// A stream whose replies the test hands in one by one (`deliver`); `recv` waits for them.
