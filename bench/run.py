@@ -122,7 +122,7 @@ def spread(xs):
 # setup, 1,000 connections, takes about a second more).
 WORKLOADS = [("read", 4000), ("write", 4000), ("directory", 4000), ("txn", 1000),
              ("read_watched", 4000), ("threads4", 8000), ("watch_events", 2000),
-             ("mixed64", 16000), ("fanout1000", 4)]
+             ("mixed64", 16000), ("fanout1000", 16)]
 
 # name -> (library, daemon key, busy polling); the first is the baseline.
 PAIRINGS = {
