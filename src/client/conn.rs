@@ -31,6 +31,14 @@
 //!   (`Transport::recv_available`: no poll first, since epoll_wait just said there is data,
 //!   and no read that could block, since a requester may have taken that data meanwhile),
 //!   queues every whole message that read brought, then gives the role back.
+//! - a pure watcher waits in a read instead: once `QUIET_EVENTS` events in a row came with no
+//!   request between them, and where `Transport::shutdown_ends_reads` (a socket), the watch
+//!   thread takes the reader role and waits in `recv` on the stream. Per event that costs
+//!   one read instead of epoll_wait and a read (on a thousand watching handles: 15% of their
+//!   CPU, docs/performance.md). A request then waits for the watch thread to hand its reply
+//!   over (one wake-up more), and that request sends the thread back to epoll_wait. Closing
+//!   the handle ends such a read by shutting the stream down, the only way to end it short
+//!   of a signal.
 //!
 //! Events are queued by whoever holds the reader role, after letting go of `core` (so a
 //! caller woken by the watch pipe never waits for it), and in the order they came, since
@@ -65,6 +73,7 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -119,6 +128,12 @@ struct Core {
     stopping: bool,
     /// The stream is armed in the watch thread's epoll set.
     stream_armed: bool,
+    /// Watch events read since the last request began (saturating).
+    events_unasked: u32,
+    /// When the last request began.
+    last_request: Instant,
+    /// The watch thread holds the reader role in a read that waits (a pure watcher's wait).
+    blocked_reading: bool,
 }
 
 /// What a message read off the stream turned out to be.
@@ -141,6 +156,15 @@ struct Watcher {
 }
 
 const TOKEN_STREAM: u64 = 0;
+/// A handle is a pure watcher, whose watch thread waits in a read of the stream, once it has
+/// had this many events in a row with no request between them and no request for this long.
+/// The events: the one a new watch fires at once does not make a watcher alone, and a handle
+/// that answers each event with a request never switches. The time: a request that finds the
+/// thread in its read waits for a hand-over (one wake-up more), so that happens at most once
+/// per `QUIET_TIME` whatever a handle's pattern; a toolstack creating a domain, whose
+/// connections take events and make requests in turn within milliseconds, never switches.
+const QUIET_EVENTS: u32 = 2;
+const QUIET_TIME: Duration = Duration::from_millis(10);
 const TOKEN_ATTENTION: u64 = 1;
 
 /// The watch thread's interest in the stream: readable while `armed`, else nothing.
@@ -183,6 +207,9 @@ impl Conn {
                 watch_thread_parked: false,
                 stopping: false,
                 stream_armed: false,
+                events_unasked: 0,
+                last_request: Instant::now(),
+                blocked_reading: false,
             }),
             watch_thread: Condvar::new(),
             watcher: OnceLock::new(),
@@ -226,6 +253,8 @@ impl Conn {
                 },
             );
             core.awaiting += 1;
+            core.events_unasked = 0;
+            core.last_request = Instant::now();
             id
         };
         let msg = encode_parts(ty, req_id, tx_id, parts);
@@ -322,6 +351,7 @@ impl Conn {
             return Err(e);
         }
         if m.header.ty == MsgType::XS_WATCH_EVENT as u32 {
+            core.events_unasked = core.events_unasked.saturating_add(1);
             return Ok(Dispatched::Event(WatchEvent::from_payload(m.payload)));
         }
         let waiting = |c: &Core, id: &u32| c.slots.get(id).is_some_and(|s| s.reply.is_none());
@@ -482,10 +512,16 @@ impl Conn {
     pub fn stop_watch_thread(&self) {
         let mut core = self.core.lock();
         core.stopping = true;
+        let blocked = core.blocked_reading;
         drop(core);
         self.watch_thread.notify_one();
         if let Some(w) = self.watcher.get() {
             w.attention.ring();
+        }
+        if blocked {
+            // Nothing else ends a read that waits; the handle is closing, so the stream may
+            // go. Should the read not have begun yet, it finds the stream shut at once.
+            self.transport.shutdown();
         }
     }
 
@@ -505,6 +541,11 @@ impl Conn {
             if !stream_ready {
                 if !std::mem::take(&mut left_to_requester) && !self.wait_until_stream_is_ours() {
                     return;
+                }
+                match self.read_blocking() {
+                    Some(true) => continue,
+                    Some(false) => {}
+                    None => return,
                 }
                 ready.clear();
                 // An interrupted wait reports nothing: the loop then waits again.
@@ -550,33 +591,78 @@ impl Conn {
             // What is there without waiting (one read at most), then whatever else that read
             // brought: never a poll before the read, since epoll_wait just said there is data,
             // and never a read that could block, since a requester may have taken it since.
-            let mut got = self.transport.recv_available(attention);
-            let outcome = loop {
-                let m = match got {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                };
-                let routed = self.dispatch(&mut self.core.lock(), m, None);
-                match routed {
-                    Ok(Dispatched::Event(ev)) => self.events.push(ev),
-                    Ok(_) => {}
-                    Err(e) => break Err(e),
-                }
-                got = if self.transport.pending() {
-                    self.transport.recv(None)
-                } else {
-                    Ok(None)
-                };
-            };
-            let mut core = self.core.lock();
-            core.reader_active = false;
-            if let Err(e) = outcome {
-                self.kill(&mut core, e);
+            if !self.read_as_watcher(self.transport.recv_available(attention)) {
                 return;
             }
-            self.hand_off(&mut core);
         }
+    }
+
+    /// A pure watcher's wait: once `QUIET_EVENTS` events in a row came with no request, the
+    /// thread takes the reader role and waits in a read of the stream rather than in
+    /// epoll_wait, where the transport lets `shutdown` end such a read (see the module
+    /// comment). Some(true): it read, and has given the role back; Some(false): not now;
+    /// None: the thread must exit.
+    fn read_blocking(&self) -> Option<bool> {
+        if !self.transport.shutdown_ends_reads() {
+            return Some(false);
+        }
+        {
+            let mut core = self.core.lock();
+            if core.stopping || core.dead.is_some() {
+                return None;
+            }
+            if core.events_unasked < QUIET_EVENTS
+                || core.last_request.elapsed() < QUIET_TIME
+                || core.awaiting > 0
+                || core.reader_active
+            {
+                return Some(false);
+            }
+            core.reader_active = true;
+            core.blocked_reading = true;
+        }
+        let got = self.transport.recv(None);
+        {
+            let mut core = self.core.lock();
+            core.blocked_reading = false;
+            if core.stopping {
+                // The read was ended by the handle closing: nobody wants what it brought.
+                core.reader_active = false;
+                return None;
+            }
+        }
+        self.read_as_watcher(got).then_some(true)
+    }
+
+    /// The watch thread, holding the reader role: routes `got` and every whole message
+    /// already buffered behind it, then gives the role back. False: the connection died.
+    fn read_as_watcher(&self, mut got: Result<Option<Message>, Errno>) -> bool {
+        let outcome = loop {
+            let m = match got {
+                Ok(Some(m)) => m,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let routed = self.dispatch(&mut self.core.lock(), m, None);
+            match routed {
+                Ok(Dispatched::Event(ev)) => self.events.push(ev),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+            got = if self.transport.pending() {
+                self.transport.recv(None)
+            } else {
+                Ok(None)
+            };
+        };
+        let mut core = self.core.lock();
+        core.reader_active = false;
+        if let Err(e) = outcome {
+            self.kill(&mut core, e);
+            return false;
+        }
+        self.hand_off(&mut core);
+        true
     }
 
     /// Parks the watch thread until no request awaits its reply and nobody reads; false when
@@ -608,7 +694,6 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::atomic::Ordering;
     use std::thread::ThreadId;
-    use std::time::Duration;
 
     /// An in-process transport whose descriptor is edge-triggered (like the embedded store's
     /// mailbox): replies are queued inside `send`; an event can be made to arrive at the worst
@@ -840,6 +925,97 @@ mod tests {
         assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/later");
         conn.stop_watch_thread();
         watch_thread.join().unwrap();
+    }
+
+    /// Waits (bounded only against a hang) until `cond` holds of the connection's core.
+    fn until(conn: &Conn, what: &str, cond: impl Fn(&Core) -> bool) {
+        for _ in 0..5000 {
+            if cond(&conn.core.lock()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("never: {what}");
+    }
+
+    /// A handle that only receives events has its watch thread wait in a read; a request
+    /// still gets its reply (handed over by that thread) and sends it back to epoll_wait; and
+    /// closing the handle ends the read.
+    #[test]
+    fn a_pure_watcher_waits_in_a_read_that_requests_and_closing_end() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        use std::sync::mpsc;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let conn = Arc::new(Conn::new(Box::new(
+            super::super::transport::StreamTransport::new(
+                ours.into(),
+                super::super::transport::StreamKind::Socket,
+            ),
+        )));
+        let fd = conn.events.fileno().unwrap();
+        conn.prepare_watch_thread().unwrap();
+        let watch_thread = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.run_watch_thread())
+        };
+        let event = |peer: &mut UnixStream, path: &[u8]| {
+            let body = [path, b"\0tok\0"].concat();
+            peer.write_all(&encode_parts(MsgType::XS_WATCH_EVENT, 0, 0, &[&body]))
+                .unwrap();
+            assert!(
+                sys::poll(fd, None, 5000).unwrap().first,
+                "the event was lost"
+            );
+            assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), path);
+        };
+        // (Sleeping is what makes a handle a pure watcher: no request for `QUIET_TIME`.)
+        std::thread::sleep(QUIET_TIME);
+        for i in 0..QUIET_EVENTS {
+            event(&mut peer, format!("/e{i}").as_bytes());
+        }
+        until(&conn, "the watch thread waits in a read", |c| {
+            c.blocked_reading
+        });
+        // A request: the watch thread reads its reply and hands it over.
+        let requester = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.request(MsgType::XS_READ, 0, &[b"/x\0"]))
+        };
+        let mut h = [0u8; HEADER_LEN];
+        peer.read_exact(&mut h).unwrap();
+        let h = Header::parse(&h).unwrap();
+        let mut body = vec![0u8; h.len as usize];
+        peer.read_exact(&mut body).unwrap();
+        peer.write_all(&encode_parts(MsgType::XS_READ, h.req_id, 0, &[b"v"]))
+            .unwrap();
+        assert_eq!(requester.join().unwrap().unwrap().payload, b"v");
+        until(&conn, "the watch thread is back in epoll_wait", |c| {
+            !c.blocked_reading && !c.reader_active && c.stream_armed
+        });
+        event(&mut peer, b"/after");
+        std::thread::sleep(QUIET_TIME);
+        for i in 0..QUIET_EVENTS {
+            event(&mut peer, format!("/again{i}").as_bytes());
+        }
+        until(&conn, "the watch thread waits in a read again", |c| {
+            c.blocked_reading
+        });
+        // Closing: the read ends, and the thread with it.
+        let (done, joined) = mpsc::channel();
+        let closer = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || {
+                conn.stop_watch_thread();
+                watch_thread.join().unwrap();
+                done.send(()).unwrap();
+            })
+        };
+        assert!(
+            joined.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the watch thread stayed in its read"
+        );
+        closer.join().unwrap();
     }
 
     /// A stream whose replies the test hands in one by one (`deliver`); `recv` waits for them.

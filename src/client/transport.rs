@@ -91,9 +91,17 @@ pub trait Transport: Send + Sync {
         false
     }
 
-    /// The connection is being abandoned (the peer vanished or broke the protocol): release
-    /// what the peer holds for us and wake anything blocked on it. Not called by a forked
-    /// child dropping its copy, so that the parent's connection survives.
+    /// Whether `shutdown` ends a `recv` that is waiting (it then reads end of stream). The
+    /// watch thread of a handle that only receives events waits in `recv` on such a
+    /// transport, rather than in epoll_wait, since closing the handle can still end the wait.
+    fn shutdown_ends_reads(&self) -> bool {
+        false
+    }
+
+    /// The connection is being abandoned (the peer vanished or broke the protocol, or the
+    /// handle is closing while its watch thread waits in `recv`): release what the peer holds
+    /// for us and wake anything blocked on it. Not called by a forked child dropping its copy,
+    /// so that the parent's connection survives.
     fn shutdown(&self);
 }
 
@@ -303,6 +311,10 @@ impl Transport for StreamTransport {
             // bytes.
             StreamKind::Device => PAYLOAD_MAX,
         }
+    }
+
+    fn shutdown_ends_reads(&self) -> bool {
+        self.kind == StreamKind::Socket
     }
 
     fn shutdown(&self) {
