@@ -666,15 +666,17 @@ impl Conn {
         true
     }
 
-    /// Parks the watch thread until no request awaits its reply and nobody reads; false when
-    /// it must exit instead.
+    /// Parks the watch thread until it may wait on the stream: no request awaits its reply
+    /// and nobody reads, or requests do but the stream is disarmed for them (or is about to
+    /// be: a reply that comes first is left to its requester, as in `run_watch_thread`), so
+    /// that the end of a request need not wake the thread. False when it must exit instead.
     fn wait_until_stream_is_ours(&self) -> bool {
         let mut core = self.core.lock();
         loop {
             if core.stopping || core.dead.is_some() {
                 return false;
             }
-            if core.awaiting == 0 && !core.reader_active {
+            if !core.reader_active && (core.awaiting == 0 || self.disarms_for_requests()) {
                 return true;
             }
             self.park(&mut core);
@@ -695,6 +697,38 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::atomic::Ordering;
     use std::thread::ThreadId;
+
+    /// A connection on `transport` with its watch thread running, and its watch pipe.
+    fn watched(transport: Box<dyn Transport>) -> (Arc<Conn>, RawFd, std::thread::JoinHandle<()>) {
+        let conn = Arc::new(Conn::new(transport));
+        let fd = conn.events.fileno().unwrap();
+        conn.prepare_watch_thread().unwrap();
+        let thread = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.run_watch_thread())
+        };
+        (conn, fd, thread)
+    }
+
+    /// Our end of a socket pair, as the handle connects to a daemon.
+    fn socket(ours: std::os::unix::net::UnixStream) -> super::super::transport::StreamTransport {
+        super::super::transport::StreamTransport::new(
+            ours.into(),
+            super::super::transport::StreamKind::Socket,
+        )
+    }
+
+    /// The daemon's side: reads one request and answers it with "v".
+    fn answer(peer: &mut std::os::unix::net::UnixStream) {
+        use std::io::{Read, Write};
+        let mut h = [0u8; HEADER_LEN];
+        peer.read_exact(&mut h).unwrap();
+        let h = Header::parse(&h).unwrap();
+        let mut body = vec![0u8; h.len as usize];
+        peer.read_exact(&mut body).unwrap();
+        peer.write_all(&encode_parts(MsgType::XS_READ, h.req_id, 0, &[b"v"]))
+            .unwrap();
+    }
 
     /// An in-process transport whose descriptor is edge-triggered (like the embedded store's
     /// mailbox): replies are queued inside `send`; an event can be made to arrive at the worst
@@ -786,13 +820,7 @@ mod tests {
             bell: EventFd::new().unwrap(),
             inject_for: Mutex::new(None),
         });
-        let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
-        let fd = conn.events.fileno().unwrap();
-        conn.prepare_watch_thread().unwrap();
-        let thread = {
-            let conn = Arc::clone(&conn);
-            std::thread::spawn(move || conn.run_watch_thread())
-        };
+        let (conn, fd, thread) = watched(Box::new(Arc::clone(&double)));
         // Let it fall asleep in epoll_wait: the request below does not wake it.
         std::thread::sleep(Duration::from_millis(50));
         *double.inject_for.lock() = Some(std::thread::current().id());
@@ -865,35 +893,18 @@ mod tests {
     /// reply, and an event that comes later still reaches the watch queue.
     #[test]
     fn a_reply_that_wakes_the_watch_thread_is_left_to_its_requester() {
-        use std::io::{Read, Write};
+        use std::io::Write;
         use std::os::unix::net::UnixStream;
         let (ours, mut peer) = UnixStream::pair().unwrap();
         let double = Arc::new(EarlyReply {
-            inner: super::super::transport::StreamTransport::new(
-                ours.into(),
-                super::super::transport::StreamKind::Socket,
-            ),
+            inner: socket(ours),
             lingering: AtomicBool::new(false),
             go_on: AtomicBool::new(false),
         });
-        let conn = Arc::new(Conn::new(Box::new(Arc::clone(&double))));
-        let fd = conn.events.fileno().unwrap();
-        conn.prepare_watch_thread().unwrap();
-        let watch_thread = {
-            let conn = Arc::clone(&conn);
-            std::thread::spawn(move || conn.run_watch_thread())
-        };
+        let (conn, fd, watch_thread) = watched(Box::new(Arc::clone(&double)));
         let daemon = {
             let mut peer = peer.try_clone().unwrap();
-            std::thread::spawn(move || {
-                let mut h = [0u8; HEADER_LEN];
-                peer.read_exact(&mut h).unwrap();
-                let h = Header::parse(&h).unwrap();
-                let mut body = vec![0u8; h.len as usize];
-                peer.read_exact(&mut body).unwrap();
-                peer.write_all(&encode_parts(MsgType::XS_READ, h.req_id, 0, &[b"v"]))
-                    .unwrap();
-            })
+            std::thread::spawn(move || answer(&mut peer))
         };
         let requester = {
             let conn = Arc::clone(&conn);
@@ -944,22 +955,11 @@ mod tests {
     /// closing the handle ends the read.
     #[test]
     fn a_pure_watcher_waits_in_a_read_that_requests_and_closing_end() {
-        use std::io::{Read, Write};
+        use std::io::Write;
         use std::os::unix::net::UnixStream;
         use std::sync::mpsc;
         let (ours, mut peer) = UnixStream::pair().unwrap();
-        let conn = Arc::new(Conn::new(Box::new(
-            super::super::transport::StreamTransport::new(
-                ours.into(),
-                super::super::transport::StreamKind::Socket,
-            ),
-        )));
-        let fd = conn.events.fileno().unwrap();
-        conn.prepare_watch_thread().unwrap();
-        let watch_thread = {
-            let conn = Arc::clone(&conn);
-            std::thread::spawn(move || conn.run_watch_thread())
-        };
+        let (conn, fd, watch_thread) = watched(Box::new(socket(ours)));
         let event = |peer: &mut UnixStream, path: &[u8]| {
             let body = [path, b"\0tok\0"].concat();
             peer.write_all(&encode_parts(MsgType::XS_WATCH_EVENT, 0, 0, &[&body]))
@@ -983,13 +983,7 @@ mod tests {
             let conn = Arc::clone(&conn);
             std::thread::spawn(move || conn.request(MsgType::XS_READ, 0, &[b"/x\0"]))
         };
-        let mut h = [0u8; HEADER_LEN];
-        peer.read_exact(&mut h).unwrap();
-        let h = Header::parse(&h).unwrap();
-        let mut body = vec![0u8; h.len as usize];
-        peer.read_exact(&mut body).unwrap();
-        peer.write_all(&encode_parts(MsgType::XS_READ, h.req_id, 0, &[b"v"]))
-            .unwrap();
+        answer(&mut peer);
         assert_eq!(requester.join().unwrap().unwrap().payload, b"v");
         until(&conn, "the watch thread is back in epoll_wait", |c| {
             !c.blocked_reading && !c.reader_active && c.stream_armed
