@@ -33,18 +33,42 @@ normalise() {
 ctest_lines() { grep -v '^ext ' "$1" | normalise /dev/stdin; }
 # by_name FILTER FILE: FILTER, then each guest's domid (in the boot FILE comes from) shown as
 # its name: the two guests are created at once, so which gets which domid may change. For the
-# guests' transcripts (dom0's use domain numbers of their own).
+# guests' transcripts (dom0's use domain numbers of their own). A domid is renamed in
+# /local/domain/ID, in a permission (nID, rID, wID, bID), and as the line after
+# `$ xenstore-read domid`; in a probe line, `call(...) = result`, only in the result: the
+# call's text is the same in every boot (xsprobe.c sets permissions for fixed domids).
 by_name() {
-    local filter=$1 file=$2 boot name id args=()
+    local filter=$1 file=$2 boot
     boot=${file#"$out"/}
     boot=${boot%%/*}
-    while read -r name id; do
-        [[ "$id" =~ ^[0-9]+$ ]] || continue
-        args+=(-e "s#/local/domain/$id([/ ]|\$)#/local/domain/<$name>\1#g"
-            -e "s#([nrwb])$id([,) ]|\$)#\1<$name>\2#g"
-            -e "/^\\\$ xenstore-read domid\$/{n;s/^$id\$/<$name>/}")
-    done < <(cat "$out/$boot/dom0/domids" 2>/dev/null)
-    if [ ${#args[@]} -eq 0 ]; then "$filter" "$file"; else "$filter" "$file" | sed -E "${args[@]}"; fi
+    "$filter" "$file" | perl -e '
+        my %name;
+        if (open(my $ids, "<", $ARGV[0])) {
+            while (<$ids>) {
+                my ($n, $id) = split;
+                $name{$id} = $n if defined $id && $id =~ /^\d+$/;
+            }
+        }
+        my $perm = sub {
+            $_[0] =~ s{([nrwb])(\d+)(?=[,) ]|$)}{exists $name{$2} ? "$1<$name{$2}>" : "$1$2"}ge;
+        };
+        my $domid_next = 0;
+        while (my $l = <STDIN>) {
+            chomp $l;
+            if ($domid_next && $l =~ /^(\d+)$/ && exists $name{$1}) {
+                $l = "<$name{$1}>";
+            }
+            $domid_next = $l eq "\$ xenstore-read domid";
+            $l =~ s{/local/domain/(\d+)(?=[/ ]|$)}{exists $name{$1} ? "/local/domain/<$name{$1}>" : $&}ge;
+            if ($l =~ /^([a-z_]+\(.*?\) = )(.*)$/) {
+                my ($call, $result) = ($1, $2);
+                $perm->($result);
+                $l = $call . $result;
+            } else {
+                $perm->($l);
+            }
+            print "$l\n";
+        }' "$out/$boot/dom0/domids"
 }
 guest_lines() { by_name normalise "$1"; }
 guest_ctest_lines() { by_name ctest_lines "$1"; }

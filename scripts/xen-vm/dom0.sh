@@ -68,7 +68,13 @@ has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 # A transcript line per xl command: what it printed (normalised) and its exit status.
 xl_run() {
     echo "\$ xl $*"
-    xl "$@" 2>&1 | norm
+    if [ "$1" = list ]; then
+        # Its rows by name, after the heading: guests created at once get their domids, which
+        # order the rows, in either order.
+        xl "$@" 2>&1 | norm | { IFS= read -r heading && printf '%s\n' "$heading"; sort; }
+    else
+        xl "$@" 2>&1 | norm
+    fi
     echo "[exit ${PIPESTATUS[0]}]"
 }
 # A daemon that never answers, or never tells xl that a domain went, costs a minute a command.
