@@ -24,9 +24,10 @@
 //!   with no thread hop. The disarming comes after the send, so that the call overlaps the
 //!   daemon's work on the request; a reply that gets in first (sending woke the daemon on
 //!   our CPU and it answered at once) wakes the watch thread, which then disarms the stream
-//!   itself and sleeps again (re-arming reports whatever is left unread). Should the watch
-//!   thread find a requester reading otherwise (it woke for an event just before a request
-//!   began, or the stream stays armed), it parks until the requests are done, remembering
+//!   itself and sleeps again (re-arming reports whatever is left unread); so does a watch
+//!   thread woken by an event just as a request began (its requester reads the event). Should
+//!   the watch thread find a requester reading otherwise (one taking what came with its
+//!   reply, or where the stream stays armed), it parks until that reader is done, remembering
 //!   that the stream was readable. When it does read, it reads once without waiting
 //!   (`Transport::recv_available`: no poll first, since epoll_wait just said there is data,
 //!   and no read that could block, since a requester may have taken that data meanwhile),
@@ -535,12 +536,9 @@ impl Conn {
         // turn at reading, so that a transport whose descriptor signals only once per arrival
         // (`Transport::edge_triggered`) loses nothing.
         let mut stream_ready = false;
-        // The stream was just disarmed here for a request in flight: back to epoll_wait at
-        // once, which the stream's re-arming will end.
-        let mut left_to_requester = false;
         loop {
             if !stream_ready {
-                if !std::mem::take(&mut left_to_requester) && !self.wait_until_stream_is_ours() {
+                if !self.wait_until_stream_is_ours() {
                     return;
                 }
                 match self.read_blocking() {
@@ -578,7 +576,6 @@ impl Conn {
                         // reports whatever is still unread.
                         self.arm_stream(&mut core, false);
                         stream_ready = false;
-                        left_to_requester = true;
                         break;
                     }
                     self.park(&mut core);
@@ -598,8 +595,8 @@ impl Conn {
         }
     }
 
-    /// A pure watcher's wait: once `QUIET_EVENTS` events in a row came with no request, the
-    /// thread takes the reader role and waits in a read of the stream rather than in
+    /// A pure watcher's wait: once `QUIET_EVENTS` events in a row came with no request, and
+    /// none for `QUIET_TIME`, the thread takes the reader role and waits in a read of the stream rather than in
     /// epoll_wait, where the transport lets `shutdown` end such a read (see the module
     /// comment). Some(true): it read, and has given the role back; Some(false): not now;
     /// None: the thread must exit.
@@ -676,7 +673,9 @@ impl Conn {
             if core.stopping || core.dead.is_some() {
                 return false;
             }
-            if !core.reader_active && (core.awaiting == 0 || self.disarms_for_requests()) {
+            if core.awaiting == 0 && !core.reader_active
+                || core.awaiting > 0 && self.disarms_for_requests()
+            {
                 return true;
             }
             self.park(&mut core);
