@@ -149,6 +149,16 @@ enum Dispatched {
     Done,
 }
 
+/// How the watch thread waits next (`Conn::next_wait`).
+enum NextWait {
+    /// The handle is closing or the connection died.
+    Exit,
+    /// In epoll_wait, on the stream (if armed) and the attention eventfd.
+    Epoll,
+    /// In a read of the stream, holding the reader role: a pure watcher.
+    Read,
+}
+
 /// What the watch thread waits on.
 struct Watcher {
     /// Signalled to wake the thread (stop, death).
@@ -538,13 +548,11 @@ impl Conn {
         let mut stream_ready = false;
         loop {
             if !stream_ready {
-                if !self.wait_until_stream_is_ours() {
-                    return;
-                }
-                match self.read_blocking() {
-                    Some(true) => continue,
-                    Some(false) => {}
-                    None => return,
+                match self.next_wait() {
+                    NextWait::Exit => return,
+                    NextWait::Read if !self.read_blocking() => return,
+                    NextWait::Read => continue,
+                    NextWait::Epoll => {}
                 }
                 ready.clear();
                 // An interrupted wait reports nothing: the loop then waits again.
@@ -595,30 +603,10 @@ impl Conn {
         }
     }
 
-    /// A pure watcher's wait: once `QUIET_EVENTS` events in a row came with no request, and
-    /// none for `QUIET_TIME`, the thread takes the reader role and waits in a read of the stream rather than in
-    /// epoll_wait, where the transport lets `shutdown` end such a read (see the module
-    /// comment). Some(true): it read, and has given the role back; Some(false): not now;
-    /// None: the thread must exit.
-    fn read_blocking(&self) -> Option<bool> {
-        if !self.transport.shutdown_ends_reads() {
-            return Some(false);
-        }
-        {
-            let mut core = self.core.lock();
-            if core.stopping || core.dead.is_some() {
-                return None;
-            }
-            if core.events_unasked < QUIET_EVENTS
-                || core.last_request.elapsed() < QUIET_TIME
-                || core.awaiting > 0
-                || core.reader_active
-            {
-                return Some(false);
-            }
-            core.reader_active = true;
-            core.blocked_reading = true;
-        }
+    /// A pure watcher's wait, the reader role taken by `next_wait`: a read of the stream that
+    /// only data, the peer going or `shutdown` (the handle closing) ends. False: the thread
+    /// must exit.
+    fn read_blocking(&self) -> bool {
         let got = self.transport.recv(None);
         {
             let mut core = self.core.lock();
@@ -626,10 +614,10 @@ impl Conn {
             if core.stopping {
                 // The read was ended by the handle closing: nobody wants what it brought.
                 core.reader_active = false;
-                return None;
+                return false;
             }
         }
-        self.read_as_watcher(got).then_some(true)
+        self.read_as_watcher(got)
     }
 
     /// The watch thread, holding the reader role: routes `got` and every whole message
@@ -663,20 +651,32 @@ impl Conn {
         true
     }
 
-    /// Parks the watch thread until it may wait on the stream: no request awaits its reply
-    /// and nobody reads, or requests do but the stream is disarmed for them (or is about to
-    /// be: a reply that comes first is left to its requester, as in `run_watch_thread`), so
-    /// that the end of a request need not wake the thread. False when it must exit instead.
-    fn wait_until_stream_is_ours(&self) -> bool {
+    /// Parks the watch thread until it may wait on the stream, then says how. It may once no
+    /// request awaits its reply and nobody reads, or while requests do but the stream is
+    /// disarmed for them (or is about to be: a reply that comes first is left to its
+    /// requester, as in `run_watch_thread`), so that the end of a request need not wake the
+    /// thread. It waits in a read, as a pure watcher (taking the reader role here), once
+    /// `QUIET_EVENTS` events in a row came with no request, none for `QUIET_TIME`, nobody
+    /// reads and the transport lets `shutdown` end such a read (see the module comment).
+    fn next_wait(&self) -> NextWait {
         let mut core = self.core.lock();
         loop {
             if core.stopping || core.dead.is_some() {
-                return false;
+                return NextWait::Exit;
             }
-            if core.awaiting == 0 && !core.reader_active
-                || core.awaiting > 0 && self.disarms_for_requests()
-            {
-                return true;
+            if core.awaiting > 0 && self.disarms_for_requests() {
+                return NextWait::Epoll;
+            }
+            if core.awaiting == 0 && !core.reader_active {
+                if core.events_unasked >= QUIET_EVENTS
+                    && core.last_request.elapsed() >= QUIET_TIME
+                    && self.transport.shutdown_ends_reads()
+                {
+                    core.reader_active = true;
+                    core.blocked_reading = true;
+                    return NextWait::Read;
+                }
+                return NextWait::Epoll;
             }
             self.park(&mut core);
         }
@@ -707,6 +707,15 @@ mod tests {
             std::thread::spawn(move || conn.run_watch_thread())
         };
         (conn, fd, thread)
+    }
+
+    /// The next event through the watch pipe, as a caller polling `xs_fileno` takes it.
+    fn next_event(conn: &Conn, fd: RawFd) -> WatchEvent {
+        assert!(
+            sys::poll(fd, None, 5000).unwrap().first,
+            "the event was lost"
+        );
+        conn.events.pop(false).unwrap().unwrap()
     }
 
     /// Our end of a socket pair, as the handle connects to a daemon.
@@ -827,11 +836,7 @@ mod tests {
         assert_eq!(reply.payload, b"v");
         assert!(double.inject_for.lock().is_none(), "the event was injected");
         // Nobody requests anything any more: only the watch thread can queue the event.
-        assert!(
-            sys::poll(fd, None, 5000).unwrap().first,
-            "the event was lost"
-        );
-        assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/late");
+        assert_eq!(next_event(&conn, fd).path(), b"/late");
         conn.stop_watch_thread();
         thread.join().unwrap();
     }
@@ -929,11 +934,7 @@ mod tests {
             &[b"/later\0tok\0"],
         ))
         .unwrap();
-        assert!(
-            sys::poll(fd, None, 5000).unwrap().first,
-            "the event was lost"
-        );
-        assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), b"/later");
+        assert_eq!(next_event(&conn, fd).path(), b"/later");
         conn.stop_watch_thread();
         watch_thread.join().unwrap();
     }
@@ -963,11 +964,7 @@ mod tests {
             let body = [path, b"\0tok\0"].concat();
             peer.write_all(&encode_parts(MsgType::XS_WATCH_EVENT, 0, 0, &[&body]))
                 .unwrap();
-            assert!(
-                sys::poll(fd, None, 5000).unwrap().first,
-                "the event was lost"
-            );
-            assert_eq!(conn.events.pop(false).unwrap().unwrap().path(), path);
+            assert_eq!(next_event(&conn, fd).path(), path);
         };
         // (Sleeping is what makes a handle a pure watcher: no request for `QUIET_TIME`.)
         std::thread::sleep(QUIET_TIME);
