@@ -31,18 +31,29 @@ cargo build --release --all-targets || exit 1
 export XS_REQUIRE_REFERENCE=1
 
 results=()
+stages=0
 failed=0
+# Each stage's output is also kept, so that the summary can show why a stage failed: a run
+# whose output is read from its end sees the reason next to the stage's line.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 stage() {
-    local name=$1 start=$SECONDS rc
+    local name=$1 start=$SECONDS rc log
     shift
+    stages=$((stages + 1))
+    log=$logs/$stages
     echo
     echo "== $name"
-    "$@"
-    rc=$?
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
     if [ $rc -eq 0 ]; then
         results+=("PASS  $name ($((SECONDS - start)) s)")
     else
         results+=("FAIL  $name (exit $rc, $((SECONDS - start)) s)")
+        # Its last lines, where every stage says what went wrong.
+        local why line
+        why=$(grep -av '^[[:space:]]*$' "$log" | tail -n 8)
+        while IFS= read -r line; do results+=("      | ${line:0:200}"); done <<<"$why"
         failed=$((failed + 1))
     fi
 }
@@ -75,5 +86,5 @@ stage "Debian packages: built, lintian, installed in place of Debian's libxensto
 echo
 echo "== summary"
 printf '%s\n' "${results[@]}"
-echo "test-all: $(( ${#results[@]} - failed )) passed, $failed failed"
+echo "test-all: $((stages - failed)) passed, $failed failed"
 [ $failed -eq 0 ]

@@ -148,6 +148,7 @@ for d in $daemons; do
     if [ -f "$o/boot-failed" ]; then
         problems+=("$d: $(cat "$o/boot-failed")")
     fi
+    while IFS= read -r line; do problems+=("$d: $line"); done < <(cat "$o/boot-notes" 2>/dev/null)
     for transport in socket xenbus; do
         t=$o/dom0/$transport
         pair "$d: dom0" "scenario over $transport" "$t/scenario-debian.txt" "$t/scenario-ours.txt"

@@ -172,10 +172,12 @@ check() { # check WHAT CMD...: an "ok: WHAT" or "FAIL: WHAT" line in checks.txt
     if "$@" >/dev/null 2>&1; then echo "ok: $what"; else echo "FAIL: $what"; fi >>"$HOSTS_OUT/checks.txt"
 }
 # watch_news NAME: what the watcher NAME printed since the last call, once it has printed
-# nothing for a second (its events come a little after what caused them).
+# nothing for a second (its events come a little after what caused them), or after a minute
+# (a watcher that never stops printing then shows as a difference, not as a hang).
 watch_news() {
-    local f=$HOSTS_OUT/$1-watch.txt seen now=-1
-    while [ "$now" != "$(wc -l <"$f")" ]; do
+    local f=$HOSTS_OUT/$1-watch.txt seen now=-1 _
+    for _ in $(seq 60); do
+        [ "$now" != "$(wc -l <"$f")" ] || break
         now=$(wc -l <"$f")
         sleep 1
     done
@@ -206,7 +208,9 @@ live_updates() {
     for i in $(seq 10); do
         sleep 3
         t0=$(now_ms)
-        out=$(xenstore-control live-update -t 30 "$XENSTORED" 2>&1)
+        # Bounded, so that a daemon that never comes back shows as a failed update, not as a
+        # machine that runs out of time waiting for this loop.
+        out=$(timeout -k 2 90 xenstore-control live-update -t 30 "$XENSTORED" 2>&1)
         rc=$?
         t1=$(now_ms)
         echo "update $i: exit $rc, $((t1 - t0)) ms${out:+: $out}"
@@ -215,7 +219,7 @@ live_updates() {
         fi
     done
     echo "\$ xenstore-control check"
-    xenstore-control check 2>&1
+    timeout -k 2 60 xenstore-control check 2>&1
 }
 if has_part hosts; then
     progress "dom0: hosts: xl create of $HOSTS at once, on our library"

@@ -299,7 +299,13 @@ boot() {
     qrc=$?
     echo "QEMU ran $((SECONDS - boot_start)) s (exit $qrc)"
     grep -a '^XVM:' "$log" | tr -d '\r'
-    [ $qrc -eq 124 ] && echo "QEMU killed after $vm_timeout s"
+    # What hung, for the summary: a step that timed out, or the machine's time running out
+    # (with the last thing it was seen doing).
+    grep -a '^XVM: .*timed out: ' "$log" | tr -d '\r' | sed 's/^XVM: //' >"$out/boot-notes"
+    if [ $qrc -eq 124 ]; then
+        echo "QEMU killed after $vm_timeout s"
+        echo "QEMU killed after $vm_timeout s; last seen: $(grep -a '^XVM:' "$log" | tr -d '\r' | tail -n 1)" >>"$out/boot-notes"
+    fi
     if ! grep -aq '^XVM: init reached' "$log"; then
         tail -n 30 "$log"
         echo "dom0 did not reach its init" >"$out/boot-failed"
