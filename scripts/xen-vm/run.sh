@@ -145,9 +145,13 @@ if [ -n "$build" ]; then
         [ "$(basename "$t")" = xenstore-control ] || ln -s "$t" "$work/bin/"
     done
     ln -s "$REF_BIN/xenstore-control" "$REF_BIN/test-xenstore" "$work/bin/"
-    gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -o "$work/bin/xsprobe" \
-        "$root/tests/reference/xsprobe.c" -L"$REF_LIB" -Wl,-rpath-link,"$REF_LIB" -lxenstore ||
-        die "cannot build xsprobe"
+    # dom0's probe and the guests' run at once: the guests' works under a root of its own, so
+    # that a guest's watches never see what dom0's probe does (which depends on timing).
+    for probe in xsprobe:/probe xsprobe-guest:/probe-guest; do
+        gcc -O2 -Wall -Wextra -Werror -I"$REF_ROOT/usr/include" -DPROBE_ROOT="\"${probe#*:}\"" \
+            -o "$work/bin/${probe%%:*}" "$root/tests/reference/xsprobe.c" -L"$REF_LIB" \
+            -Wl,-rpath-link,"$REF_LIB" -lxenstore || die "cannot build ${probe%%:*}"
+    done
 fi
 ours_lib=$ours_prefix/lib
 [ -e "$ours_lib/libxenstore.so.4" ] || die "no $ours_lib/libxenstore.so.4 (run without --no-build)"

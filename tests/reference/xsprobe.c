@@ -7,8 +7,11 @@
  *
  * Built against Debian's headers and library; at run time LD_LIBRARY_PATH
  * decides which libxenstore.so.4 answers.  Everything it creates lives under
- * /probe or /local/domain/<id> of the domains it introduces, and is removed
- * at the end.  The output must not depend on timing or on the machine.
+ * PROBE_ROOT (/probe unless built with another) or /local/domain/<id> of the
+ * domains it introduces, and is removed at the end.  The output must not
+ * depend on timing or on the machine, nor on another xsprobe running at once
+ * with another PROBE_ROOT (under real Xen, dom0's and the guests' run at
+ * once: a guest's watch under dom0's root would see dom0's changes).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +24,10 @@
 #include <unistd.h>
 
 #include <xenstore.h>
+
+#ifndef PROBE_ROOT
+#define PROBE_ROOT "/probe"
+#endif
 
 static const char *ename(int e)
 {
@@ -196,43 +203,43 @@ static void basics(struct xs_handle *h)
     char what[64];
 
     section("basic calls");
-    show_bool("mkdir(/probe)", xs_mkdir(h, XBT_NULL, "/probe"));
-    show_bool("mkdir(/probe) again", xs_mkdir(h, XBT_NULL, "/probe"));
-    show_read(h, XBT_NULL, "/probe");
-    write_str(h, XBT_NULL, "/probe/a", "1");
-    show_bool("write(/probe/nul, 3 bytes with NUL)",
-              xs_write(h, XBT_NULL, "/probe/nul", nul_value, 3));
-    show_read(h, XBT_NULL, "/probe/nul");
-    show_bool("write(/probe/empty, 0 bytes)", xs_write(h, XBT_NULL, "/probe/empty", "", 0));
-    show_read(h, XBT_NULL, "/probe/empty");
-    show_dir(h, XBT_NULL, "/probe");
-    show_bool("mkdir(/probe/a) over a value", xs_mkdir(h, XBT_NULL, "/probe/a"));
-    show_read(h, XBT_NULL, "/probe/a");
+    show_bool("mkdir(" PROBE_ROOT ")", xs_mkdir(h, XBT_NULL, PROBE_ROOT));
+    show_bool("mkdir(" PROBE_ROOT ") again", xs_mkdir(h, XBT_NULL, PROBE_ROOT));
+    show_read(h, XBT_NULL, PROBE_ROOT);
+    write_str(h, XBT_NULL, PROBE_ROOT "/a", "1");
+    show_bool("write(" PROBE_ROOT "/nul, 3 bytes with NUL)",
+              xs_write(h, XBT_NULL, PROBE_ROOT "/nul", nul_value, 3));
+    show_read(h, XBT_NULL, PROBE_ROOT "/nul");
+    show_bool("write(" PROBE_ROOT "/empty, 0 bytes)", xs_write(h, XBT_NULL, PROBE_ROOT "/empty", "", 0));
+    show_read(h, XBT_NULL, PROBE_ROOT "/empty");
+    show_dir(h, XBT_NULL, PROBE_ROOT);
+    show_bool("mkdir(" PROBE_ROOT "/a) over a value", xs_mkdir(h, XBT_NULL, PROBE_ROOT "/a"));
+    show_read(h, XBT_NULL, PROBE_ROOT "/a");
 
     section("errors");
-    show_read(h, XBT_NULL, "/probe/missing");
-    show_read(h, XBT_NULL, "/probe/missing/deeper");
+    show_read(h, XBT_NULL, PROBE_ROOT "/missing");
+    show_read(h, XBT_NULL, PROBE_ROOT "/missing/deeper");
     show_read(h, XBT_NULL, "no-such-relative-node");
-    show_dir(h, XBT_NULL, "/probe/missing");
-    show_perms(h, "/probe/missing");
-    write_str(h, XBT_NULL, "/probe/bad name", "x");
-    write_str(h, XBT_NULL, "/probe/bad//name", "x");
-    write_str(h, XBT_NULL, "/probe/trailing/", "x");
+    show_dir(h, XBT_NULL, PROBE_ROOT "/missing");
+    show_perms(h, PROBE_ROOT "/missing");
+    write_str(h, XBT_NULL, PROBE_ROOT "/bad name", "x");
+    write_str(h, XBT_NULL, PROBE_ROOT "/bad//name", "x");
+    write_str(h, XBT_NULL, PROBE_ROOT "/trailing/", "x");
     write_str(h, XBT_NULL, "", "x");
-    show_bool("mkdir(/probe/bad name)", xs_mkdir(h, XBT_NULL, "/probe/bad name"));
-    show_bool("rm(/probe/missing)", xs_rm(h, XBT_NULL, "/probe/missing"));
-    show_bool("rm(/probe/missing/deeper)", xs_rm(h, XBT_NULL, "/probe/missing/deeper"));
+    show_bool("mkdir(" PROBE_ROOT "/bad name)", xs_mkdir(h, XBT_NULL, PROBE_ROOT "/bad name"));
+    show_bool("rm(" PROBE_ROOT "/missing)", xs_rm(h, XBT_NULL, PROBE_ROOT "/missing"));
+    show_bool("rm(" PROBE_ROOT "/missing/deeper)", xs_rm(h, XBT_NULL, PROBE_ROOT "/missing/deeper"));
     memset(big, 'v', sizeof(big));
     for (unsigned int n = 2048; n <= 4100; n += 1024) {
         unsigned int len = n > sizeof(big) ? (unsigned int)sizeof(big) : n;
-        snprintf(what, sizeof(what), "write(/probe/big, %u bytes)", len);
-        show_bool(what, xs_write(h, XBT_NULL, "/probe/big", big, len));
+        snprintf(what, sizeof(what), "write(" PROBE_ROOT "/big, %u bytes)", len);
+        show_bool(what, xs_write(h, XBT_NULL, PROBE_ROOT "/big", big, len));
     }
-    show_bool("write(/probe/big, 4100 bytes)", xs_write(h, XBT_NULL, "/probe/big", big, 4100));
-    show_read(h, 12345, "/probe/a");
+    show_bool("write(" PROBE_ROOT "/big, 4100 bytes)", xs_write(h, XBT_NULL, PROBE_ROOT "/big", big, 4100));
+    show_read(h, 12345, PROBE_ROOT "/a");
     show_bool("transaction_end(12345, commit)", xs_transaction_end(h, 12345, false));
-    show_bool("unwatch(/probe, never-set)", xs_unwatch(h, "/probe", "never-set"));
-    show_bool("watch(/probe/bad name)", xs_watch(h, "/probe/bad name", "t"));
+    show_bool("unwatch(" PROBE_ROOT ", never-set)", xs_unwatch(h, PROBE_ROOT, "never-set"));
+    show_bool("watch(" PROBE_ROOT "/bad name)", xs_watch(h, PROBE_ROOT "/bad name", "t"));
 }
 
 static void permissions(struct xs_handle *h)
@@ -242,24 +249,24 @@ static void permissions(struct xs_handle *h)
     char what[64];
 
     section("permissions");
-    write_str(h, XBT_NULL, "/probe/perm", "p");
-    show_perms(h, "/probe/perm");
+    write_str(h, XBT_NULL, PROBE_ROOT "/perm", "p");
+    show_perms(h, PROBE_ROOT "/perm");
     show_bool("strings_to_perms(n0 r5 w7 b9)", xs_strings_to_perms(p, 4, spec));
-    show_bool("set_permissions(/probe/perm, n0 r5 w7 b9)",
-              xs_set_permissions(h, XBT_NULL, "/probe/perm", p, 4));
-    show_perms(h, "/probe/perm");
-    write_str(h, XBT_NULL, "/probe/perm/child", "c");
-    show_perms(h, "/probe/perm/child");
+    show_bool("set_permissions(" PROBE_ROOT "/perm, n0 r5 w7 b9)",
+              xs_set_permissions(h, XBT_NULL, PROBE_ROOT "/perm", p, 4));
+    show_perms(h, PROBE_ROOT "/perm");
+    write_str(h, XBT_NULL, PROBE_ROOT "/perm/child", "c");
+    show_perms(h, PROBE_ROOT "/perm/child");
     p[0].id = 3;
     p[0].perms = XS_PERM_READ;
-    show_bool("set_permissions(/probe/perm, r3)",
-              xs_set_permissions(h, XBT_NULL, "/probe/perm", p, 1));
-    show_perms(h, "/probe/perm");
-    show_bool("set_permissions(/probe/perm, none)",
-              xs_set_permissions(h, XBT_NULL, "/probe/perm", p, 0));
-    show_perms(h, "/probe/perm");
-    show_bool("set_permissions(/probe/missing, r3)",
-              xs_set_permissions(h, XBT_NULL, "/probe/missing", p, 1));
+    show_bool("set_permissions(" PROBE_ROOT "/perm, r3)",
+              xs_set_permissions(h, XBT_NULL, PROBE_ROOT "/perm", p, 1));
+    show_perms(h, PROBE_ROOT "/perm");
+    show_bool("set_permissions(" PROBE_ROOT "/perm, none)",
+              xs_set_permissions(h, XBT_NULL, PROBE_ROOT "/perm", p, 0));
+    show_perms(h, PROBE_ROOT "/perm");
+    show_bool("set_permissions(" PROBE_ROOT "/missing, r3)",
+              xs_set_permissions(h, XBT_NULL, PROBE_ROOT "/missing", p, 1));
     p[0].id = 0;
     p[0].perms = XS_PERM_NONE;
     for (unsigned int n = 1; n <= 4; n++) {
@@ -267,9 +274,9 @@ static void permissions(struct xs_handle *h)
         p[n - 1].perms = XS_PERM_READ;
     }
     p[0].perms = XS_PERM_NONE;
-    snprintf(what, sizeof(what), "set_permissions(/probe/perm, n0 r1 r2 r3)");
-    show_bool(what, xs_set_permissions(h, XBT_NULL, "/probe/perm", p, 4));
-    show_perms(h, "/probe/perm");
+    snprintf(what, sizeof(what), "set_permissions(" PROBE_ROOT "/perm, n0 r1 r2 r3)");
+    show_bool(what, xs_set_permissions(h, XBT_NULL, PROBE_ROOT "/perm", p, 4));
+    show_perms(h, PROBE_ROOT "/perm");
 }
 
 static void transactions(struct xs_handle *h1, struct xs_handle *h2)
@@ -277,78 +284,78 @@ static void transactions(struct xs_handle *h1, struct xs_handle *h2)
     xs_transaction_t t;
 
     section("transactions");
-    write_str(h1, XBT_NULL, "/probe/tx", "0");
+    write_str(h1, XBT_NULL, PROBE_ROOT "/tx", "0");
 
     t = xs_transaction_start(h1);
     line("transaction_start = %s", t ? "id" : "0");
-    write_str(h1, t, "/probe/tx", "inside");
-    show_read(h1, t, "/probe/tx");
-    show_read(h2, XBT_NULL, "/probe/tx");
-    write_str(h1, t, "/probe/tx-new", "new");
-    show_dir(h1, t, "/probe");
+    write_str(h1, t, PROBE_ROOT "/tx", "inside");
+    show_read(h1, t, PROBE_ROOT "/tx");
+    show_read(h2, XBT_NULL, PROBE_ROOT "/tx");
+    write_str(h1, t, PROBE_ROOT "/tx-new", "new");
+    show_dir(h1, t, PROBE_ROOT);
     show_bool("transaction_end(commit)", xs_transaction_end(h1, t, false));
-    show_read(h2, XBT_NULL, "/probe/tx");
-    show_read(h2, XBT_NULL, "/probe/tx-new");
+    show_read(h2, XBT_NULL, PROBE_ROOT "/tx");
+    show_read(h2, XBT_NULL, PROBE_ROOT "/tx-new");
 
     t = xs_transaction_start(h1);
-    write_str(h1, t, "/probe/tx", "aborted");
+    write_str(h1, t, PROBE_ROOT "/tx", "aborted");
     show_bool("transaction_end(abort)", xs_transaction_end(h1, t, true));
-    show_read(h1, XBT_NULL, "/probe/tx");
+    show_read(h1, XBT_NULL, PROBE_ROOT "/tx");
 
     t = xs_transaction_start(h1);
-    show_read(h1, t, "/probe/tx");
-    write_str(h2, XBT_NULL, "/probe/tx", "other");
-    write_str(h1, t, "/probe/tx", "mine");
+    show_read(h1, t, PROBE_ROOT "/tx");
+    write_str(h2, XBT_NULL, PROBE_ROOT "/tx", "other");
+    write_str(h1, t, PROBE_ROOT "/tx", "mine");
     show_bool("transaction_end(commit) after a conflicting write",
               xs_transaction_end(h1, t, false));
-    show_read(h1, XBT_NULL, "/probe/tx");
+    show_read(h1, XBT_NULL, PROBE_ROOT "/tx");
 
     t = xs_transaction_start(h1);
-    show_read(h1, t, "/probe/tx");
-    write_str(h2, XBT_NULL, "/probe/tx-unrelated", "x");
-    write_str(h1, t, "/probe/tx", "mine");
+    show_read(h1, t, PROBE_ROOT "/tx");
+    write_str(h2, XBT_NULL, PROBE_ROOT "/tx-unrelated", "x");
+    write_str(h1, t, PROBE_ROOT "/tx", "mine");
     show_bool("transaction_end(commit) after an unrelated write",
               xs_transaction_end(h1, t, false));
-    show_read(h1, XBT_NULL, "/probe/tx");
+    show_read(h1, XBT_NULL, PROBE_ROOT "/tx");
 
     t = xs_transaction_start(h1);
-    show_bool("rm(/probe/tx, in transaction)", xs_rm(h1, t, "/probe/tx"));
-    show_read(h1, t, "/probe/tx");
-    show_read(h2, XBT_NULL, "/probe/tx");
+    show_bool("rm(" PROBE_ROOT "/tx, in transaction)", xs_rm(h1, t, PROBE_ROOT "/tx"));
+    show_read(h1, t, PROBE_ROOT "/tx");
+    show_read(h2, XBT_NULL, PROBE_ROOT "/tx");
     show_bool("transaction_end(commit)", xs_transaction_end(h1, t, false));
-    show_read(h2, XBT_NULL, "/probe/tx");
+    show_read(h2, XBT_NULL, PROBE_ROOT "/tx");
     show_bool("transaction_end(same id again)", xs_transaction_end(h1, t, false));
 }
 
 static void watches(struct xs_handle *h1, struct xs_handle *h2)
 {
     section("watches");
-    show_bool("watch(/probe/w, tok1)", xs_watch(h2, "/probe/w", "tok1"));
+    show_bool("watch(" PROBE_ROOT "/w, tok1)", xs_watch(h2, PROBE_ROOT "/w", "tok1"));
     show_event(h2, "h2", EVENT_MS);
     show_event(h2, "h2", QUIET_MS);
-    write_str(h1, XBT_NULL, "/probe/w", "1");
+    write_str(h1, XBT_NULL, PROBE_ROOT "/w", "1");
     show_event(h2, "h2", EVENT_MS);
-    write_str(h1, XBT_NULL, "/probe/w/child/grandchild", "2");
+    write_str(h1, XBT_NULL, PROBE_ROOT "/w/child/grandchild", "2");
     show_event(h2, "h2", EVENT_MS);
     show_event(h2, "h2", QUIET_MS);
-    write_str(h1, XBT_NULL, "/probe/wx", "not below /probe/w");
-    show_event(h2, "h2", QUIET_MS);
-
-    show_bool("watch(/probe/w, tok2)", xs_watch(h2, "/probe/w", "tok2"));
-    show_event(h2, "h2", EVENT_MS);
-    show_bool("watch(/probe/w, tok2) again", xs_watch(h2, "/probe/w", "tok2"));
-    write_str(h1, XBT_NULL, "/probe/w", "3");
-    show_event(h2, "h2", EVENT_MS);
-    show_event(h2, "h2", EVENT_MS);
+    write_str(h1, XBT_NULL, PROBE_ROOT "/wx", "not below " PROBE_ROOT "/w");
     show_event(h2, "h2", QUIET_MS);
 
-    show_bool("unwatch(/probe/w, tok1)", xs_unwatch(h2, "/probe/w", "tok1"));
-    show_bool("unwatch(/probe/w, tok1) again", xs_unwatch(h2, "/probe/w", "tok1"));
-    show_bool("rm(/probe/w)", xs_rm(h1, XBT_NULL, "/probe/w"));
+    show_bool("watch(" PROBE_ROOT "/w, tok2)", xs_watch(h2, PROBE_ROOT "/w", "tok2"));
+    show_event(h2, "h2", EVENT_MS);
+    show_bool("watch(" PROBE_ROOT "/w, tok2) again", xs_watch(h2, PROBE_ROOT "/w", "tok2"));
+    write_str(h1, XBT_NULL, PROBE_ROOT "/w", "3");
+    show_event(h2, "h2", EVENT_MS);
     show_event(h2, "h2", EVENT_MS);
     show_event(h2, "h2", QUIET_MS);
-    show_bool("unwatch(/probe/w, tok2)", xs_unwatch(h2, "/probe/w", "tok2"));
-    write_str(h1, XBT_NULL, "/probe/w", "4");
+
+    show_bool("unwatch(" PROBE_ROOT "/w, tok1)", xs_unwatch(h2, PROBE_ROOT "/w", "tok1"));
+    show_bool("unwatch(" PROBE_ROOT "/w, tok1) again", xs_unwatch(h2, PROBE_ROOT "/w", "tok1"));
+    show_bool("rm(" PROBE_ROOT "/w)", xs_rm(h1, XBT_NULL, PROBE_ROOT "/w"));
+    show_event(h2, "h2", EVENT_MS);
+    show_event(h2, "h2", QUIET_MS);
+    show_bool("unwatch(" PROBE_ROOT "/w, tok2)", xs_unwatch(h2, PROBE_ROOT "/w", "tok2"));
+    write_str(h1, XBT_NULL, PROBE_ROOT "/w", "4");
     show_event(h2, "h2", QUIET_MS);
 
     show_bool("watch(probe-rel, rel)", xs_watch(h2, "probe-rel", "rel"));
@@ -359,31 +366,31 @@ static void watches(struct xs_handle *h1, struct xs_handle *h2)
     show_bool("rm(probe-rel)", xs_rm(h1, XBT_NULL, "probe-rel"));
 
     /* A watch fires for changes made inside a transaction only at commit. */
-    show_bool("watch(/probe/tw, tw)", xs_watch(h2, "/probe/tw", "tw"));
+    show_bool("watch(" PROBE_ROOT "/tw, tw)", xs_watch(h2, PROBE_ROOT "/tw", "tw"));
     show_event(h2, "h2", EVENT_MS);
     {
         xs_transaction_t t = xs_transaction_start(h1);
-        write_str(h1, t, "/probe/tw", "in transaction");
+        write_str(h1, t, PROBE_ROOT "/tw", "in transaction");
         show_event(h2, "h2", QUIET_MS);
         show_bool("transaction_end(commit)", xs_transaction_end(h1, t, false));
         show_event(h2, "h2", EVENT_MS);
         t = xs_transaction_start(h1);
-        write_str(h1, t, "/probe/tw", "aborted");
+        write_str(h1, t, PROBE_ROOT "/tw", "aborted");
         show_bool("transaction_end(abort)", xs_transaction_end(h1, t, true));
         show_event(h2, "h2", QUIET_MS);
     }
-    show_bool("unwatch(/probe/tw, tw)", xs_unwatch(h2, "/probe/tw", "tw"));
+    show_bool("unwatch(" PROBE_ROOT "/tw, tw)", xs_unwatch(h2, PROBE_ROOT "/tw", "tw"));
 
     /* Permission changes fire watches too. */
-    show_bool("watch(/probe/perm, perm)", xs_watch(h2, "/probe/perm", "perm"));
+    show_bool("watch(" PROBE_ROOT "/perm, perm)", xs_watch(h2, PROBE_ROOT "/perm", "perm"));
     show_event(h2, "h2", EVENT_MS);
     {
         struct xs_permissions p = { .id = 0, .perms = XS_PERM_NONE };
-        show_bool("set_permissions(/probe/perm, n0)",
-                  xs_set_permissions(h1, XBT_NULL, "/probe/perm", &p, 1));
+        show_bool("set_permissions(" PROBE_ROOT "/perm, n0)",
+                  xs_set_permissions(h1, XBT_NULL, PROBE_ROOT "/perm", &p, 1));
     }
     show_event(h2, "h2", EVENT_MS);
-    show_bool("unwatch(/probe/perm, perm)", xs_unwatch(h2, "/probe/perm", "perm"));
+    show_bool("unwatch(" PROBE_ROOT "/perm, perm)", xs_unwatch(h2, PROBE_ROOT "/perm", "perm"));
 }
 
 static void domains(struct xs_handle *h1, struct xs_handle *h2)
@@ -461,14 +468,14 @@ static void misc(struct xs_handle *h)
              xs_path_is_subpath(sub[i].parent, sub[i].child) ? "true" : "false");
 
     section("read-only open");
-    show_read(h, XBT_NULL, "/probe/a");
+    show_read(h, XBT_NULL, PROBE_ROOT "/a");
     ro = xs_open(XS_OPEN_READONLY);
     line("open(XS_OPEN_READONLY) = %s", ro ? "handle" : ename(errno));
     if (ro) {
-        show_read(ro, XBT_NULL, "/probe/a");
-        write_str(ro, XBT_NULL, "/probe/ro", "written through a read-only handle");
+        show_read(ro, XBT_NULL, PROBE_ROOT "/a");
+        write_str(ro, XBT_NULL, PROBE_ROOT "/ro", "written through a read-only handle");
         xs_close(ro);
-        show_read(h, XBT_NULL, "/probe/ro");
+        show_read(h, XBT_NULL, PROBE_ROOT "/ro");
     }
 
     section("control");
@@ -480,9 +487,9 @@ static void misc(struct xs_handle *h)
     free(s);
 
     section("cleanup");
-    show_bool("rm(/probe)", xs_rm(h, XBT_NULL, "/probe"));
-    s = xs_read(h, XBT_NULL, "/probe", &len);
-    line("read(/probe) = %s", s ? "still there" : ename(errno));
+    show_bool("rm(" PROBE_ROOT ")", xs_rm(h, XBT_NULL, PROBE_ROOT));
+    s = xs_read(h, XBT_NULL, PROBE_ROOT, &len);
+    line("read(" PROBE_ROOT ") = %s", s ? "still there" : ename(errno));
     free(s);
     /* Last, as a daemon that allows it empties the whole store. */
     show_bool("rm(/)", xs_rm(h, XBT_NULL, "/"));
