@@ -33,7 +33,8 @@
 #                      take the C daemon's command line; a script works if the image has its
 #                      interpreter, busybox's sh)
 #   XEN_VM_OURS_LIB    a libxenstore.so.4 to test as "ours" instead of the one built here
-#   XEN_VM_TIMEOUT     seconds before QEMU is killed, per boot (default 600)
+#   XEN_VM_TIMEOUT     seconds before QEMU is killed, per boot (default 800: a boot takes
+#                      about 250 s, 530-560 s with a busy loop beside it on the host)
 #   XEN_VM_SMP         virtual CPUs of the emulated machine (default 2)
 #   XEN_VM_PARTS       what to run, of: socket xenbus toolstack hosts (default all four; a part
 #                      left out makes its comparisons missing, so the run fails)
@@ -46,7 +47,7 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/reference/common.sh"
 cache=${XEN_VM_CACHE:-$root/.xen-vm}
 work=${XEN_VM_WORK:-$root/build/xen-vm}
-vm_timeout=${XEN_VM_TIMEOUT:-600}
+vm_timeout=${XEN_VM_TIMEOUT:-800}
 daemons=${XEN_VM_DAEMONS:-c ours}
 for d in $daemons; do
     case $d in c | ours) ;; *) echo "XEN_VM_DAEMONS: no daemon $d (c, ours)" >&2; exit 64 ;; esac
