@@ -59,7 +59,9 @@ pub trait Engine: Send + 'static {
     fn disconnect(&mut self, conn: ConnId);
     fn handle(&mut self, conn: ConnId, hdr: &Header, payload: &[u8]) -> Result<(), Fatal>;
     fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>>;
-    fn take_dirty(&mut self) -> Vec<ConnId>;
+    /// Appends the connections that received output since the last call to `out` (the
+    /// caller keeps its vector: nothing is allocated per request).
+    fn take_dirty_into(&mut self, out: &mut Vec<ConnId>);
     fn take_released(&mut self) -> Vec<u32>;
     /// The store itself, for host mode (which needs more of it than this contract); `None`
     /// for stand-ins.
@@ -81,8 +83,8 @@ impl Engine for Store {
     fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>> {
         Store::pop_output(self, conn)
     }
-    fn take_dirty(&mut self) -> Vec<ConnId> {
-        Store::take_dirty(self)
+    fn take_dirty_into(&mut self, out: &mut Vec<ConnId>) {
+        Store::take_dirty_into(self, out)
     }
     fn take_released(&mut self) -> Vec<u32> {
         Store::take_released(self)

@@ -138,6 +138,10 @@ pub struct SocketServer<E: Engine = Store> {
     pub(super) conns: Slab<Client>,
     by_id: IdMap<ConnId, usize>,
     touched: Vec<usize>,
+    /// Kept so that no request allocates: `touched` is swapped with this to be walked, and the
+    /// engine's list of connections with new output goes into `dirty`.
+    spare: Vec<usize>,
+    dirty: Vec<ConnId>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
     again: Vec<usize>,
     /// Connections with request bytes left in the socket (their clock running), oldest first.
@@ -176,6 +180,8 @@ impl<E: Engine> SocketServer<E> {
             conns: Slab::default(),
             by_id: IdMap::default(),
             touched: Vec::new(),
+            spare: Vec::new(),
+            dirty: Vec::new(),
             again: Vec::new(),
             deferred: Vec::new(),
             pending_out: 0,
@@ -536,10 +542,11 @@ impl<E: Engine> SocketServer<E> {
         // Watchers first, requesters last: by the time a writer has its reply, the events its
         // request caused are already in the watchers' sockets, and a writer that waits for
         // its reply does not compete for the processor with this loop meanwhile.
-        let mut order = std::mem::take(&mut self.touched);
+        let mut order = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut order, &mut self.touched);
         order.rotate_left(requesters);
         let mut gone = Vec::new();
-        for idx in order {
+        for &idx in &order {
             let Some(c) = self.conns.get_mut(idx) else {
                 continue;
             };
@@ -576,6 +583,8 @@ impl<E: Engine> SocketServer<E> {
             }
             self.update_interest(idx);
         }
+        order.clear();
+        self.spare = order;
         if !gone.is_empty() {
             self.close(&gone);
         }
@@ -598,7 +607,8 @@ impl<E: Engine> SocketServer<E> {
             c.input.handled(n);
         }
         // Output for clients that sent nothing (watch events).
-        for id in s.take_dirty() {
+        s.take_dirty_into(&mut self.dirty);
+        for id in self.dirty.drain(..) {
             if let Some(&idx) = self.by_id.get(&id) {
                 let c = self.conns.get_mut(idx).expect("indexed connection");
                 c.backlog = true;

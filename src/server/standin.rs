@@ -66,8 +66,8 @@ impl Engine for StandIn {
     fn pop_output(&mut self, conn: ConnId) -> Option<Vec<u8>> {
         self.queues.get_mut(&conn)?.pop_front()
     }
-    fn take_dirty(&mut self) -> Vec<ConnId> {
-        std::mem::take(&mut self.dirty)
+    fn take_dirty_into(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.dirty)
     }
     fn take_released(&mut self) -> Vec<u32> {
         Vec::new()

@@ -417,19 +417,16 @@ impl Store {
     }
 
     /// Connections that received output since the last call (still connected ones only).
+    #[cfg(test)]
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        let mut v = std::mem::take(&mut self.dirty);
-        v.retain(|id| self.conns.contains_key(id));
-        for id in &v {
-            if let Some(c) = self.conns.get_mut(id) {
-                c.dirty = false;
-            }
-        }
+        let mut v = Vec::new();
+        self.take_dirty_into(&mut v);
         v
     }
 
-    /// As `take_dirty`, appending to `out`: a caller that keeps its vector allocates nothing
-    /// (the embedded transport calls this after every request).
+    /// Appends the connections that received output since the last call (still connected
+    /// ones only) to `out`: a caller that keeps its vector allocates nothing (the transports
+    /// call this after every request).
     pub fn take_dirty_into(&mut self, out: &mut Vec<ConnId>) {
         for id in self.dirty.drain(..) {
             if let Some(c) = self.conns.get_mut(&id) {

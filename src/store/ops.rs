@@ -161,31 +161,37 @@ impl<'a> Env<'a> {
 
     pub fn write(&mut self, p: &str, value: &[u8]) -> Result<(), Errno> {
         let size_q = self.domains.quota(self.who.domid).node_size;
-        let found = match self.get_checked(p, Need::Write) {
-            Ok(n) => Ok((n.perms.len(), n.child_bytes())),
-            Err(e) => Err(e),
+        let unpriv = self.unprivileged();
+        // An existing node is looked up, checked and changed in one walk down the tree: the
+        // mutable walk copies shared nodes on its way (tree.rs), which changes no content
+        // even when the checks then refuse the write. The checks and the log come in the
+        // order of `get_checked`.
+        let Some(n) = self.tree.node_mut(p) else {
+            return match self.get_checked(p, Need::Write) {
+                Err(Errno(libc::ENOENT)) => self.create(p, value),
+                Err(e) => Err(e),
+                // Not reached: the node was missing a moment ago.
+                Ok(_) => Err(Errno(libc::EIO)),
+            };
         };
-        match found {
-            Ok((nperms, child_bytes)) => {
-                if self.unprivileged()
-                    && exceeds(size_q, node_size(nperms, value.len(), child_bytes))
-                {
-                    return Err(Errno(libc::ENOSPC));
-                }
-                if let Some(log) = self.log.as_deref_mut() {
-                    log.modified(p, None)?;
-                }
-                let g = self.next_gen();
-                if let Some(n) = self.tree.node_mut(p) {
-                    n.set_value(value);
-                    n.gen = g;
-                }
-                self.fire(p, Match::Subtree, EvPerms::Lookup, None);
-                Ok(())
-            }
-            Err(Errno(libc::ENOENT)) => self.create(p, value),
-            Err(e) => Err(e),
+        if let Some(log) = self.log.as_deref_mut() {
+            log.record(p, Some(n))?;
         }
+        if !rights(&self.who, &n.perms).allow(Need::Write) {
+            return Err(Errno(libc::EACCES));
+        }
+        let size = node_size(n.perms.len(), value.len(), n.child_bytes());
+        if unpriv && exceeds(size_q, size) {
+            return Err(Errno(libc::ENOSPC));
+        }
+        if let Some(log) = self.log.as_deref_mut() {
+            log.modified(p, None)?;
+        }
+        *self.gen += 1;
+        n.set_value(value);
+        n.gen = *self.gen;
+        self.fire(p, Match::Subtree, EvPerms::Lookup, None);
+        Ok(())
     }
 
     pub fn mkdir(&mut self, p: &str) -> Result<(), Errno> {

@@ -21,8 +21,11 @@ use super::Errno;
 
 /// The characters a path may contain.
 pub(crate) fn valid_chars(b: &[u8]) -> bool {
-    b.iter()
-        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'/' | b'_' | b'@'))
+    b.iter().all(|&c| valid_char(c))
+}
+
+fn valid_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'/' | b'_' | b'@')
 }
 
 /// Length of a leading "/local/domain/<n>/" (at most 5 digits), or 0: the part of a path the
@@ -53,7 +56,15 @@ pub(crate) fn canonicalize<'a>(
     allow_special: bool,
     path_max: Option<u32>,
 ) -> Result<Cow<'a, str>, Errno> {
-    if !valid_chars(raw) || (raw.first() == Some(&b'@') && !allow_special) {
+    // Characters and "//" in one pass over the bytes. A relative path gains a prefix without
+    // "//" and a '/' before its first byte, which is not '/': its "//" are all in `raw`.
+    let mut prev = 0;
+    let well_formed = raw.iter().all(|&c| {
+        let ok = valid_char(c) && !(c == b'/' && prev == b'/');
+        prev = c;
+        ok
+    });
+    if !well_formed || (raw.first() == Some(&b'@') && !allow_special) {
         return Err(Errno(libc::EINVAL));
     }
     // Valid characters are ASCII, so this cannot fail; map it anyway rather than panic.
@@ -63,7 +74,7 @@ pub(crate) fn canonicalize<'a>(
     } else {
         Cow::Owned(format!("/local/domain/{domid}/{s}"))
     };
-    if (name.ends_with('/') && name != "/") || name.contains("//") || name.is_empty() {
+    if (name.ends_with('/') && name != "/") || name.is_empty() {
         return Err(Errno(libc::EINVAL));
     }
     if name.len() > XENSTORE_ABS_PATH_MAX as usize {
