@@ -167,11 +167,12 @@ impl<'a> Env<'a> {
         // even when the checks then refuse the write. The checks and the log come in the
         // order of `get_checked`.
         let Some(n) = self.tree.node_mut(p) else {
-            return match self.get_checked(p, Need::Write) {
-                Err(Errno(libc::ENOENT)) => self.create(p, value),
+            // Missing: ENOENT if the requester may know that (`get_checked`, which also logs
+            // the lookup), and then created (which finds nothing to create, EEXIST, should
+            // the node be there after all).
+            return match self.get_checked(p, Need::Write).map(|_| ()) {
+                Ok(()) | Err(Errno(libc::ENOENT)) => self.create(p, value),
                 Err(e) => Err(e),
-                // Not reached: the node was missing a moment ago.
-                Ok(_) => Err(Errno(libc::EIO)),
             };
         };
         if let Some(log) = self.log.as_deref_mut() {
