@@ -290,3 +290,29 @@ fn generation_inside_transaction() {
         "outside unchanged"
     );
 }
+
+/// A refused write changes nothing, inside a transaction or beside one: the node keeps its
+/// value and generation, and transactions that read it commit without a conflict.
+#[test]
+fn refused_writes_change_nothing() {
+    let mut h = H::new();
+    let tool = h.conn(0);
+    let g = h.conn(3);
+    h.write(tool, "/s/v", "old");
+    let gen = |h: &mut H| h.ok(tool, T::XS_DIRECTORY_PART, 0, &z(&["/s/v", "0"]));
+    let before = gen(&mut h);
+    let ttx = start(&mut h, tool);
+    assert_eq!(tread(&mut h, tool, ttx, "/s/v").unwrap(), "old");
+    let gtx = start(&mut h, g);
+    assert_eq!(h.err(g, T::XS_WRITE, gtx, b"/s/v\0x"), "EACCES");
+    assert_eq!(h.err(g, T::XS_WRITE, 0, b"/s/v\0x"), "EACCES");
+    assert_eq!(h.err(g, T::XS_WRITE, 0, b"/s/w\0x"), "EACCES");
+    assert_eq!(gen(&mut h), before);
+    assert_eq!(h.read(tool, "/s/v").unwrap(), "old");
+    assert_eq!(h.read(tool, "/s/w").unwrap_err(), "ENOENT");
+    end(&mut h, g, gtx, true).unwrap();
+    twrite(&mut h, tool, ttx, "/s/t", "x");
+    end(&mut h, tool, ttx, true).unwrap();
+    assert_eq!(h.read(tool, "/s/v").unwrap(), "old");
+    h.check();
+}
