@@ -88,8 +88,8 @@ fn expect_idle(pid: u32, tid: &str, what: &str, how: Sleep) {
     let mut before = switches(pid, tid);
     if how == Sleep::Read {
         // A read also wakes (and sleeps again, not returning) when the peer takes bytes we
-        // sent off the socket, and our daemon takes a request's bytes up to DEFER_MAX after
-        // replying (src/server/deferred.rs): the handle's last request may still do that once.
+        // sent off the socket, and our daemon takes a request's bytes just after replying
+        // (src/server/deferred.rs): the handle's last request may still do that once.
         std::thread::sleep(Duration::from_millis(200));
         let after = switches(pid, tid);
         assert!(

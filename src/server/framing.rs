@@ -22,15 +22,6 @@ impl InBuf {
         InBuf::default()
     }
 
-    /// Bytes held (a partial message, or several messages not yet handled).
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The bytes held, not handled yet (a live update hands them over).
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
@@ -240,7 +231,7 @@ mod tests {
             }
         }
         assert_eq!(seen, vec![(1, b"/a\0".to_vec()), (2, b"/b\0xyz".to_vec())]);
-        assert!(inb.is_empty());
+        assert!(inb.pending().is_empty());
     }
 
     #[test]
@@ -259,7 +250,7 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 100);
-        assert_eq!(inb.len(), 10);
+        assert_eq!(inb.pending().len(), 10);
         inb.extend(&tail[10..]);
         assert_eq!(inb.next_message().unwrap().unwrap().0.req_id, 100);
     }

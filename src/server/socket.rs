@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::deferred::{Deferred, DEFER_MAX};
+use super::deferred::Deferred;
 use super::framing::{InBuf, OutQueue};
 use super::host::HostRings;
 use super::slab::Slab;
@@ -144,8 +144,6 @@ pub struct SocketServer<E: Engine = Store> {
     dirty: Vec<ConnId>,
     /// Connections to revisit without waiting for readiness (just unpaused, or more to read).
     again: Vec<usize>,
-    /// Connections with request bytes left in the socket (their clock running), oldest first.
-    deferred: Vec<usize>,
     /// Connections with output queued (those registered for WRITABLE).
     pending_out: usize,
     pub(super) scratch: Vec<u8>,
@@ -183,7 +181,6 @@ impl<E: Engine> SocketServer<E> {
             spare: Vec::new(),
             dirty: Vec::new(),
             again: Vec::new(),
-            deferred: Vec::new(),
             pending_out: 0,
             last_tick: Instant::now(),
             host: None,
@@ -285,8 +282,6 @@ impl<E: Engine> SocketServer<E> {
             let host_work = self.host.as_ref().is_some_and(HostRings::has_work);
             let mut timeout = if !self.again.is_empty() || host_work {
                 0
-            } else if !self.deferred.is_empty() {
-                DEFER_MAX.as_millis() as i32
             } else if self.needs_tick() || self.updating {
                 TICK.as_millis() as i32
             } else {
@@ -343,39 +338,10 @@ impl<E: Engine> SocketServer<E> {
             if self.updating {
                 self.poll_live_update();
             }
-            let now = Instant::now();
-            if !self.deferred.is_empty() {
-                self.consume_aged(now);
-            }
-            if now.saturating_duration_since(self.last_tick) >= TICK {
+            if Instant::now().saturating_duration_since(self.last_tick) >= TICK {
                 self.tick();
             }
         }
-    }
-
-    /// Consumes what has waited in the sockets for `DEFER_MAX` (or was consumed meanwhile).
-    fn consume_aged(&mut self, now: Instant) {
-        let SocketServer {
-            deferred,
-            conns,
-            scratch,
-            again,
-            ..
-        } = self;
-        deferred.retain(|&idx| {
-            let Some(c) = conns.get_mut(idx) else {
-                return false;
-            };
-            if !c.input.aged(now) {
-                return true;
-            }
-            c.consume(scratch);
-            c.input.stop_clock();
-            if c.closing {
-                again.push(idx);
-            }
-            false
-        });
     }
 
     fn needs_tick(&self) -> bool {
@@ -557,12 +523,7 @@ impl<E: Engine> SocketServer<E> {
             if c.input.pending() && !c.closing {
                 // After the reply went out, so a client blocked waiting for it has been woken
                 // by it already and taking its request bytes wakes nobody (see deferred.rs).
-                // `paused`: its requests wait in `inbuf`, not in the socket.
-                if c.paused || !c.inbuf.is_empty() || c.input.due() {
-                    c.consume(&mut self.scratch);
-                } else if c.input.start_clock() {
-                    self.deferred.push(idx);
-                }
+                c.consume(&mut self.scratch);
             }
             if c.closing {
                 // End of stream: whatever fitted into the socket has been sent.
@@ -603,8 +564,7 @@ impl<E: Engine> SocketServer<E> {
             let Some(c) = self.conns.get_mut(idx) else {
                 continue;
             };
-            let n = handle_requests(&mut *s, c, &self.cfg);
-            c.input.handled(n);
+            handle_requests(&mut *s, c, &self.cfg);
         }
         // Output for clients that sent nothing (watch events).
         s.take_dirty_into(&mut self.dirty);
@@ -755,8 +715,7 @@ impl<E: Engine> Drop for SocketServer<E> {
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
 /// Returns how many were handled.
-fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> u32 {
-    let mut handled = 0;
+fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) {
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
             c.paused = true;
@@ -764,7 +723,6 @@ fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> 
         }
         match c.inbuf.next_message() {
             Ok(Some((hdr, payload))) => {
-                handled += 1;
                 if let Err(e) = s.handle(c.id, &hdr, payload) {
                     if cfg.verbose {
                         eprintln!("xenstored: closing client {}: {}", c.id.0, e.0);
@@ -772,7 +730,7 @@ fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> 
                     c.closing = true;
                     // Send what the engine queued before the failure, then close.
                     pull_output(s, c, usize::MAX);
-                    return handled;
+                    return;
                 }
                 pull_output(s, c, cfg.out_high);
             }
@@ -783,11 +741,10 @@ fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) -> 
                     eprintln!("xenstored: closing client {}: {:?}", c.id.0, e);
                 }
                 c.closing = true;
-                return handled;
+                return;
             }
         }
     }
-    handled
 }
 
 /// Moves queued output from the engine into `c.out` while it holds less than `high` bytes.
