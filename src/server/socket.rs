@@ -714,7 +714,6 @@ impl<E: Engine> Drop for SocketServer<E> {
 }
 
 /// Handles the whole requests buffered for `c`, in order, until its output reaches the bound.
-/// Returns how many were handled.
 fn handle_requests<E: Engine>(s: &mut E, c: &mut Client, cfg: &ServerConfig) {
     while !c.paused {
         if c.out.bytes() >= cfg.out_high {
