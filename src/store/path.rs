@@ -193,6 +193,9 @@ mod tests {
             &b""[..],
             b"/a/",
             b"/a//b",
+            b"a//b",
+            b"//a",
+            b"a/",
             b"a b",
             b"/a\xff",
             b"@x",
@@ -207,6 +210,10 @@ mod tests {
         assert_eq!(
             canonicalize(b"@releaseDomain", 0, true, None).unwrap(),
             "@releaseDomain"
+        );
+        assert_eq!(
+            canonicalize(b"@a//b", 0, true, None),
+            Err(Errno(libc::EINVAL))
         );
         let long = format!("/{}", "a".repeat(3072));
         assert_eq!(
