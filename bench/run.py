@@ -223,7 +223,8 @@ def print_targets(results):
     print("| target | measured | met |\n|---|---|---|")
 
     def row(what, values, ok):
-        print("| %s | %s | %s |" % (what, values, "yes" if ok else "no"), flush=True)
+        verdict = "see the watch section" if ok is None else "yes" if ok else "no"
+        print("| %s | %s | %s |" % (what, values, verdict), flush=True)
 
     for label, a, b, want in [("pinned: our library >= 1.2x Debian's (C xenstored)",
                                "ours+C", BASE, 1.2),
@@ -248,9 +249,11 @@ def print_targets(results):
         # pairs them round by round).
         def m(workload):
             return med([r[0] for r in results[workload][False]["ours+ours"]])
+        # Medians of rounds run at different times: they show the spread more than the
+        # ratio, so the verdict is left to the watch section.
         r = m("read_watched") / m("read")
         row("not pinned: reads with a watch at least as fast as without (ours+ours)",
-            "%.2fx" % r, r >= 1.0)
+            "%.2fx (two medians of separate rounds)" % r, None)
     worst_cpu = []
     for w in have:
         for p in (False, True):
