@@ -245,12 +245,11 @@ def print_targets(results):
     row("not pinned: our library with our daemon >= 1.5x Debian's with the C xenstored",
         ", ".join("%s %.2fx" % kv for kv in rs.items()), all(v >= 1.5 for v in rs.values()))
     if "read" in have and "read_watched" in have:
-        # Two workloads, run in rounds of their own: compared as medians (section "watch"
-        # pairs them round by round).
+        # Two workloads, run in rounds of their own, so only their medians compare; those
+        # show the spread more than the ratio: the verdict is left to the watch section,
+        # which pairs them round by round.
         def m(workload):
             return med([r[0] for r in results[workload][False]["ours+ours"]])
-        # Medians of rounds run at different times: they show the spread more than the
-        # ratio, so the verdict is left to the watch section.
         r = m("read_watched") / m("read")
         row("not pinned: reads with a watch at least as fast as without (ours+ours)",
             "%.2fx (two medians of separate rounds)" % r, None)

@@ -56,9 +56,9 @@ guest_scenario() {
     run xenstore-exists xenstore-test
 
     section "library probe (xsprobe.c), unprivileged"
-    # Unprivileged, more of its waits for an event end with none after 5 s: it lasts 57-58 s,
-    # too close to a step's minute. Four steps' time, as in scenario.sh.
-    # xsprobe with its nodes under /probe-guest, not dom0's /probe (run.sh).
+    # xsprobe with its nodes under /probe-guest, not dom0's /probe (run.sh). Unprivileged,
+    # more of its waits for an event end with none after 5 s: it lasts 57-58 s, too close to
+    # a step's minute, so it gets four steps' time, as in scenario.sh.
     STEP_TIMEOUT=$((STEP_TIMEOUT * 4)) run xsprobe-guest
 
     section "final tree"
